@@ -1,0 +1,427 @@
+"""Softmax and center loss (Wen et al., ECCV 2016) on MNIST with MXNet Gluon.
+
+    python main.py --train --center_loss   # stage 1: softmax + lmbd * center loss
+    python main.py --second_train          # stage 2: center loss alone, centers frozen
+    python main.py --test                  # softmax, nearest-center and k-NN accuracy
+"""
+import argparse
+import os
+import sys
+import time
+
+import compat  # noqa: F401  (before mxnet: numpy alias, thread count)
+
+import numpy as np
+import mxnet as mx
+from mxnet import autograd, gluon, nd
+from tqdm import tqdm
+
+import utils
+from center_loss import CenterLoss, UPDATES
+from models import ACTIVATIONS, MODELS, get_model
+from utils import UserError
+
+EVAL_METHODS = ('softmax', 'center', 'knn')
+# Flags that fix the network's shape: a later stage takes them from the checkpoint.
+ARCH_DEFAULTS = {'model': 'lenet++', 'act': 'leaky', 'feature_size': 2, 'num_classes': 10}
+
+
+# --------------------------------------------------------------------------- command line
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit status 2, no usage dump
+        self.exit(2, '%s: error: %s (see --help)\n' % (self.prog, message))
+
+
+def str2bool(value):
+    v = str(value).strip().lower()
+    if v in ('1', 'true', 'yes', 'y', 'on'):
+        return True
+    if v in ('0', 'false', 'no', 'n', 'off'):
+        return False
+    raise argparse.ArgumentTypeError('expected a boolean (True/False), got %r' % value)
+
+
+def positive(kind):
+    def parse(value):
+        try:
+            v = kind(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError('expected a %s, got %r' % (kind.__name__, value))
+        if not v > 0:
+            raise argparse.ArgumentTypeError('must be > 0, got %r' % value)
+        return v
+    return parse
+
+
+def non_negative(value):
+    v = float(value)
+    if v < 0:
+        raise argparse.ArgumentTypeError('must be >= 0, got %r' % value)
+    return v
+
+
+def parse_args(argv=None):
+    p = Parser(prog='main.py', description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    mode = p.add_argument_group('what to do (any combination, run in this order)')
+    mode.add_argument('--train', action='store_true', help='first stage: softmax (+ center loss with --center_loss)')
+    mode.add_argument('--center_loss', action='store_true', help='add lmbd * center loss to the first stage')
+    mode.add_argument('--second_train', action='store_true',
+                      help='second stage: center loss alone, centers frozen, from the first stage\'s best checkpoint')
+    mode.add_argument('--test', action='store_true', help='evaluate the best checkpoint of the last stage named')
+
+    files = p.add_argument_group('files')
+    files.add_argument('--prefix', default=None,
+                       help='name of the first stage (default: center-loss with --center_loss or with '
+                            '--second_train/--test alone, else softmax); the second stage is <prefix>-second')
+    files.add_argument('--ckpt_dir', default='ckpt')
+    files.add_argument('--out_dir', default='output')
+    files.add_argument('--dataset', default='mnist', choices=sorted(utils.SHA256))
+    files.add_argument('--data_dir', default=None, help='directory with the four IDX files (.gz or raw)')
+    files.add_argument('--train_samples', type=positive(int), default=None, help='use the first N training images')
+    files.add_argument('--test_samples', type=positive(int), default=None, help='use the first N test images')
+
+    opt = p.add_argument_group('optimisation')
+    opt.add_argument('--epochs', type=positive(int), default=20)
+    opt.add_argument('--batch_size', type=positive(int), default=128)
+    opt.add_argument('--optimizer', choices=('sgd', 'adam'), default='sgd', help='sgd uses --momentum')
+    opt.add_argument('--lr', type=positive(float), default=0.01)
+    opt.add_argument('--momentum', type=non_negative, default=0.9)
+    opt.add_argument('--lr_step', type=positive(int), default=8, help='multiply lr by lr_factor every N epochs')
+    opt.add_argument('--lr_factor', type=positive(float), default=0.1)
+    opt.add_argument('--wd', type=non_negative, default=5e-4, help='weight decay')
+    opt.add_argument('--seed', type=int, default=42)
+
+    cl = p.add_argument_group('center loss')
+    cl.add_argument('--lmbd', type=non_negative, default=1.0, help='lambda: weight of the center loss')
+    cl.add_argument('--alpha', type=positive(float), default=0.5, help='alpha: learning rate of the centers')
+    cl.add_argument('--center_update', choices=UPDATES, default='gradient',
+                    help='gradient: balanced loss, centers by SGD at alpha; paper: Eq. 4 of the paper')
+
+    net = p.add_argument_group('network (later stages take these from the checkpoint)')
+    net.add_argument('--model', choices=sorted(MODELS), default=None, help='default lenet++')
+    net.add_argument('--act', choices=ACTIVATIONS, default=None, help='default leaky')
+    net.add_argument('--feature_size', type=positive(int), default=None, help='default 2')
+    net.add_argument('--num_classes', type=positive(int), default=None, help='default 10')
+
+    ev = p.add_argument_group('evaluation and output')
+    ev.add_argument('--eval_method', choices=EVAL_METHODS, default=None,
+                    help='accuracy that picks the best checkpoint (default: softmax for the first stage, '
+                         'center for the second) and that --test prints (default: all three)')
+    ev.add_argument('--knn_k', type=positive(int), default=10, help='neighbours for --eval_method knn')
+    ev.add_argument('--plotting', dest='plotting', action='store_true', default=True,
+                    help='feature-map PNG per epoch and GIFs (the default)')
+    ev.add_argument('--no_plotting', dest='plotting', action='store_false', help='no pictures')
+
+    dev = p.add_argument_group('device')
+    dev.add_argument('--use_gpu', type=str2bool, default=True, help='False forces the CPU')
+    dev.add_argument('--gpus', default=None, help='GPU index, e.g. 0 (default: gpu 0 if MXNet sees one)')
+
+    args = p.parse_args(argv)
+    if not (args.train or args.second_train or args.test):
+        p.error('nothing to do: pass --train [--center_loss], --second_train and/or --test')
+    if args.prefix is None:
+        args.prefix = 'softmax' if args.train and not args.center_loss else 'center-loss'
+    if not args.prefix or os.sep in args.prefix or '/' in args.prefix or args.prefix.startswith('.'):
+        p.error('--prefix %r must be a plain name: no path separator, not starting with "."' % args.prefix)
+    return args
+
+
+def get_context(args):
+    if not args.use_gpu:
+        return mx.cpu()
+    num_gpus = mx.context.num_gpus()
+    if args.gpus is None:
+        return mx.gpu(0) if num_gpus > 0 else mx.cpu()
+    try:
+        ids = [int(i) for i in args.gpus.split(',') if i.strip()]
+    except ValueError:
+        raise UserError('--gpus %r: expected an index such as 0' % args.gpus)
+    if len(ids) != 1:
+        raise UserError('--gpus takes one GPU in this version, got %r' % args.gpus)
+    if not 0 <= ids[0] < num_gpus:
+        raise UserError('--gpus %d: MXNet sees %d GPU(s)%s' % (
+            ids[0], num_gpus, '' if num_gpus else ' (CPU build, or no driver): use --use_gpu False'))
+    return mx.gpu(ids[0])
+
+
+# --------------------------------------------------------------------------- data and model
+
+def load_data(args, ctx):
+    directory = utils.find_data(args.dataset, args.data_dir)
+    train_img, train_lbl = utils.load_split(directory, 'train')
+    test_img, test_lbl = utils.load_split(directory, 'test')
+    train_img, train_lbl = train_img[:args.train_samples], train_lbl[:args.train_samples]
+    test_img, test_lbl = test_img[:args.test_samples], test_lbl[:args.test_samples]
+    top = int(max(train_lbl.max(), test_lbl.max()))
+    if top >= args.num_classes:
+        raise UserError('labels go up to %d but --num_classes is %d' % (top, args.num_classes))
+    # Normalise with the training set's own statistics, whatever the dataset.
+    mean, std = train_img.mean() / 255.0, train_img.std() / 255.0
+    train_x, train_y = utils.to_nd(train_img, train_lbl, mean, std, ctx)
+    test_x, test_y = utils.to_nd(test_img, test_lbl, mean, std, ctx)
+    print('data: %s from %s, %d train / %d test images' % (args.dataset, directory, len(train_lbl), len(test_lbl)))
+    return dict(train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y,
+                class_names=utils.CLASS_NAMES[args.dataset])
+
+
+def resolve_arch(args, meta=None):
+    """Fill model/act/feature_size/num_classes from a checkpoint or the defaults;
+    a value given on the command line must agree with the checkpoint."""
+    for key, default in ARCH_DEFAULTS.items():
+        given = getattr(args, key)
+        if meta is None:
+            setattr(args, key, default if given is None else given)
+        elif given is not None and given != meta[key]:
+            raise UserError('the checkpoint was made with --%s %s, not %s: drop the flag or retrain'
+                            % (key, meta[key], given))
+        else:
+            setattr(args, key, meta[key])
+
+
+def build_net(args, ctx):
+    net = get_model(args.model, args.num_classes, args.feature_size, args.act)
+    net.initialize(mx.init.Xavier(magnitude=2.24), ctx=ctx)
+    net(nd.zeros((1, 1, 28, 28), ctx=ctx))  # settle deferred shapes so a checkpoint can be checked
+    net.hybridize(static_alloc=True, static_shape=True)
+    return net
+
+
+def ckpt_path(args, prefix, tag):
+    return os.path.join(args.ckpt_dir, '%s-%s.params' % (prefix, tag))
+
+
+def load_stage(args, prefix, ctx, make_hint):
+    arrays, meta = utils.load_checkpoint(ckpt_path(args, prefix, 'best'), make_hint)
+    try:
+        resolve_arch(args, meta)
+    except KeyError:
+        raise UserError('%s lacks its description; retrain to make it again' % ckpt_path(args, prefix, 'best'))
+    net = build_net(args, ctx)
+    utils.restore_net(net, arrays, ctx)
+    return net, arrays['centers'].as_in_context(ctx), meta
+
+
+class Objective(gluon.HybridBlock):
+    """One graph for a training step: scores, features, and the per-sample
+    softmax and center losses (either may be switched off)."""
+
+    def __init__(self, net, center_loss=None, softmax=True, **kwargs):
+        super(Objective, self).__init__(**kwargs)
+        self.net = net
+        self.center_loss = center_loss
+        self.ce = gluon.loss.SoftmaxCrossEntropyLoss() if softmax else None
+
+    def hybrid_forward(self, F, x, y):
+        scores, features = self.net(x)
+        l_s = self.ce(scores, y) if self.ce is not None else F.zeros_like(y)
+        l_c = self.center_loss(features, y) if self.center_loss is not None else F.zeros_like(y)
+        return l_s + l_c, l_s, l_c, scores, features
+
+
+# --------------------------------------------------------------------------- training
+
+def train_stage(args, data, ctx, stage):
+    """Train one stage; returns the prefix its checkpoints were saved under."""
+    second = stage == 'second'
+    prefix = args.prefix + '-second' if second else args.prefix
+    if second:
+        net, centers, first_meta = load_stage(
+            args, args.prefix, ctx, ': run `python main.py --train --center_loss%s` first'
+            % ('' if args.prefix == 'center-loss' else ' --prefix ' + args.prefix))
+        print('second stage from %s (epoch %d), centers frozen' % (ckpt_path(args, args.prefix, 'best'),
+                                                                      first_meta['epoch']))
+    else:
+        net = build_net(args, ctx)
+    metric = args.eval_method or ('center' if second else 'softmax')
+
+    use_center = second or args.center_loss
+    center_loss, center_trainer = None, None
+    if use_center:
+        center_loss = CenterLoss(args.num_classes, args.feature_size, args.lmbd, update=args.center_update)
+        center_loss.initialize(mx.init.Normal(0.01), ctx=ctx)
+        if second:
+            center_loss.centers.weight.set_data(centers)
+            center_loss.collect_params().setattr('grad_req', 'null')
+        else:  # the centers' own plain SGD at rate alpha, whatever the network's schedule
+            center_trainer = gluon.Trainer(center_loss.collect_params(), 'sgd',
+                                           {'learning_rate': args.alpha, 'momentum': 0.0, 'wd': 0.0})
+    if second:
+        # Only the center loss drives this stage: the class layer keeps the first
+        # stage's weights (no weight decay on it either), so softmax accuracy
+        # still reads off the moved features.
+        net.output.collect_params().setattr('grad_req', 'null')
+    params = {k: v for k, v in net.collect_params().items() if v.grad_req != 'null'}
+    opt_params = {'learning_rate': args.lr, 'wd': args.wd}
+    if args.optimizer == 'sgd':
+        opt_params['momentum'] = args.momentum
+    trainer = gluon.Trainer(params, args.optimizer, opt_params)
+    objective = Objective(net, center_loss, softmax=not second)
+    objective.hybridize(static_alloc=True, static_shape=True)
+
+    os.makedirs(args.ckpt_dir, exist_ok=True)
+    os.makedirs(args.out_dir, exist_ok=True)
+    utils.remove_outputs(args.out_dir, prefix)
+    train_x, train_y, test_x, test_y = data['train_x'], data['train_y'], data['test_x'], data['test_y']
+    n = train_x.shape[0]
+    rng = np.random.RandomState(args.seed)
+    plot_idx = np.sort(rng.choice(n, min(n, 10000), replace=False))  # same points in every frame
+    projection = utils.Projection()
+    train_lbl_np, test_lbl_np = train_y.asnumpy().astype(int), test_y.asnumpy().astype(int)
+    history, frames, best = [], {'train': [], 'test': []}, -1.0
+    title = {'first': 'softmax + center loss' if use_center else 'softmax', 'second': 'center loss only'}[stage]
+    print('%s stage "%s": %s, %d epochs, lr %g (x%g every %d), batch %d%s'
+          % (stage, prefix, title, args.epochs, args.lr, args.lr_factor, args.lr_step, args.batch_size,
+             ', lmbd %g, alpha %g, %s update' % (args.lmbd, args.alpha, args.center_update) if use_center else ''))
+
+    for epoch in range(1, args.epochs + 1):
+        lr = args.lr * args.lr_factor ** ((epoch - 1) // args.lr_step)
+        trainer.set_learning_rate(lr)
+        tic = time.time()
+        order = rng.permutation(n)
+        # Running sums stay on the device: reading them back is a sync point, so
+        # it happens every `sync_every` batches, not every batch.
+        sums = nd.zeros((3,), ctx=ctx)   # softmax loss, center loss, correct predictions
+        feats, sync_every = [], 50
+        batches = range(0, n, args.batch_size)
+        bar = tqdm(batches, desc='%s %d/%d' % (prefix, epoch, args.epochs), leave=False, disable=None)
+        for b, start in enumerate(bar):
+            idx = nd.array(order[start:start + args.batch_size], ctx=ctx, dtype='int32')
+            x, y = nd.take(train_x, idx), nd.take(train_y, idx)
+            with autograd.record():
+                loss, l_s, l_c, scores, features = objective(x, y)
+            loss.backward()
+            trainer.step(x.shape[0])
+            if center_trainer is not None:
+                center_trainer.step(x.shape[0])
+            sums += nd.concat(l_s.sum(), l_c.sum(), (nd.argmax(scores, axis=1) == y).sum(), dim=0)
+            feats.append(features)
+            if (b + 1) % sync_every == 0 or b + 1 == len(batches):
+                s = sums.asnumpy()
+                if not np.all(np.isfinite(s)):
+                    raise UserError('the loss became %s in epoch %d by batch %d; lower --lr%s'
+                                    % (s[0] + s[1], epoch, b + 1, ' or --lmbd' if use_center else ''))
+                seen = min(start + args.batch_size, n)
+                bar.set_postfix(loss='%.4f' % ((s[0] + s[1]) / seen), acc='%.4f' % (s[2] / seen))
+        bar.close()
+        train_time = time.time() - tic
+
+        # Features of the training set as this epoch's forward passes saw them.
+        train_feat = nd.take(nd.concat(*feats, dim=0), nd.array(np.argsort(order), ctx=ctx, dtype='int32'))
+        if use_center:
+            centers = center_loss.centers.weight.data()
+        else:  # softmax alone has no centers: use the class means for nearest-center
+            centers = utils.class_means(train_feat, train_y, args.num_classes)
+        test_scores, test_feat = utils.forward_all(net, test_x)
+        s = sums.asnumpy() / n
+        record = dict(epoch=epoch, lr=lr, loss_softmax=None if second else float(s[0]),
+                      loss_center=float(s[1]) if use_center else None, train_acc=float(s[2]),
+                      test_acc_softmax=utils.accuracy(utils.predict_softmax(test_scores), test_y),
+                      test_acc_center=utils.accuracy(utils.predict_center(test_feat, centers), test_y))
+        if metric == 'knn':
+            record['test_acc_knn'] = utils.accuracy(utils.predict_knn(
+                test_feat, train_feat, train_y, args.knn_k, args.num_classes), test_y)
+        record['time'] = time.time() - tic
+        record['train_time'] = train_time
+        history.append(record)
+        print('[%s] epoch %2d/%d  lr %.4g  loss: softmax %s center %s  train acc %.4f  test acc: softmax %.4f '
+              'center %.4f%s  %.1fs (%d img/s)'
+              % (prefix, epoch, args.epochs, lr,
+                 '-' if record['loss_softmax'] is None else '%.4f' % record['loss_softmax'],
+                 '-' if record['loss_center'] is None else '%.4f' % record['loss_center'],
+                 record['train_acc'], record['test_acc_softmax'], record['test_acc_center'],
+                 '  knn %.4f' % record['test_acc_knn'] if metric == 'knn' else '', record['time'],
+                 n / train_time))
+
+        meta = dict(model=args.model, act=args.act, feature_size=args.feature_size,
+                    num_classes=args.num_classes, dataset=args.dataset, stage=stage, prefix=prefix,
+                    center_loss=use_center, epoch=epoch, metrics=record)
+        utils.save_checkpoint(ckpt_path(args, prefix, 'last'), net, centers, meta)
+        if record['test_acc_' + metric] > best:
+            best = record['test_acc_' + metric]
+            utils.save_checkpoint(ckpt_path(args, prefix, 'best'), net, centers, meta)
+        utils.write_json(os.path.join(args.out_dir, '%s-metrics.json' % prefix), history)
+
+        if args.plotting:
+            c = centers.asnumpy()
+            tf = train_feat.asnumpy()[plot_idx]
+            projection.fit(tf)
+            for split, f, lbl, acc in (('train', tf, train_lbl_np[plot_idx], record['train_acc']),
+                                       ('test', test_feat.asnumpy(), test_lbl_np, record['test_acc_softmax'])):
+                path = os.path.join(args.out_dir, '%s-%s-epoch-%02d.png' % (prefix, split, epoch))
+                utils.plot_features(path, projection(f), lbl, args.num_classes,
+                                    '%s (%s), %s set, epoch %d, accuracy %.4f'
+                                    % (title, stage + ' stage', split, epoch, acc),
+                                    centers=projection(c), class_names=data['class_names'])
+                frames[split].append(path)
+
+    if args.plotting:
+        for split in ('train', 'test'):
+            utils.make_gif(os.path.join(args.out_dir, '%s-%s.gif' % (prefix, split)), frames[split])
+        utils.plot_curves(os.path.join(args.out_dir, '%s-curves.png' % prefix), history, '%s: %s' % (prefix, title))
+        print('pictures: %s/%s-{train,test}.gif, %s-curves.png' % (args.out_dir, prefix, prefix))
+    print('best test accuracy (%s) %.4f; checkpoints: %s, %s'
+          % (metric, best, ckpt_path(args, prefix, 'best'), ckpt_path(args, prefix, 'last')))
+    return prefix
+
+
+# --------------------------------------------------------------------------- test
+
+def test(args, data, ctx, prefix):
+    """Accuracy of the best checkpoint of ``prefix`` by each evaluation method."""
+    net, centers, meta = load_stage(args, prefix, ctx, ': train it first with --train (or --second_train)')
+    _, train_feat = utils.forward_all(net, data['train_x'])
+    test_scores, test_feat = utils.forward_all(net, data['test_x'])
+    test_y = data['test_y']
+    results = {}
+    for method in ([args.eval_method] if args.eval_method else EVAL_METHODS):
+        tic = time.time()
+        if method == 'softmax':
+            pred = utils.predict_softmax(test_scores)
+        elif method == 'center':
+            pred = utils.predict_center(test_feat, centers)
+        else:
+            pred = utils.predict_knn(test_feat, train_feat, data['train_y'], args.knn_k, args.num_classes)
+        results[method] = utils.accuracy(pred, test_y)
+        print('test %s (epoch %d): %s accuracy %.4f  (%.2fs)'
+              % (prefix, meta['epoch'], method if method != 'knn' else 'knn (k=%d)' % args.knn_k,
+                 results[method], time.time() - tic))
+    return results
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        ctx = get_context(args)
+        print('mxnet %s (%s build), context %s, OMP_NUM_THREADS=%s'
+              % (mx.__version__, 'CUDA' if mx.runtime.Features().is_enabled('CUDA') else 'CPU',
+                 ctx, os.environ.get('OMP_NUM_THREADS')))
+        mx.random.seed(args.seed)
+        np.random.seed(args.seed)
+        if args.test and not (args.train or args.second_train) or args.second_train and not args.train:
+            # The network's shape comes from the checkpoint: read it before the data
+            # so --num_classes is known when the labels are checked.
+            _, meta = utils.load_checkpoint(ckpt_path(args, args.prefix, 'best'),
+                                            ': run `python main.py --train --center_loss` first')
+            resolve_arch(args, meta)
+        else:
+            resolve_arch(args)
+        data = load_data(args, ctx)
+        prefix = args.prefix
+        if args.train:
+            prefix = train_stage(args, data, ctx, 'first')
+        if args.second_train:
+            prefix = train_stage(args, data, ctx, 'second')
+        if args.test:
+            test(args, data, ctx, prefix)
+    except UserError as e:
+        print('error: %s' % e, file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print('\ninterrupted; checkpoints of completed epochs are in %s' % args.ckpt_dir, file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

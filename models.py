@@ -1,0 +1,111 @@
+"""Networks that return (class scores, features): LeNet++ of the paper and a small LeNet."""
+import compat  # noqa: F401
+
+from mxnet import init
+from mxnet.gluon import nn
+
+ACTIVATIONS = ('prelu', 'leaky', 'relu')
+
+
+class PReLU(nn.HybridBlock):
+    """Per-channel PReLU (He et al. 2015), the paper's activation.
+
+    y = max(x, 0) + a_c * min(x, 0), with one learned slope a_c per channel.
+
+    MXNet's own ``LeakyReLU(act_type='prelu')`` and a broadcast multiply both
+    ran at about 360 images/s for a LeNet++ training step on 2 CPU cores
+    (against about 1000 with a fixed-slope LeakyReLU); applying the slopes as a
+    depthwise 1x1 convolution goes through oneDNN and ran at about 690.
+    """
+
+    def __init__(self, channels, spatial=True, alpha=0.25, **kwargs):
+        super(PReLU, self).__init__(**kwargs)
+        self._channels = channels
+        self._spatial = spatial
+        with self.name_scope():
+            self.alpha = self.params.get('alpha', shape=(channels, 1, 1, 1) if spatial else (1, channels),
+                                         init=init.Constant(alpha))
+
+    def hybrid_forward(self, F, x, alpha):
+        pos = F.relu(x)
+        neg = x - pos                                             # min(x, 0)
+        if self._spatial:  # depthwise 1x1 convolution: a_c * neg on channel c
+            scaled = F.Convolution(neg, alpha, kernel=(1, 1), num_filter=self._channels,
+                                   num_group=self._channels, no_bias=True)
+        else:
+            scaled = F.broadcast_mul(neg, alpha)
+        return pos + scaled
+
+
+def activation(kind, channels, spatial=True):
+    if kind == 'prelu':
+        return PReLU(channels, spatial)
+    if kind == 'leaky':
+        return nn.LeakyReLU(0.2)  # the slope the original Gluon port used
+    if kind == 'relu':
+        return nn.Activation('relu')
+    raise ValueError('activation must be one of %s, got %r' % (ACTIVATIONS, kind))
+
+
+class _Net(nn.HybridBlock):
+    """Body -> Dense(feature_size) = features -> Dense(classes) = scores."""
+
+    def hybrid_forward(self, F, x):
+        features = self.embedding(self.body(x))
+        return self.output(features), features
+
+
+class LeNetPlus(_Net):
+    """LeNet++ of Wen et al. (2016), Table 1 / Fig. 2 of the paper.
+
+    Three stages of two 5x5 convolutions (32, 64, 128 channels, padding 2),
+    each stage followed by 2x2 max pooling, then a dense layer to
+    ``feature_size`` (2 in the paper, to draw it) and the class layer.
+
+    Parameters
+    ----------
+    classes : int
+    feature_size : int
+    act : {'prelu', 'leaky', 'relu'}
+        'prelu' as in the paper; 'leaky' (slope 0.2) as the original Gluon port.
+    """
+
+    def __init__(self, classes=10, feature_size=2, act='prelu', **kwargs):
+        super(LeNetPlus, self).__init__(**kwargs)
+        with self.name_scope():
+            self.body = nn.HybridSequential(prefix='')
+            for channels in (32, 64, 128):
+                for _ in range(2):
+                    self.body.add(nn.Conv2D(channels, kernel_size=5, padding=2),
+                                  activation(act, channels))
+                self.body.add(nn.MaxPool2D(pool_size=2, strides=2))
+            self.body.add(nn.Flatten())
+            self.embedding = nn.Dense(feature_size)
+            self.output = nn.Dense(classes)
+
+
+class LeNet(_Net):
+    """The small LeNet of the original port: two 5x5 conv layers (20, 50) with
+    pooling, a 500-unit dense layer, then features and classes."""
+
+    def __init__(self, classes=10, feature_size=2, act='relu', **kwargs):
+        super(LeNet, self).__init__(**kwargs)
+        with self.name_scope():
+            self.body = nn.HybridSequential(prefix='')
+            self.body.add(nn.Conv2D(20, kernel_size=5), activation(act, 20),
+                          nn.MaxPool2D(pool_size=2, strides=2),
+                          nn.Conv2D(50, kernel_size=5), activation(act, 50),
+                          nn.MaxPool2D(pool_size=2, strides=2),
+                          nn.Flatten(),
+                          nn.Dense(500), activation(act, 500, spatial=False))
+            self.embedding = nn.Dense(feature_size)
+            self.output = nn.Dense(classes)
+
+
+MODELS = {'lenet++': LeNetPlus, 'lenet': LeNet}
+
+
+def get_model(name, classes, feature_size, act):
+    if name not in MODELS:
+        raise ValueError('model must be one of %s, got %r' % (sorted(MODELS), name))
+    return MODELS[name](classes=classes, feature_size=feature_size, act=act)

@@ -1,0 +1,123 @@
+"""IDX reader and data lookup on files the tests write."""
+import gzip
+import hashlib
+import os
+import struct
+
+import numpy as np
+import pytest
+
+import utils
+
+
+def write_idx(path, array, magic=None):
+    header = struct.pack('>I', magic if magic is not None else utils.IDX_MAGIC[array.ndim])
+    header += struct.pack('>%dI' % array.ndim, *array.shape)
+    blob = header + array.astype(np.uint8).tobytes()
+    with (gzip.open if path.endswith('.gz') else open)(path, 'wb') as f:
+        f.write(blob)
+    return path
+
+
+@pytest.mark.parametrize('suffix', ['.gz', ''])
+def test_roundtrip(tmp_path, suffix):
+    images = np.random.RandomState(0).randint(0, 256, (5, 28, 28))
+    labels = np.arange(5)
+    got = utils.read_idx(write_idx(str(tmp_path / ('i' + suffix)), images), 3)
+    np.testing.assert_array_equal(got, images)
+    np.testing.assert_array_equal(utils.read_idx(write_idx(str(tmp_path / ('l' + suffix)), labels), 1), labels)
+
+
+def test_wrong_magic(tmp_path):
+    path = write_idx(str(tmp_path / 'x.gz'), np.arange(4), magic=0x00000803)
+    with pytest.raises(utils.DataError, match='wrong magic number'):
+        utils.read_idx(path, 1)
+
+
+def test_truncated_payload(tmp_path):
+    path = str(tmp_path / 'x')
+    write_idx(path, np.zeros((3, 4, 4)))
+    with open(path, 'r+b') as f:
+        f.truncate(16 + 40)
+    with pytest.raises(utils.DataError, match='truncated'):
+        utils.read_idx(path, 3)
+
+
+def test_truncated_and_corrupt_gzip(tmp_path):
+    path = write_idx(str(tmp_path / 'x.gz'), np.random.RandomState(1).randint(0, 256, (50, 28, 28)))
+    blob = open(path, 'rb').read()
+    open(path, 'wb').write(blob[:len(blob) // 2])
+    with pytest.raises(utils.DataError, match='corrupt or truncated'):
+        utils.read_idx(path, 3)
+    open(path, 'wb').write(b'\x1f\x8b' + bytes(range(200)))
+    with pytest.raises(utils.DataError, match='corrupt or truncated'):
+        utils.read_idx(path, 3)
+
+
+def make_dataset(directory, n_train=6, n_test=4, drop=None, label_len=None):
+    os.makedirs(directory, exist_ok=True)
+    rng = np.random.RandomState(0)
+    for split, n in (('train', n_train), ('test', n_test)):
+        img, lbl = utils.FILES[split]
+        if img != drop:
+            write_idx(os.path.join(directory, img + '.gz'), rng.randint(0, 256, (n, 28, 28)))
+        if lbl != drop:
+            write_idx(os.path.join(directory, lbl + '.gz'), rng.randint(0, 10, label_len or n))
+    return directory
+
+
+def test_data_dir_is_used_and_checked(tmp_path):
+    d = make_dataset(str(tmp_path / 'ok'))
+    assert utils.find_data('mnist', d) == d
+    x, y = utils.load_split(d, 'train')
+    assert x.shape == (6, 28, 28) and y.shape == (6,)
+    with pytest.raises(utils.DataError, match='does not exist'):
+        utils.find_data('mnist', str(tmp_path / 'nowhere'))
+    d = make_dataset(str(tmp_path / 'missing'), drop='t10k-labels-idx1-ubyte')
+    with pytest.raises(utils.DataError, match='lacks t10k-labels-idx1-ubyte'):
+        utils.find_data('mnist', d)
+    d = make_dataset(str(tmp_path / 'lengths'), label_len=5)
+    with pytest.raises(utils.DataError, match='6 images but 5 labels'):
+        utils.load_split(d, 'train')
+
+
+def test_nothing_found_says_where_it_looked(tmp_path, monkeypatch):
+    monkeypatch.setitem(utils.SYSTEM_DIRS, 'fashion-mnist', str(tmp_path / 'none'))
+    monkeypatch.setenv('MXNET_HOME', str(tmp_path / 'home'))
+    with pytest.raises(utils.DataError) as e:
+        utils.find_data('fashion-mnist', download=False)
+    assert str(tmp_path / 'none') in str(e.value) and '--data_dir' in str(e.value)
+
+
+def test_vendored_mnist_is_the_original():
+    d = utils.find_data('mnist', download=False)
+    assert d == utils.SYSTEM_DIRS['mnist']
+    for stem, digest in utils.SHA256['mnist'].items():
+        with gzip.open(os.path.join(d, stem + '.gz'), 'rb') as f:
+            assert hashlib.sha256(f.read()).hexdigest() == digest, stem
+    x, y = utils.load_split(d, 'test')
+    assert x.shape == (10000, 28, 28) and np.bincount(y).tolist()[:2] == [980, 1135]
+
+
+def test_checkpoint_is_atomic(tmp_path, monkeypatch):
+    from mxnet import nd
+    import models
+    net = models.LeNet(feature_size=2)
+    net.initialize()
+    net(nd.zeros((1, 1, 28, 28)))
+    path = str(tmp_path / 'a.params')
+    utils.save_checkpoint(path, net, nd.ones((10, 2)), {'epoch': 1})
+    real_fsync = os.fsync
+
+    def crash(fd):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(os, 'fsync', crash)
+    with pytest.raises(KeyboardInterrupt):
+        utils.save_checkpoint(path, net, nd.zeros((10, 2)), {'epoch': 2})
+    monkeypatch.setattr(os, 'fsync', real_fsync)
+    arrays, meta = utils.load_checkpoint(path)
+    assert meta['epoch'] == 1 and arrays['centers'].asnumpy().sum() == 20
+    assert sorted(os.listdir(str(tmp_path))) == ['a.params']
+    open(path, 'wb').write(b'not a checkpoint')
+    with pytest.raises(utils.CheckpointError, match='not a checkpoint'):
+        utils.load_checkpoint(path)

@@ -1,0 +1,91 @@
+"""The trainer end to end on a slice of the vendored MNIST, and its command-line errors."""
+import os
+import re
+import subprocess
+import sys
+
+import imageio.v2 as imageio
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def main(*args, cwd=ROOT):
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, 'main.py')] + list(args), cwd=cwd,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=600)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+@pytest.fixture(scope='module')
+def pipeline(tmp_path_factory):
+    """--train --center_loss, then --second_train, then --test, on 6000 training images.
+
+    8-D features: a 2-D bottleneck needs many more steps than a test can afford to
+    pass the floor below; the later stages read the size from the checkpoint.
+    """
+    tmp = tmp_path_factory.mktemp('run')
+    common = ['--ckpt_dir', str(tmp / 'ckpt'), '--out_dir', str(tmp / 'out'),
+              '--train_samples', '6000', '--test_samples', '2000', '--use_gpu', 'False']
+    first = main('--train', '--center_loss', '--epochs', '3', '--feature_size', '8', *common)
+    second = main('--second_train', '--epochs', '2', *common)
+    test = main('--test', '--prefix', 'center-loss-second', '--knn_k', '5', *common)
+    return tmp, first, second, test
+
+
+def test_first_stage_learns(pipeline):
+    tmp, (rc, out, err), _, _ = pipeline
+    assert rc == 0, err
+    last = [l for l in out.splitlines() if 'epoch  3/3' in l][0]
+    softmax, center = map(float, re.search(r'test acc: softmax ([0-9.]+) center ([0-9.]+)', last).groups())
+    # chance is 0.1; a pipeline with broken labels, loss or update stays near it
+    assert softmax > 0.8 and center > 0.8, last
+    for tag in ('best', 'last'):
+        assert os.path.getsize(str(tmp / 'ckpt' / ('center-loss-%s.params' % tag))) > 0
+
+
+def test_second_stage_continues_from_the_first(pipeline):
+    tmp, _, (rc, out, err), _ = pipeline
+    assert rc == 0, err
+    assert 'second stage from' in out and 'centers frozen' in out
+    assert os.path.isfile(str(tmp / 'ckpt' / 'center-loss-second-best.params'))
+    assert os.path.isfile(str(tmp / 'ckpt' / 'center-loss-best.params'))  # the first stage is kept
+
+
+def test_gifs_and_frames(pipeline):
+    tmp = pipeline[0]
+    out = tmp / 'out'
+    for prefix, epochs in (('center-loss', 3), ('center-loss-second', 2)):
+        for split in ('train', 'test'):
+            frames = imageio.mimread(str(out / ('%s-%s.gif' % (prefix, split))))
+            assert len(frames) == epochs
+            assert frames[0].shape[0] > 200 and frames[0].shape[1] > 200
+            for e in range(1, epochs + 1):
+                assert os.path.isfile(str(out / ('%s-%s-epoch-%02d.png' % (prefix, split, e))))
+        assert os.path.isfile(str(out / ('%s-curves.png' % prefix)))
+
+
+def test_test_reports_three_methods(pipeline):
+    rc, out, err = pipeline[3]
+    assert rc == 0, err
+    accs = dict(re.findall(r'(softmax|center|knn) (?:\(k=5\) )?accuracy ([0-9.]+)', out))
+    assert set(accs) == {'softmax', 'center', 'knn'}, out
+    assert all(float(a) > 0.8 for a in accs.values()), out
+
+
+@pytest.mark.parametrize('args,message', [
+    ([], 'nothing to do'),
+    (['--train', '--epochs', '0'], 'must be > 0'),
+    (['--train', '--eval_method', 'foo'], "invalid choice: 'foo'"),
+    (['--train', '--prefix', '../x'], 'must be a plain name'),
+    (['--train', '--use_gpu', 'maybe'], 'expected a boolean'),
+])
+def test_bad_flags(args, message):
+    rc, out, err = main(*args)
+    assert rc == 2 and message in err and 'Traceback' not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_second_stage_without_first_says_what_to_run(tmp_path):
+    rc, out, err = main('--second_train', '--ckpt_dir', str(tmp_path), '--use_gpu', 'False')
+    assert rc == 2 and 'Traceback' not in err
+    assert 'center-loss-best.params not found' in err and 'python main.py --train --center_loss' in err

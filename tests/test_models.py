@@ -1,0 +1,48 @@
+import numpy as np
+import pytest
+from mxnet import autograd, nd
+
+import models
+
+
+@pytest.mark.parametrize('spatial,shape', [(True, (2, 3, 4, 4)), (False, (5, 3))])
+def test_prelu_matches_numpy_with_gradients(spatial, shape):
+    rng = np.random.RandomState(0)
+    x = rng.randn(*shape).astype(np.float32)
+    a = np.array([0.1, 0.25, -0.3], dtype=np.float32)
+    block = models.PReLU(3, spatial=spatial)
+    block.initialize()
+    block.alpha.set_data(nd.array(a.reshape(block.alpha.shape)))
+    xs = nd.array(x)
+    xs.attach_grad()
+    with autograd.record():
+        y = block(xs)
+    y.backward()
+    bshape = (1, 3, 1, 1) if spatial else (1, 3)
+    ab = a.reshape(bshape)
+    np.testing.assert_allclose(y.asnumpy(), np.where(x > 0, x, ab * x), rtol=1e-6)
+    np.testing.assert_allclose(xs.grad.asnumpy(), np.where(x > 0, 1, ab * np.ones_like(x)), rtol=1e-6)
+    axes = tuple(i for i in range(x.ndim) if i != 1)
+    np.testing.assert_allclose(block.alpha.grad().asnumpy().ravel(), np.minimum(x, 0).sum(axis=axes), rtol=1e-5)
+
+
+@pytest.mark.parametrize('name', sorted(models.MODELS))
+@pytest.mark.parametrize('act', models.ACTIVATIONS)
+def test_models_return_scores_and_features(name, act):
+    net = models.get_model(name, classes=7, feature_size=3, act=act)
+    net.initialize()
+    net.hybridize()
+    scores, features = net(nd.zeros((4, 1, 28, 28)))
+    assert scores.shape == (4, 7) and features.shape == (4, 3)
+
+
+def test_lenet_plus_is_the_papers_architecture():
+    net = models.LeNetPlus()
+    net.initialize()
+    net(nd.zeros((1, 1, 28, 28)))
+    convs = [b for b in net.body if b.__class__.__name__ == 'Conv2D']
+    assert [c.weight.shape for c in convs] == [(32, 1, 5, 5), (32, 32, 5, 5), (64, 32, 5, 5),
+                                               (64, 64, 5, 5), (128, 64, 5, 5), (128, 128, 5, 5)]
+    assert sum(b.__class__.__name__ == 'MaxPool2D' for b in net.body) == 3
+    assert net.embedding.weight.shape == (2, 128 * 3 * 3)
+    assert net.output.weight.shape == (10, 2)
