@@ -15,7 +15,7 @@ VENV := .venv
 endif
 PY := $(VENV)/bin/python
 
-.PHONY: setup run test clean
+.PHONY: setup run test clean print-reqs
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: $(REQS)
@@ -29,6 +29,9 @@ run: setup
 
 test: setup
 	$(PY) -m pytest -q tests
+
+print-reqs:  # which requirements file and environment this machine gets
+	@echo $(REQS) $(VENV)
 
 clean:
 	rm -rf ckpt .pytest_cache

@@ -1,17 +1,113 @@
-"""Runs before ``import mxnet``: makes mxnet 1.9.1 importable on today's Pythons.
+"""Runs before ``import mxnet`` everywhere in this project: makes mxnet 1.9.1
+importable and fast on today's machines.
 
-mxnet 1.9.1 still uses ``np.bool``, which numpy 1.24 removed.  On Python <= 3.11
-requirements.txt pins numpy<1.24; on 3.12 only numpy 1.26 has wheels, so the
-alias is restored here (it is exactly the builtin bool numpy used to alias).
+1. numpy: mxnet 1.9.1 still uses ``np.bool``, which numpy 1.24 removed. On Python
+   <= 3.11 requirements.txt pins numpy<1.24; Python 3.12 has only numpy 1.26
+   wheels, so the alias is restored here (it is exactly the builtin ``bool``).
+2. Threads: MXNet's CPU kernels (OpenMP) ran a LeNet++ step about 2x faster with
+   one thread per available core than with the default. A value the user set wins.
+3. CUDA: the ``mxnet-cu112`` wheel does not carry CUDA. Its libraries come from
+   NVIDIA's ``nvidia-*-cu11`` wheels (requirements-gpu.txt), which unpack under
+   ``site-packages/nvidia/*/lib`` where ``libmxnet.so`` does not look; they are
+   loaded here, globally and in dependency order, so no LD_LIBRARY_PATH is needed.
+   Nothing happens for the CPU build.
 """
+import ctypes
+import glob
+import os
+import sys
+
 import numpy as np
 
 if 'bool' not in vars(np):  # deprecated (1.20-1.23) or removed (1.24+); asking would warn
     np.bool = bool
 
-# MXNet's CPU kernels (OpenMP) ran a LeNet++ step about 2x faster with one
-# thread per available core than with the default; a value the user set wins.
-import os  # noqa: E402
-
 os.environ.setdefault('OMP_NUM_THREADS', str(len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity')
                                              else os.cpu_count() or 1))
+
+
+class CudaSetupError(ImportError):
+    """The CUDA build of MXNet cannot load; the message says what is missing and what to do."""
+
+
+CPU_HINT = 'or use the CPU build: `make setup GPU=0` (pip install -r requirements.txt)'
+# What libmxnet.so of mxnet-cu112 needs (readelf -d), in an order where each
+# library's own dependencies come first: (folder under nvidia/, file name, wheel).
+# The cuDNN 8 parts are dlopen()ed by libcudnn.so.8 at run time, so they are preloaded too.
+CUDA_LIBS = [
+    ('cuda_runtime', 'libcudart.so.11.0', 'nvidia-cuda-runtime-cu11'),
+    ('cuda_nvrtc', 'libnvrtc-builtins.so.11.*', 'nvidia-cuda-nvrtc-cu11'),
+    ('cuda_nvrtc', 'libnvrtc.so.11.2', 'nvidia-cuda-nvrtc-cu11'),
+    ('cublas', 'libcublasLt.so.11', 'nvidia-cublas-cu11'),
+    ('cublas', 'libcublas.so.11', 'nvidia-cublas-cu11'),
+    ('cufft', 'libcufft.so.10', 'nvidia-cufft-cu11'),
+    ('curand', 'libcurand.so.10', 'nvidia-curand-cu11'),
+    ('cusolver', 'libcusolver.so.11', 'nvidia-cusolver-cu11'),
+    ('cudnn', 'libcudnn_ops_infer.so.8', 'nvidia-cudnn-cu11'),
+    ('cudnn', 'libcudnn_ops_train.so.8', 'nvidia-cudnn-cu11'),
+    ('cudnn', 'libcudnn_cnn_infer.so.8', 'nvidia-cudnn-cu11'),
+    ('cudnn', 'libcudnn_cnn_train.so.8', 'nvidia-cudnn-cu11'),
+    ('cudnn', 'libcudnn_adv_infer.so.8', 'nvidia-cudnn-cu11'),
+    ('cudnn', 'libcudnn_adv_train.so.8', 'nvidia-cudnn-cu11'),
+    ('cudnn', 'libcudnn.so.8', 'nvidia-cudnn-cu11'),
+    ('nccl', 'libnccl.so.2', 'nvidia-nccl-cu11'),
+    ('nvtx', 'libnvToolsExt.so.1', 'nvidia-nvtx-cu11'),
+]
+
+
+def mxnet_is_cuda_build(paths=None):
+    """True when the installed mxnet distribution is a CUDA one (mxnet-cu112, ...)."""
+    from importlib import metadata
+    for dist in metadata.distributions(path=paths or sys.path):
+        name = (dist.metadata['Name'] or '').lower().replace('_', '-')
+        if name.startswith('mxnet-cu'):
+            return True
+    return False
+
+
+def nvidia_roots(paths=None):
+    """The ``nvidia`` folders of the installed NVIDIA wheels, in sys.path order."""
+    roots = [os.path.join(p, 'nvidia') for p in (paths or sys.path) if p]
+    return [r for r in roots if os.path.isdir(r)]
+
+
+def find_cuda_libs(roots):
+    """[(path or bare soname, wheel)] in load order. A library no wheel provides
+    is returned as its bare soname, for the dynamic linker to find on the
+    system (a CUDA toolkit install); the wildcard entries are optional."""
+    found = []
+    for folder, pattern, wheel in CUDA_LIBS:
+        hits = sorted(h for r in roots for h in glob.glob(os.path.join(r, folder, 'lib', pattern)))
+        if hits:
+            found.append((hits[0], wheel))
+        elif '*' not in pattern:
+            found.append((pattern, wheel))
+    return found
+
+
+def _load_global(path):
+    ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+
+
+def preload_cuda(roots=None, load=_load_global):
+    """Load the CUDA libraries of the NVIDIA wheels with ``load`` (the tests pass
+    a recorder). Raises CudaSetupError naming the library and its wheel."""
+    try:
+        load('libcuda.so.1')  # the driver: comes with the NVIDIA driver, never from pip
+    except OSError:
+        raise CudaSetupError('the CUDA build of MXNet is installed but the NVIDIA driver is not '
+                             '(libcuda.so.1 not found): install the driver, %s' % CPU_HINT)
+    loaded = []
+    for path, wheel in find_cuda_libs(nvidia_roots() if roots is None else roots):
+        try:
+            load(path)
+        except OSError as e:
+            raise CudaSetupError('the CUDA build of MXNet needs %s, which failed to load (%s): '
+                                 '`pip install -r requirements-gpu.txt` provides it in %s, %s'
+                                 % (os.path.basename(path), str(e).split(':')[-1].strip(), wheel, CPU_HINT))
+        loaded.append(path)
+    return loaded
+
+
+if 'mxnet' not in sys.modules and mxnet_is_cuda_build():
+    preload_cuda()

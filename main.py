@@ -9,7 +9,11 @@ import os
 import sys
 import time
 
-import compat  # noqa: F401  (before mxnet: numpy alias, thread count)
+try:
+    import compat  # noqa: F401  (before mxnet: numpy alias, thread count, CUDA libraries)
+except ImportError as e:  # a set-up problem, not a bug: say what to install
+    print('error: %s' % e, file=sys.stderr)
+    sys.exit(2)
 
 import numpy as np
 import mxnet as mx
@@ -69,6 +73,8 @@ def parse_args(argv=None):
     mode.add_argument('--second_train', action='store_true',
                       help='second stage: center loss alone, centers frozen, from the first stage\'s best checkpoint')
     mode.add_argument('--test', action='store_true', help='evaluate the best checkpoint of the last stage named')
+    mode.add_argument('--resume', action='store_true',
+                      help='continue the stage(s) from their last checkpoint (after Ctrl-C or a crash)')
 
     files = p.add_argument_group('files')
     files.add_argument('--prefix', default=None,
@@ -221,16 +227,54 @@ class Objective(gluon.HybridBlock):
 
 # --------------------------------------------------------------------------- training
 
-def train_stage(args, data, ctx, stage):
-    """Train one stage; returns the prefix its checkpoints were saved under."""
+def arch_source(args):
+    """The checkpoint this command continues from, or None for a fresh first stage."""
+    if args.train:
+        last = ckpt_path(args, args.prefix, 'last')
+        return last if args.resume and os.path.isfile(last) else None
+    second_last = ckpt_path(args, args.prefix + '-second', 'last')
+    if args.second_train and args.resume and os.path.isfile(second_last):
+        return second_last
+    return ckpt_path(args, args.prefix, 'best')
+
+
+def first_stage_hint(args, prefix=None):
+    """': run `...` first', the command that makes checkpoint ``prefix``."""
+    prefix = prefix or args.prefix
+    if prefix.endswith('-second'):
+        base = prefix[:-len('-second')]
+        cmd = '--second_train' + ('' if base == 'center-loss' else ' --prefix ' + base)
+    elif prefix == 'softmax':
+        cmd = '--train'
+    else:
+        cmd = '--train --center_loss' + ('' if prefix == 'center-loss' else ' --prefix ' + prefix)
+    return ': run `python main.py %s` first' % cmd
+
+
+def train_stage(args, data, ctx, stage, may_resume):
+    """Train one stage; returns the prefix its checkpoints were saved under.
+
+    With ``may_resume`` the stage continues from ``<prefix>-last.params``
+    (network, centers, optimizer states, history) at the next epoch.
+    """
     second = stage == 'second'
     prefix = args.prefix + '-second' if second else args.prefix
-    if second:
-        net, centers, first_meta = load_stage(
-            args, args.prefix, ctx, ': run `python main.py --train --center_loss%s` first'
-            % ('' if args.prefix == 'center-loss' else ' --prefix ' + args.prefix))
-        print('second stage from %s (epoch %d), centers frozen' % (ckpt_path(args, args.prefix, 'best'),
-                                                                      first_meta['epoch']))
+    last_path, best_path = ckpt_path(args, prefix, 'last'), ckpt_path(args, prefix, 'best')
+    state = None
+    if may_resume:
+        arrays, state = utils.load_checkpoint(last_path, ': nothing to resume; drop --resume to start the stage')
+        resolve_arch(args, state)
+        net = build_net(args, ctx)
+        utils.restore_net(net, arrays, ctx)
+        centers = arrays['centers'].as_in_context(ctx)
+        if state['epoch'] >= args.epochs:
+            print('%s is complete (%d epochs); nothing to resume' % (prefix, state['epoch']))
+            return prefix
+        print('resuming %s after epoch %d from %s' % (prefix, state['epoch'], last_path))
+    elif second:
+        net, centers, first_meta = load_stage(args, args.prefix, ctx, first_stage_hint(args))
+        print('second stage from %s (epoch %d), centers frozen'
+              % (ckpt_path(args, args.prefix, 'best'), first_meta['epoch']))
     else:
         net = build_net(args, ctx)
     metric = args.eval_method or ('center' if second else 'softmax')
@@ -240,8 +284,9 @@ def train_stage(args, data, ctx, stage):
     if use_center:
         center_loss = CenterLoss(args.num_classes, args.feature_size, args.lmbd, update=args.center_update)
         center_loss.initialize(mx.init.Normal(0.01), ctx=ctx)
-        if second:
+        if second or state is not None:
             center_loss.centers.weight.set_data(centers)
+        if second:
             center_loss.collect_params().setattr('grad_req', 'null')
         else:  # the centers' own plain SGD at rate alpha, whatever the network's schedule
             center_trainer = gluon.Trainer(center_loss.collect_params(), 'sgd',
@@ -256,73 +301,48 @@ def train_stage(args, data, ctx, stage):
     if args.optimizer == 'sgd':
         opt_params['momentum'] = args.momentum
     trainer = gluon.Trainer(params, args.optimizer, opt_params)
+    if state is not None:
+        utils.restore_trainer(trainer, arrays, 'net')
+        if center_trainer is not None:
+            utils.restore_trainer(center_trainer, arrays, 'centers')
     objective = Objective(net, center_loss, softmax=not second)
     objective.hybridize(static_alloc=True, static_shape=True)
 
     os.makedirs(args.ckpt_dir, exist_ok=True)
     os.makedirs(args.out_dir, exist_ok=True)
-    utils.remove_outputs(args.out_dir, prefix)
-    train_x, train_y, test_x, test_y = data['train_x'], data['train_y'], data['test_x'], data['test_y']
-    n = train_x.shape[0]
-    rng = np.random.RandomState(args.seed)
-    plot_idx = np.sort(rng.choice(n, min(n, 10000), replace=False))  # same points in every frame
-    projection = utils.Projection()
-    train_lbl_np, test_lbl_np = train_y.asnumpy().astype(int), test_y.asnumpy().astype(int)
-    history, frames, best = [], {'train': [], 'test': []}, -1.0
+    if state is None:
+        utils.remove_outputs(args.out_dir, prefix)
+    n = data['train_x'].shape[0]
+    plot_idx = np.sort(np.random.RandomState(args.seed).choice(n, min(n, 10000), replace=False))
+    projection = utils.Projection(**(state or {}).get('projection', {}))
+    history = state['history'] if state else []
+    best = state['best'] if state else -1.0
     title = {'first': 'softmax + center loss' if use_center else 'softmax', 'second': 'center loss only'}[stage]
     print('%s stage "%s": %s, %d epochs, lr %g (x%g every %d), batch %d%s'
           % (stage, prefix, title, args.epochs, args.lr, args.lr_factor, args.lr_step, args.batch_size,
              ', lmbd %g, alpha %g, %s update' % (args.lmbd, args.alpha, args.center_update) if use_center else ''))
 
-    for epoch in range(1, args.epochs + 1):
+    for epoch in range(len(history) + 1, args.epochs + 1):
         lr = args.lr * args.lr_factor ** ((epoch - 1) // args.lr_step)
         trainer.set_learning_rate(lr)
         tic = time.time()
-        order = rng.permutation(n)
-        # Running sums stay on the device: reading them back is a sync point, so
-        # it happens every `sync_every` batches, not every batch.
-        sums = nd.zeros((3,), ctx=ctx)   # softmax loss, center loss, correct predictions
-        feats, sync_every = [], 50
-        batches = range(0, n, args.batch_size)
-        bar = tqdm(batches, desc='%s %d/%d' % (prefix, epoch, args.epochs), leave=False, disable=None)
-        for b, start in enumerate(bar):
-            idx = nd.array(order[start:start + args.batch_size], ctx=ctx, dtype='int32')
-            x, y = nd.take(train_x, idx), nd.take(train_y, idx)
-            with autograd.record():
-                loss, l_s, l_c, scores, features = objective(x, y)
-            loss.backward()
-            trainer.step(x.shape[0])
-            if center_trainer is not None:
-                center_trainer.step(x.shape[0])
-            sums += nd.concat(l_s.sum(), l_c.sum(), (nd.argmax(scores, axis=1) == y).sum(), dim=0)
-            feats.append(features)
-            if (b + 1) % sync_every == 0 or b + 1 == len(batches):
-                s = sums.asnumpy()
-                if not np.all(np.isfinite(s)):
-                    raise UserError('the loss became %s in epoch %d by batch %d; lower --lr%s'
-                                    % (s[0] + s[1], epoch, b + 1, ' or --lmbd' if use_center else ''))
-                seen = min(start + args.batch_size, n)
-                bar.set_postfix(loss='%.4f' % ((s[0] + s[1]) / seen), acc='%.4f' % (s[2] / seen))
-        bar.close()
+        sums, train_feat = train_epoch(args, data, ctx, objective, trainer, center_trainer, epoch, prefix)
         train_time = time.time() - tic
 
-        # Features of the training set as this epoch's forward passes saw them.
-        train_feat = nd.take(nd.concat(*feats, dim=0), nd.array(np.argsort(order), ctx=ctx, dtype='int32'))
         if use_center:
             centers = center_loss.centers.weight.data()
         else:  # softmax alone has no centers: use the class means for nearest-center
-            centers = utils.class_means(train_feat, train_y, args.num_classes)
-        test_scores, test_feat = utils.forward_all(net, test_x)
-        s = sums.asnumpy() / n
-        record = dict(epoch=epoch, lr=lr, loss_softmax=None if second else float(s[0]),
-                      loss_center=float(s[1]) if use_center else None, train_acc=float(s[2]),
+            centers = utils.class_means(train_feat, data['train_y'], args.num_classes)
+        test_scores, test_feat = utils.forward_all(net, data['test_x'])
+        test_y = data['test_y']
+        record = dict(epoch=epoch, lr=lr, loss_softmax=None if second else float(sums[0] / n),
+                      loss_center=float(sums[1] / n) if use_center else None, train_acc=float(sums[2] / n),
                       test_acc_softmax=utils.accuracy(utils.predict_softmax(test_scores), test_y),
                       test_acc_center=utils.accuracy(utils.predict_center(test_feat, centers), test_y))
         if metric == 'knn':
             record['test_acc_knn'] = utils.accuracy(utils.predict_knn(
-                test_feat, train_feat, train_y, args.knn_k, args.num_classes), test_y)
-        record['time'] = time.time() - tic
-        record['train_time'] = train_time
+                test_feat, train_feat, data['train_y'], args.knn_k, args.num_classes), test_y)
+        record.update(time=time.time() - tic, train_time=train_time)
         history.append(record)
         print('[%s] epoch %2d/%d  lr %.4g  loss: softmax %s center %s  train acc %.4f  test acc: softmax %.4f '
               'center %.4f%s  %.1fs (%d img/s)'
@@ -333,43 +353,101 @@ def train_stage(args, data, ctx, stage):
                  '  knn %.4f' % record['test_acc_knn'] if metric == 'knn' else '', record['time'],
                  n / train_time))
 
+        if args.plotting:
+            projection.fit(train_feat.asnumpy()[plot_idx])
+            plot_epoch(args, data, prefix, title, stage, epoch, record, projection, plot_idx,
+                       train_feat, test_feat, centers)
+        improved = record['test_acc_' + metric] > best
+        best = max(best, record['test_acc_' + metric])
         meta = dict(model=args.model, act=args.act, feature_size=args.feature_size,
                     num_classes=args.num_classes, dataset=args.dataset, stage=stage, prefix=prefix,
-                    center_loss=use_center, epoch=epoch, metrics=record)
-        utils.save_checkpoint(ckpt_path(args, prefix, 'last'), net, centers, meta)
-        if record['test_acc_' + metric] > best:
-            best = record['test_acc_' + metric]
-            utils.save_checkpoint(ckpt_path(args, prefix, 'best'), net, centers, meta)
+                    center_loss=use_center, epoch=epoch, metrics=record, best=best, history=history,
+                    projection=projection.state())
+        trainers = {'net': trainer}
+        if center_trainer is not None:
+            trainers['centers'] = center_trainer
+        utils.save_checkpoint(last_path, net, centers, meta, trainers)
+        if improved:
+            utils.save_checkpoint(best_path, net, centers, meta)
         utils.write_json(os.path.join(args.out_dir, '%s-metrics.json' % prefix), history)
-
-        if args.plotting:
-            c = centers.asnumpy()
-            tf = train_feat.asnumpy()[plot_idx]
-            projection.fit(tf)
-            for split, f, lbl, acc in (('train', tf, train_lbl_np[plot_idx], record['train_acc']),
-                                       ('test', test_feat.asnumpy(), test_lbl_np, record['test_acc_softmax'])):
-                path = os.path.join(args.out_dir, '%s-%s-epoch-%02d.png' % (prefix, split, epoch))
-                utils.plot_features(path, projection(f), lbl, args.num_classes,
-                                    '%s (%s), %s set, epoch %d, accuracy %.4f'
-                                    % (title, stage + ' stage', split, epoch, acc),
-                                    centers=projection(c), class_names=data['class_names'])
-                frames[split].append(path)
 
     if args.plotting:
         for split in ('train', 'test'):
-            utils.make_gif(os.path.join(args.out_dir, '%s-%s.gif' % (prefix, split)), frames[split])
+            frames = [frame_path(args, prefix, split, e) for e in range(1, args.epochs + 1)]
+            utils.make_gif(os.path.join(args.out_dir, '%s-%s.gif' % (prefix, split)),
+                           [f for f in frames if os.path.isfile(f)])
         utils.plot_curves(os.path.join(args.out_dir, '%s-curves.png' % prefix), history, '%s: %s' % (prefix, title))
         print('pictures: %s/%s-{train,test}.gif, %s-curves.png' % (args.out_dir, prefix, prefix))
-    print('best test accuracy (%s) %.4f; checkpoints: %s, %s'
-          % (metric, best, ckpt_path(args, prefix, 'best'), ckpt_path(args, prefix, 'last')))
+    print('best test accuracy (%s) %.4f; checkpoints: %s, %s' % (metric, best, best_path, last_path))
     return prefix
+
+
+def train_epoch(args, data, ctx, objective, trainer, center_trainer, epoch, prefix):
+    """One pass over the shuffled training set.
+
+    Returns (sums of softmax loss, center loss and correct predictions, as
+    numpy) and the training features in the dataset's order, on ``ctx``.
+    """
+    train_x, train_y = data['train_x'], data['train_y']
+    n, bs = train_x.shape[0], args.batch_size
+    # Each epoch's order depends only on (seed, epoch): a resumed run sees the same batches.
+    order = np.random.RandomState([args.seed, epoch]).permutation(n)
+    num_batches = (n + bs - 1) // bs
+    # Running sums and per-batch losses stay on the device: reading them back is a
+    # sync point, so it happens every `sync_every` batches, not every batch.
+    sums = nd.zeros((3,), ctx=ctx)                   # softmax loss, center loss, correct predictions
+    batch_loss = nd.zeros((num_batches,), ctx=ctx)   # to name the batch where a loss went NaN
+    feats, sync_every = [], 50
+    bar = tqdm(range(num_batches), desc='%s %d/%d' % (prefix, epoch, args.epochs), leave=False, disable=None)
+    for b in bar:
+        idx = nd.array(order[b * bs:(b + 1) * bs], ctx=ctx, dtype='int32')
+        x, y = nd.take(train_x, idx), nd.take(train_y, idx)
+        with autograd.record():
+            loss, l_s, l_c, scores, features = objective(x, y)
+        loss.backward()
+        trainer.step(x.shape[0])
+        if center_trainer is not None:
+            center_trainer.step(x.shape[0])
+        batch_loss[b] = loss.sum()
+        sums += nd.concat(l_s.sum(), l_c.sum(), (nd.argmax(scores, axis=1) == y).sum(), dim=0)
+        feats.append(features)
+        if (b + 1) % sync_every == 0 or b + 1 == num_batches:
+            bad = np.flatnonzero(~np.isfinite(batch_loss[:b + 1].asnumpy()))
+            if len(bad):
+                raise UserError('the loss became %s in epoch %d at batch %d of %d; the stage stopped and its '
+                                'checkpoints of earlier epochs are kept: lower --lr%s'
+                                % (batch_loss[int(bad[0])].asscalar(), epoch, bad[0] + 1, num_batches,
+                                   ' or --lmbd' if objective.center_loss is not None else ''))
+            s, seen = sums.asnumpy(), min((b + 1) * bs, n)
+            bar.set_postfix(loss='%.4f' % ((s[0] + s[1]) / seen), acc='%.4f' % (s[2] / seen))
+    bar.close()
+    # Features of the training set as this epoch's forward passes saw them, in dataset order.
+    train_feat = nd.take(nd.concat(*feats, dim=0), nd.array(np.argsort(order), ctx=ctx, dtype='int32'))
+    return sums.asnumpy(), train_feat
+
+
+def frame_path(args, prefix, split, epoch):
+    return os.path.join(args.out_dir, '%s-%s-epoch-%02d.png' % (prefix, split, epoch))
+
+
+def plot_epoch(args, data, prefix, title, stage, epoch, record, projection, plot_idx,
+               train_feat, test_feat, centers):
+    labels = {'train': data['train_y'].asnumpy().astype(int)[plot_idx],
+              'test': data['test_y'].asnumpy().astype(int)}
+    feats = {'train': train_feat.asnumpy()[plot_idx], 'test': test_feat.asnumpy()}
+    accs = {'train': record['train_acc'], 'test': record['test_acc_softmax']}
+    for split in ('train', 'test'):
+        utils.plot_features(frame_path(args, prefix, split, epoch), projection(feats[split]), labels[split],
+                            args.num_classes, '%s (%s stage), %s set, epoch %d, accuracy %.4f'
+                            % (title, stage, split, epoch, accs[split]),
+                            centers=projection(centers.asnumpy()), class_names=data['class_names'])
 
 
 # --------------------------------------------------------------------------- test
 
 def test(args, data, ctx, prefix):
     """Accuracy of the best checkpoint of ``prefix`` by each evaluation method."""
-    net, centers, meta = load_stage(args, prefix, ctx, ': train it first with --train (or --second_train)')
+    net, centers, meta = load_stage(args, prefix, ctx, first_stage_hint(args, prefix))
     _, train_feat = utils.forward_all(net, data['train_x'])
     test_scores, test_feat = utils.forward_all(net, data['test_x'])
     test_y = data['test_y']
@@ -398,27 +476,30 @@ def main(argv=None):
                  ctx, os.environ.get('OMP_NUM_THREADS')))
         mx.random.seed(args.seed)
         np.random.seed(args.seed)
-        if args.test and not (args.train or args.second_train) or args.second_train and not args.train:
-            # The network's shape comes from the checkpoint: read it before the data
-            # so --num_classes is known when the labels are checked.
-            _, meta = utils.load_checkpoint(ckpt_path(args, args.prefix, 'best'),
-                                            ': run `python main.py --train --center_loss` first')
-            resolve_arch(args, meta)
-        else:
-            resolve_arch(args)
+        # A later stage takes the network's shape from its checkpoint: read it
+        # before the data so that --num_classes is known when labels are checked.
+        source = arch_source(args)
+        resolve_arch(args, utils.load_checkpoint(source, first_stage_hint(args))[1] if source else None)
         data = load_data(args, ctx)
+        if args.test and args.knn_k > data['train_x'].shape[0] and args.eval_method in (None, 'knn'):
+            raise UserError('--knn_k %d is larger than the %d training images it votes among'
+                            % (args.knn_k, data['train_x'].shape[0]))
         prefix = args.prefix
         if args.train:
-            prefix = train_stage(args, data, ctx, 'first')
+            prefix = train_stage(args, data, ctx, 'first', args.resume)
         if args.second_train:
-            prefix = train_stage(args, data, ctx, 'second')
+            # With --train --second_train --resume, a second stage that never started starts fresh.
+            resume = args.resume and (not args.train or os.path.isfile(ckpt_path(args, prefix + '-second', 'last')))
+            prefix = train_stage(args, data, ctx, 'second', resume)
         if args.test:
             test(args, data, ctx, prefix)
     except UserError as e:
         print('error: %s' % e, file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print('\ninterrupted; checkpoints of completed epochs are in %s' % args.ckpt_dir, file=sys.stderr)
+        again = ' '.join(a for a in (argv if argv is not None else sys.argv[1:]) if a != '--resume')
+        print('\ninterrupted: the last completed epoch is saved in %s; continue with\n'
+              '  python main.py %s --resume' % (args.ckpt_dir, again), file=sys.stderr)
         return 130
     return 0
 

@@ -259,24 +259,47 @@ def _atomic_write(path, data):
         raise
 
 
-def save_checkpoint(path, net, centers, meta):
-    """One file with the network, the centers (K, d) and a JSON description."""
+def save_checkpoint(path, net, centers, meta, trainers=None):
+    """One file with the network, the centers (K, d), a JSON description and,
+    for resuming, the optimizer states of ``trainers`` ({name: gluon.Trainer})."""
     arrays = {'net.' + k: p.data().as_in_context(mx.cpu())
               for k, p in net._collect_params_with_prefix().items()}
     arrays['centers'] = centers.as_in_context(mx.cpu())
-    meta = dict(meta, format=CKPT_FORMAT)
-    arrays['meta'] = nd.array(np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), dtype='uint8')
-    # mx.nd.save only takes a file name: save to a private temp file, then move atomically.
+    arrays['meta'] = _bytes_array(json.dumps(dict(meta, format=CKPT_FORMAT)).encode())
     directory = os.path.dirname(os.path.abspath(path))
+    # mx.nd.save and Trainer.save_states only take file names: use private temp
+    # files, then write the whole checkpoint in one atomic rename.
     fd, tmp = tempfile.mkstemp(dir=directory, suffix='.tmp')
     os.close(fd)
     try:
+        for name, trainer in (trainers or {}).items():
+            trainer.save_states(tmp)
+            with open(tmp, 'rb') as f:
+                arrays['states.' + name] = _bytes_array(f.read())
         nd.save(tmp, arrays)
         with open(tmp, 'rb') as f:
             blob = f.read()
     finally:
         os.remove(tmp)
     _atomic_write(path, blob)
+
+
+def _bytes_array(blob):
+    return nd.array(np.frombuffer(blob, dtype=np.uint8), dtype='uint8')
+
+
+def restore_trainer(trainer, arrays, name):
+    """Load optimizer states saved by save_checkpoint into ``trainer``."""
+    key = 'states.' + name
+    if key not in arrays:
+        raise CheckpointError('the checkpoint holds no optimizer state for %s' % name)
+    fd, tmp = tempfile.mkstemp(suffix='.states')
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            f.write(arrays[key].asnumpy().tobytes())
+        trainer.load_states(tmp)
+    finally:
+        os.remove(tmp)
 
 
 def load_checkpoint(path, make_hint=''):
@@ -309,8 +332,15 @@ class Projection(object):
     """Identity for 2-D features; otherwise PCA to 2-D, fitted once per run so
     that every frame of a GIF is drawn in the same plane."""
 
-    def __init__(self):
-        self.mean = self.components = None
+    def __init__(self, mean=None, components=None):
+        self.mean = None if mean is None else np.asarray(mean)
+        self.components = None if components is None else np.asarray(components)
+
+    def state(self):
+        """JSON-able, to carry the same plane over a resumed run."""
+        if self.components is None:
+            return {}
+        return {'mean': self.mean.tolist(), 'components': self.components.tolist()}
 
     def fit(self, features):
         if features.shape[1] > 2 and self.components is None:
@@ -361,7 +391,8 @@ def make_gif(path, frames, frame_ms=400, last_ms=2000):
     import imageio.v2 as imageio
     images = [imageio.imread(f)[..., :3] for f in frames]
     durations = [frame_ms] * (len(images) - 1) + [last_ms]
-    imageio.mimsave(path, images, duration=durations, loop=0)
+    # Pillow takes a list only for several frames.
+    imageio.mimsave(path, images, duration=durations if len(images) > 1 else last_ms, loop=0)
 
 
 def plot_curves(path, history, title):

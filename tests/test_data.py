@@ -2,21 +2,12 @@
 import gzip
 import hashlib
 import os
-import struct
 
 import numpy as np
 import pytest
 
 import utils
-
-
-def write_idx(path, array, magic=None):
-    header = struct.pack('>I', magic if magic is not None else utils.IDX_MAGIC[array.ndim])
-    header += struct.pack('>%dI' % array.ndim, *array.shape)
-    blob = header + array.astype(np.uint8).tobytes()
-    with (gzip.open if path.endswith('.gz') else open)(path, 'wb') as f:
-        f.write(blob)
-    return path
+from conftest import make_dataset, write_idx
 
 
 @pytest.mark.parametrize('suffix', ['.gz', ''])
@@ -52,18 +43,6 @@ def test_truncated_and_corrupt_gzip(tmp_path):
     open(path, 'wb').write(b'\x1f\x8b' + bytes(range(200)))
     with pytest.raises(utils.DataError, match='corrupt or truncated'):
         utils.read_idx(path, 3)
-
-
-def make_dataset(directory, n_train=6, n_test=4, drop=None, label_len=None):
-    os.makedirs(directory, exist_ok=True)
-    rng = np.random.RandomState(0)
-    for split, n in (('train', n_train), ('test', n_test)):
-        img, lbl = utils.FILES[split]
-        if img != drop:
-            write_idx(os.path.join(directory, img + '.gz'), rng.randint(0, 256, (n, 28, 28)))
-        if lbl != drop:
-            write_idx(os.path.join(directory, lbl + '.gz'), rng.randint(0, 10, label_len or n))
-    return directory
 
 
 def test_data_dir_is_used_and_checked(tmp_path):

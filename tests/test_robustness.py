@@ -1,0 +1,192 @@
+"""Bad input, interrupted runs and diverging training: clear one-line errors, nothing lost."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import utils
+from conftest import ROOT, make_dataset, write_idx
+
+SMALL = ['--train_samples', '600', '--test_samples', '200', '--use_gpu', 'False', '--no_plotting']
+
+
+def run(*args, timeout=300):
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, 'main.py')] + list(args), cwd=ROOT,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
+                          timeout=timeout)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def assert_clean_error(result, *fragments):
+    rc, out, err = result
+    assert rc == 2, (rc, out, err)
+    assert 'Traceback' not in err and 'Traceback' not in out, err
+    lines = [l for l in err.splitlines() if l.strip()]
+    assert len(lines) == 1, err
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def dirs(tmp_path):
+    return ['--ckpt_dir', str(tmp_path / 'ckpt'), '--out_dir', str(tmp_path / 'out')]
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+    """A one-epoch first stage with 3-D features, to test later stages against."""
+    tmp = tmp_path_factory.mktemp('trained')
+    rc, out, err = run('--train', '--center_loss', '--epochs', '1', '--feature_size', '3', *SMALL, *dirs(tmp))
+    assert rc == 0, err
+    return tmp
+
+
+# ----------------------------------------------------------------- flags
+
+@pytest.mark.parametrize('args,fragments', [
+    (['--train', '--bogus'], ['unrecognized arguments: --bogus']),
+    (['--train', '--eval_method', 'foo'], ['--eval_method', "invalid choice: 'foo'"]),
+    (['--train', '--epochs', '-3'], ['--epochs', 'must be > 0']),
+    (['--train', '--batch_size', '0'], ['--batch_size', 'must be > 0']),
+    (['--train', '--lr', '0'], ['--lr', 'must be > 0']),
+    (['--train', '--lr', 'fast'], ['--lr', 'expected a float']),
+    (['--train', '--feature_size', '0'], ['--feature_size', 'must be > 0']),
+    (['--train', '--prefix', 'a/b'], ['--prefix', 'plain name']),
+    (['--train', '--prefix', '..'], ['--prefix', 'plain name']),
+    (['--test', '--gpus', 'x'], ['--gpus']),
+])
+def test_bad_flags(args, fragments):
+    assert_clean_error(run(*args), *fragments)
+
+
+def test_num_classes_smaller_than_labels(tmp_path):
+    assert_clean_error(run('--train', '--num_classes', '5', *SMALL, *dirs(tmp_path)),
+                       'labels go up to 9', '--num_classes is 5')
+
+
+def test_knn_k_larger_than_gallery(trained):
+    assert_clean_error(run('--test', '--knn_k', '601', *SMALL, *dirs(trained)), '--knn_k 601', '600 training images')
+
+
+# ----------------------------------------------------------------- data
+
+def test_missing_data_dir(tmp_path):
+    assert_clean_error(run('--train', '--data_dir', str(tmp_path / 'nope'), *SMALL, *dirs(tmp_path)),
+                       'does not exist')
+
+
+def test_missing_file(tmp_path):
+    d = make_dataset(str(tmp_path / 'd'), drop='train-labels-idx1-ubyte')
+    assert_clean_error(run('--train', '--data_dir', d, *SMALL, *dirs(tmp_path)), 'lacks train-labels-idx1-ubyte')
+
+
+def test_corrupt_gz(tmp_path):
+    d = make_dataset(str(tmp_path / 'd'))
+    path = os.path.join(d, 't10k-images-idx3-ubyte.gz')
+    blob = open(path, 'rb').read()
+    open(path, 'wb').write(blob[:len(blob) // 2])
+    assert_clean_error(run('--train', '--data_dir', d, *SMALL, *dirs(tmp_path)),
+                       't10k-images-idx3-ubyte.gz', 'corrupt or truncated')
+
+
+def test_wrong_magic(tmp_path):
+    d = make_dataset(str(tmp_path / 'd'))
+    write_idx(os.path.join(d, 'train-labels-idx1-ubyte.gz'), np.zeros(6), magic=0x00000803)
+    assert_clean_error(run('--train', '--data_dir', d, *SMALL, *dirs(tmp_path)), 'wrong magic number')
+
+
+def test_lengths_differ(tmp_path):
+    d = make_dataset(str(tmp_path / 'd'), label_len=5)
+    assert_clean_error(run('--train', '--data_dir', d, *SMALL, *dirs(tmp_path)), '6 images but 5 labels')
+
+
+def test_labels_outside_num_classes(tmp_path):
+    d = make_dataset(str(tmp_path / 'd'), top_label=12)
+    assert_clean_error(run('--train', '--data_dir', d, *SMALL, *dirs(tmp_path)), 'labels go up to 1', '--num_classes is 10')
+
+
+# ----------------------------------------------------------------- checkpoints
+
+@pytest.mark.parametrize('args,fragments', [
+    (['--second_train'], ['center-loss-best.params not found', 'python main.py --train --center_loss']),
+    (['--test', '--prefix', 'softmax'], ['softmax-best.params not found', 'python main.py --train`']),
+    (['--test', '--prefix', 'center-loss-second'], ['python main.py --second_train`']),
+    (['--train', '--resume'], ['softmax-last.params not found', 'nothing to resume']),
+])
+def test_missing_checkpoint_names_file_and_command(tmp_path, args, fragments):
+    assert_clean_error(run(*(args + SMALL + dirs(tmp_path))), *fragments)
+
+
+@pytest.mark.parametrize('flag,value', [('--feature_size', '2'), ('--num_classes', '12'), ('--model', 'lenet')])
+def test_checkpoint_of_another_shape(trained, flag, value):
+    assert_clean_error(run('--second_train', flag, value, *SMALL, *dirs(trained)),
+                       'checkpoint was made with %s' % flag)
+
+
+def test_truncated_or_foreign_checkpoint(tmp_path, trained):
+    ckpt = tmp_path / 'ckpt'
+    ckpt.mkdir()
+    blob = open(str(trained / 'ckpt' / 'center-loss-best.params'), 'rb').read()
+    (ckpt / 'center-loss-best.params').write_bytes(blob[:len(blob) // 3])
+    assert_clean_error(run('--test', *SMALL, *dirs(tmp_path)), 'center-loss-best.params', 'truncated')
+    (ckpt / 'center-loss-best.params').write_bytes(b'PK\x03\x04 a zip file, not a checkpoint')
+    assert_clean_error(run('--second_train', *SMALL, *dirs(tmp_path)), 'not a checkpoint')
+
+
+# ----------------------------------------------------------------- nothing lost
+
+def params_of(path):
+    arrays, meta = utils.load_checkpoint(path)
+    return {k: v.asnumpy() for k, v in arrays.items() if k.startswith('net.') or k == 'centers'}, meta
+
+
+def test_resume_equals_uninterrupted(tmp_path):
+    a, b = tmp_path / 'a', tmp_path / 'b'
+    common = ['--train', '--center_loss', '--lr_step', '1'] + SMALL
+    assert run(*common, '--epochs', '3', *dirs(a))[0] == 0
+    assert run(*common, '--epochs', '1', *dirs(b))[0] == 0
+    rc, out, err = run(*common, '--epochs', '3', '--resume', *dirs(b))
+    assert rc == 0 and 'resuming center-loss after epoch 1' in out, err
+    pa, ma = params_of(str(a / 'ckpt' / 'center-loss-last.params'))
+    pb, mb = params_of(str(b / 'ckpt' / 'center-loss-last.params'))
+    assert ma['epoch'] == mb['epoch'] == 3
+    for k in pa:
+        np.testing.assert_allclose(pb[k], pa[k], rtol=1e-4, atol=1e-5, err_msg=k)
+    assert [h['epoch'] for h in mb['history']] == [1, 2, 3]
+    assert ma['best'] == mb['best']
+
+
+def test_divergence_stops_cleanly_and_keeps_the_best(tmp_path):
+    assert run('--train', '--epochs', '1', *SMALL, *dirs(tmp_path))[0] == 0
+    best = str(tmp_path / 'ckpt' / 'softmax-best.params')
+    before = open(best, 'rb').read()
+    result = run('--train', '--epochs', '2', '--resume', '--lr', '1e12', *SMALL, *dirs(tmp_path))
+    assert_clean_error(result, 'epoch 2 at batch', 'lower --lr')
+    assert open(best, 'rb').read() == before
+    assert utils.load_checkpoint(str(tmp_path / 'ckpt' / 'softmax-last.params'))[1]['epoch'] == 1
+
+
+def test_ctrl_c_keeps_the_last_epoch_and_says_how_to_resume(tmp_path):
+    last = tmp_path / 'ckpt' / 'softmax-last.params'
+    args = [sys.executable, os.path.join(ROOT, 'main.py'), '--train', '--epochs', '50'] + SMALL + dirs(tmp_path)
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+    deadline = time.time() + 240
+    while not last.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert 'Traceback' not in err and '--resume' in err and 'softmax' not in err.split('--resume')[1]
+    meta = utils.load_checkpoint(str(last))[1]
+    assert 1 <= meta['epoch'] < 50
+
+
+def test_new_run_replaces_the_old_set_of_pictures(tmp_path):
+    common = ['--train', '--train_samples', '300', '--test_samples', '100', '--use_gpu', 'False'] + dirs(tmp_path)
+    assert run(*common, '--epochs', '3')[0] == 0
+    assert run(*common, '--epochs', '1')[0] == 0
+    frames = sorted(f for f in os.listdir(str(tmp_path / 'out')) if 'epoch' in f)
+    assert frames == ['softmax-test-epoch-01.png', 'softmax-train-epoch-01.png']
