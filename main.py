@@ -26,6 +26,9 @@ from models import ACTIVATIONS, MODELS, get_model
 from utils import UserError
 
 EVAL_METHODS = ('softmax', 'center', 'knn')
+# The rows of --compare: the three runs of the original port's figure.
+COMPARED = [('softmax', 'softmax'), ('center-loss', 'softmax + center loss'),
+            ('center-loss-second', 'center loss only (second stage)')]
 # Flags that fix the network's shape: a later stage takes them from the checkpoint.
 ARCH_DEFAULTS = {'model': 'lenet++', 'act': 'leaky', 'feature_size': 2, 'num_classes': 10}
 
@@ -73,6 +76,9 @@ def parse_args(argv=None):
     mode.add_argument('--second_train', action='store_true',
                       help='second stage: center loss alone, centers frozen, from the first stage\'s best checkpoint')
     mode.add_argument('--test', action='store_true', help='evaluate the best checkpoint of the last stage named')
+    mode.add_argument('--compare', action='store_true',
+                      help='draw output/comparison-<dataset>.png: train and test feature maps of the softmax, '
+                           'center-loss and center-loss-second checkpoints, one row each')
     mode.add_argument('--resume', action='store_true',
                       help='continue the stage(s) from their last checkpoint (after Ctrl-C or a crash)')
 
@@ -124,8 +130,8 @@ def parse_args(argv=None):
     dev.add_argument('--gpus', default=None, help='GPU index, e.g. 0 (default: gpu 0 if MXNet sees one)')
 
     args = p.parse_args(argv)
-    if not (args.train or args.second_train or args.test):
-        p.error('nothing to do: pass --train [--center_loss], --second_train and/or --test')
+    if not (args.train or args.second_train or args.test or args.compare):
+        p.error('nothing to do: pass --train [--center_loss], --second_train, --test and/or --compare')
     if args.prefix is None:
         args.prefix = 'softmax' if args.train and not args.center_loss else 'center-loss'
     if not args.prefix or os.sep in args.prefix or '/' in args.prefix or args.prefix.startswith('.'):
@@ -232,6 +238,9 @@ def arch_source(args):
     if args.train:
         last = ckpt_path(args, args.prefix, 'last')
         return last if args.resume and os.path.isfile(last) else None
+    if args.compare and not (args.second_train or args.test):
+        found = [p for p in (ckpt_path(args, r, 'best') for r, _ in COMPARED) if os.path.isfile(p)]
+        return found[0] if found else None
     second_last = ckpt_path(args, args.prefix + '-second', 'last')
     if args.second_train and args.resume and os.path.isfile(second_last):
         return second_last
@@ -467,6 +476,37 @@ def test(args, data, ctx, prefix):
     return results
 
 
+def compare(args, data, ctx):
+    """The original port's figure from the saved best checkpoints of the three runs."""
+    rows = []
+    n = data['train_x'].shape[0]
+    plot_idx = np.sort(np.random.RandomState(args.seed).choice(n, min(n, 10000), replace=False))
+    for prefix, title in COMPARED:
+        path = ckpt_path(args, prefix, 'best')
+        if not os.path.isfile(path):
+            print('compare: skipping %s (%s not found%s)' % (prefix, path, first_stage_hint(args, prefix)))
+            continue
+        run_args = argparse.Namespace(**dict(vars(args), **{k: None for k in ARCH_DEFAULTS}))
+        net, centers, meta = load_stage(run_args, prefix, ctx, '')
+        _, train_feat = utils.forward_all(net, data['train_x'])
+        test_scores, test_feat = utils.forward_all(net, data['test_x'])
+        projection = utils.Projection(**meta.get('projection', {})).fit(train_feat.asnumpy()[plot_idx])
+        acc = utils.accuracy(utils.predict_softmax(test_scores), data['test_y'])
+        rows.append(('%s (test acc %.4f)' % (title, acc),
+                     {'train': (projection(train_feat.asnumpy()[plot_idx]),
+                                data['train_y'].asnumpy().astype(int)[plot_idx]),
+                      'test': (projection(test_feat.asnumpy()), data['test_y'].asnumpy().astype(int))},
+                     projection(centers.asnumpy())))
+    if not rows:
+        raise UserError('--compare found none of %s in %s: train them first'
+                        % (', '.join(p + '-best.params' for p, _ in COMPARED), args.ckpt_dir))
+    os.makedirs(args.out_dir, exist_ok=True)
+    path = os.path.join(args.out_dir, 'comparison-%s.png' % args.dataset)
+    utils.plot_comparison(path, rows, args.num_classes, data['class_names'])
+    print('comparison figure: %s (%d rows)' % (path, len(rows)))
+    return path
+
+
 def main(argv=None):
     args = parse_args(argv)
     try:
@@ -493,6 +533,8 @@ def main(argv=None):
             prefix = train_stage(args, data, ctx, 'second', resume)
         if args.test:
             test(args, data, ctx, prefix)
+        if args.compare:
+            compare(args, data, ctx)
     except UserError as e:
         print('error: %s' % e, file=sys.stderr)
         return 2

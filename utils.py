@@ -362,14 +362,17 @@ def class_colors(num_classes):
     return [cmap(i if num_classes <= 20 else i / num_classes) for i in range(num_classes)]
 
 
-def plot_features(path, features, labels, num_classes, title, centers=None, class_names=None):
-    """Scatter 2-D features coloured by class, with the centers as black-edged stars."""
+def _pyplot():
     import matplotlib
-    matplotlib.use('Agg')
+    matplotlib.use('Agg')  # no display needed
     import matplotlib.pyplot as plt
+    return plt
+
+
+def draw_features(ax, features, labels, num_classes, title, centers=None, class_names=None):
+    """Scatter 2-D features coloured by class on ``ax``, centers as black-edged stars."""
     colors = class_colors(num_classes)
     names = class_names or [str(i) for i in range(num_classes)]
-    fig, ax = plt.subplots(figsize=(5.5, 5.5), dpi=90)
     for k in range(num_classes):
         pts = features[labels == k]
         ax.scatter(pts[:, 0], pts[:, 1], s=2, color=colors[k], alpha=0.6, linewidths=0,
@@ -381,6 +384,29 @@ def plot_features(path, features, labels, num_classes, title, centers=None, clas
               ncol=2 if num_classes > 10 else 1)
     ax.set_title(title, fontsize=10)
     ax.tick_params(labelsize=7)
+
+
+def plot_features(path, features, labels, num_classes, title, centers=None, class_names=None):
+    """One feature map, as a PNG."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 5.5), dpi=90)
+    draw_features(ax, features, labels, num_classes, title, centers, class_names)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_comparison(path, rows, num_classes, class_names=None):
+    """The original port's figure: one row per run, training and test maps side by side.
+
+    rows: [(run title, {'train': (features, labels), 'test': (...)}, centers)].
+    """
+    plt = _pyplot()
+    fig, axes = plt.subplots(len(rows), 2, figsize=(10, 4.8 * len(rows)), dpi=80, squeeze=False)
+    for (title, splits, centers), row in zip(rows, axes):
+        for ax, split in zip(row, ('train', 'test')):
+            features, labels = splits[split]
+            draw_features(ax, features, labels, num_classes, '%s: %s set' % (title, split), centers, class_names)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -397,9 +423,7 @@ def make_gif(path, frames, frame_ms=400, last_ms=2000):
 
 def plot_curves(path, history, title):
     """Loss and accuracy per epoch from the history list written by main.py."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
     epochs = [h['epoch'] for h in history]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4), dpi=90)
     for key, label in (('loss_softmax', 'softmax loss'), ('loss_center', 'center loss')):
