@@ -6,6 +6,7 @@ sys.path.insert(0, ROOT)
 
 import gzip  # noqa: E402
 import struct  # noqa: E402
+import subprocess  # noqa: E402
 import warnings  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -39,3 +40,10 @@ def make_dataset(directory, n_train=6, n_test=4, drop=None, label_len=None, top_
             write_idx(os.path.join(directory, lbl + '.gz'), rng.randint(0, top_label + 1, label_len or n))
     return directory
 
+
+
+def run_main(*args, timeout=600):
+    """Run main.py as a user would; (exit status, stdout, stderr)."""
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, 'main.py')] + list(args), cwd=ROOT,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=timeout)
+    return proc.returncode, proc.stdout, proc.stderr

@@ -1,7 +1,6 @@
 """CenterLoss against float64 numpy references of the paper's equations."""
 import numpy as np
 import pytest
-import mxnet as mx
 from mxnet import autograd, gluon, nd
 
 from center_loss import CenterLoss

@@ -1,19 +1,11 @@
 """The trainer end to end on a slice of the vendored MNIST, and its command-line errors."""
 import os
 import re
-import subprocess
-import sys
 
 import imageio.v2 as imageio
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def main(*args, cwd=ROOT):
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, 'main.py')] + list(args), cwd=cwd,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=600)
-    return proc.returncode, proc.stdout, proc.stderr
+from conftest import run_main as main
 
 
 @pytest.fixture(scope='module')

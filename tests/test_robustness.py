@@ -9,16 +9,12 @@ import numpy as np
 import pytest
 
 import utils
-from conftest import ROOT, make_dataset, write_idx
+from conftest import ROOT, make_dataset, run_main, write_idx
 
 SMALL = ['--train_samples', '600', '--test_samples', '200', '--use_gpu', 'False', '--no_plotting']
 
 
-def run(*args, timeout=300):
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, 'main.py')] + list(args), cwd=ROOT,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
-                          timeout=timeout)
-    return proc.returncode, proc.stdout, proc.stderr
+run = run_main
 
 
 def assert_clean_error(result, *fragments):
@@ -190,3 +186,22 @@ def test_new_run_replaces_the_old_set_of_pictures(tmp_path):
     assert run(*common, '--epochs', '1')[0] == 0
     frames = sorted(f for f in os.listdir(str(tmp_path / 'out')) if 'epoch' in f)
     assert frames == ['softmax-test-epoch-01.png', 'softmax-train-epoch-01.png']
+
+
+def test_nan_in_the_features_names_the_exact_batch(tmp_path, monkeypatch, capsys):
+    import main as trainer
+    real = utils.to_nd
+
+    def poisoned(images, labels, mean, std, ctx):
+        x, y = real(images, labels, mean, std, ctx)
+        if x.shape[0] == 600:  # the training set: one NaN image makes its batch's features NaN
+            x[5] = float('nan')
+        return x, y
+    monkeypatch.setattr(utils, 'to_nd', poisoned)
+    rc = trainer.main(['--train', '--center_loss', '--epochs', '2', '--seed', '3'] + SMALL + dirs(tmp_path))
+    err = capsys.readouterr().err
+    order = np.random.RandomState([3, 1]).permutation(600)
+    batch = int(np.flatnonzero(order == 5)[0]) // 128 + 1
+    assert rc == 2 and 'Traceback' not in err
+    assert 'became nan in epoch 1 at batch %d of 5' % batch in err, err
+    assert not os.path.exists(str(tmp_path / 'ckpt' / 'center-loss-best.params'))
