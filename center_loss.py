@@ -78,6 +78,12 @@ class CenterLoss(gluon.loss.Loss):
     ------
     - **features**: (m, feature_size) float array.
     - **labels**: (m,) class indices in [0, num_classes), float32 or int.
+    - **counts** (optional): (num_classes,) float32 class counts n_k of the *whole*
+      batch, for a batch split across devices: with them each slice's loss and
+      gradients are its share of the whole batch's, so the sum over devices equals
+      the single-device result (and m in Eq. 4 is ``counts.sum()``). By default
+      they are the counts of ``labels``. A hybridized block must be called the
+      same way each time: always with counts, or never.
 
     Outputs
     -------
@@ -106,12 +112,14 @@ class CenterLoss(gluon.loss.Loss):
     def feature_size(self):
         return self._feature_size
 
-    def forward(self, features, labels):
+    def forward(self, features, labels, counts=None):
         # Imperative calls get their inputs checked: Embedding would silently
         # clip an out-of-range label onto the last center.
         if isinstance(features, nd.NDArray) and not self._active:
             self._check(features, labels)
-        return super(CenterLoss, self).forward(features, labels)
+        if counts is None:
+            return super(CenterLoss, self).forward(features, labels)
+        return super(CenterLoss, self).forward(features, labels, counts)
 
     def _check(self, features, labels):
         if features.ndim != 2 or features.shape[1] != self._feature_size:
@@ -126,14 +134,15 @@ class CenterLoss(gluon.loss.Loss):
                 raise ValueError('CenterLoss labels must be integers in [0, %d), got values in '
                                  '[%g, %g]' % (self._num_classes, lo, hi))
 
-    def hybrid_forward(self, F, features, labels):
+    def hybrid_forward(self, F, features, labels, counts=None):
         labels = F.cast(labels, 'float32')
-        centers_y = self.centers(labels)                            # c_{y_i}, (m, d)
-        counts = F.sum(F.one_hot(labels, self._num_classes), axis=0)  # n_k, (K,)
-        n_y = F.take(counts, labels)                                # n_{y_i}, (m,)
+        centers_y = self.centers(labels)                                # c_{y_i}, (m, d)
+        if counts is None:
+            counts = F.sum(F.one_hot(labels, self._num_classes), axis=0)  # n_k, (K,)
+        n_y = F.take(counts, labels)                                    # n_{y_i}, (m,)
 
         if self._update == 'gradient':
-            sq = F.sum(F.square(features - centers_y), axis=1)     # ||x_i - c_{y_i}||^2
+            sq = F.sum(F.square(features - centers_y), axis=1)         # ||x_i - c_{y_i}||^2
             loss = self._lmbd * 0.5 * sq / n_y
         else:
             # Eq. 3: the features see the centers as constants.
@@ -141,7 +150,7 @@ class CenterLoss(gluon.loss.Loss):
             loss = self._lmbd * 0.5 * sq
             # Eq. 4: a term that is zero in value, whose gradient w.r.t. c_j is
             # m * sum_{i: y_i=j} (c_j - x_i) / (1 + n_j); m cancels Trainer.step(m).
-            m = F.sum(F.ones_like(labels))
+            m = F.sum(counts)
             pull = F.sum(F.square(F.stop_gradient(features) - centers_y), axis=1)
             pull = F.broadcast_mul(0.5 * pull / (1 + n_y), m)
             loss = loss + pull - F.stop_gradient(pull)

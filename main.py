@@ -26,6 +26,10 @@ from models import ACTIVATIONS, MODELS, get_model
 from utils import UserError
 
 EVAL_METHODS = ('softmax', 'center', 'knn')
+KVSTORES = ('device', 'local', 'dist_sync', 'dist_device_sync')
+# A key of the distributed KVStore of our own, for the centers' gradient: the
+# Trainer numbers its keys from 0, one per parameter.
+CENTERS_GRAD_KEY = 1 << 20
 # The rows of --compare: the three runs of the original port's figure.
 COMPARED = [('softmax', 'softmax'), ('center-loss', 'softmax + center loss'),
             ('center-loss-second', 'center loss only (second stage)')]
@@ -127,39 +131,57 @@ def parse_args(argv=None):
 
     dev = p.add_argument_group('device')
     dev.add_argument('--use_gpu', type=str2bool, default=True, help='False forces the CPU')
-    dev.add_argument('--gpus', default=None, help='GPU index, e.g. 0 (default: gpu 0 if MXNet sees one)')
+    dev.add_argument('--gpus', default=None,
+                     help='GPU indices, e.g. 0 or 0,1 for data-parallel training (default: gpu 0 if MXNet sees one)')
+    dev.add_argument('--kvstore', default='device', choices=KVSTORES,
+                     help='how gradients are summed over devices (local, device) or over worker processes '
+                          '(dist_sync, dist_device_sync: start those with launch.py)')
 
     args = p.parse_args(argv)
     if not (args.train or args.second_train or args.test or args.compare):
         p.error('nothing to do: pass --train [--center_loss], --second_train, --test and/or --compare')
     if args.prefix is None:
         args.prefix = 'softmax' if args.train and not args.center_loss else 'center-loss'
+    if args.kvstore.startswith('dist') and args.train and args.second_train:
+        p.error('with --kvstore %s run one stage per launch' % args.kvstore)
     if not args.prefix or os.sep in args.prefix or '/' in args.prefix or args.prefix.startswith('.'):
         p.error('--prefix %r must be a plain name: no path separator, not starting with "."' % args.prefix)
     return args
 
 
-def get_context(args):
+def get_contexts(args):
+    """The devices to train on: [cpu()], [gpu(0)] or several GPUs for data parallelism."""
     if not args.use_gpu:
-        return mx.cpu()
+        return [mx.cpu()]
     num_gpus = mx.context.num_gpus()
     if args.gpus is None:
-        return mx.gpu(0) if num_gpus > 0 else mx.cpu()
+        return [mx.gpu(0)] if num_gpus > 0 else [mx.cpu()]
     try:
         ids = [int(i) for i in args.gpus.split(',') if i.strip()]
     except ValueError:
-        raise UserError('--gpus %r: expected an index such as 0' % args.gpus)
-    if len(ids) != 1:
-        raise UserError('--gpus takes one GPU in this version, got %r' % args.gpus)
-    if not 0 <= ids[0] < num_gpus:
-        raise UserError('--gpus %d: MXNet sees %d GPU(s)%s' % (
-            ids[0], num_gpus, '' if num_gpus else ' (CPU build, or no driver): use --use_gpu False'))
-    return mx.gpu(ids[0])
+        raise UserError('--gpus %r: expected indices such as 0 or 0,1' % args.gpus)
+    bad = [i for i in ids if not 0 <= i < num_gpus]
+    if not ids or bad or len(set(ids)) != len(ids):
+        raise UserError('--gpus %s: MXNet sees %d GPU(s)%s' % (
+            args.gpus, num_gpus, '' if num_gpus else ' (CPU build, or no driver): use --use_gpu False'))
+    return [mx.gpu(i) for i in ids]
+
+
+def setup_workers(args):
+    """Rank and number of worker processes; a distributed KVStore when asked for."""
+    args.kv, args.rank, args.num_workers = None, 0, 1
+    if args.kvstore.startswith('dist'):
+        if 'DMLC_ROLE' not in os.environ:
+            raise UserError('--kvstore %s needs a scheduler and servers: start the workers with '
+                            '`python launch.py -n 2 -- python main.py ...`' % args.kvstore)
+        args.kv = mx.kv.create(args.kvstore)
+        args.rank, args.num_workers = args.kv.rank, args.kv.num_workers
 
 
 # --------------------------------------------------------------------------- data and model
 
 def load_data(args, ctx):
+    """Train and test arrays on ``ctx``; with several workers, this worker's shard of the training set."""
     directory = utils.find_data(args.dataset, args.data_dir)
     train_img, train_lbl = utils.load_split(directory, 'train')
     test_img, test_lbl = utils.load_split(directory, 'test')
@@ -170,9 +192,13 @@ def load_data(args, ctx):
         raise UserError('labels go up to %d but --num_classes is %d' % (top, args.num_classes))
     # Normalise with the training set's own statistics, whatever the dataset.
     mean, std = train_img.mean() / 255.0, train_img.std() / 255.0
+    if args.num_workers > 1:
+        train_img, train_lbl = train_img[args.rank::args.num_workers], train_lbl[args.rank::args.num_workers]
     train_x, train_y = utils.to_nd(train_img, train_lbl, mean, std, ctx)
     test_x, test_y = utils.to_nd(test_img, test_lbl, mean, std, ctx)
-    print('data: %s from %s, %d train / %d test images' % (args.dataset, directory, len(train_lbl), len(test_lbl)))
+    print('data: %s from %s, %d train / %d test images%s' % (
+        args.dataset, directory, len(train_lbl), len(test_lbl),
+        ' (shard %d of %d)' % (args.rank, args.num_workers) if args.num_workers > 1 else ''))
     return dict(train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y,
                 class_names=utils.CLASS_NAMES[args.dataset])
 
@@ -191,10 +217,10 @@ def resolve_arch(args, meta=None):
             setattr(args, key, meta[key])
 
 
-def build_net(args, ctx):
+def build_net(args, ctxs):
     net = get_model(args.model, args.num_classes, args.feature_size, args.act)
-    net.initialize(mx.init.Xavier(magnitude=2.24), ctx=ctx)
-    net(nd.zeros((1, 1, 28, 28), ctx=ctx))  # settle deferred shapes so a checkpoint can be checked
+    net.initialize(mx.init.Xavier(magnitude=2.24), ctx=ctxs)
+    net(nd.zeros((1, 1, 28, 28), ctx=ctxs[0]))  # settle deferred shapes so a checkpoint can be checked
     net.hybridize(static_alloc=True, static_shape=True)
     return net
 
@@ -203,20 +229,21 @@ def ckpt_path(args, prefix, tag):
     return os.path.join(args.ckpt_dir, '%s-%s.params' % (prefix, tag))
 
 
-def load_stage(args, prefix, ctx, make_hint):
+def load_stage(args, prefix, ctxs, make_hint):
     arrays, meta = utils.load_checkpoint(ckpt_path(args, prefix, 'best'), make_hint)
     try:
         resolve_arch(args, meta)
     except KeyError:
         raise UserError('%s lacks its description; retrain to make it again' % ckpt_path(args, prefix, 'best'))
-    net = build_net(args, ctx)
-    utils.restore_net(net, arrays, ctx)
-    return net, arrays['centers'].as_in_context(ctx), meta
+    net = build_net(args, ctxs)
+    utils.restore_net(net, arrays)
+    return net, arrays['centers'].as_in_context(ctxs[0]), meta
 
 
 class Objective(gluon.HybridBlock):
     """One graph for a training step: scores, features, and the per-sample
-    softmax and center losses (either may be switched off)."""
+    softmax and center losses (either may be switched off). ``counts`` are the
+    class counts of the whole batch, which may be split across devices."""
 
     def __init__(self, net, center_loss=None, softmax=True, **kwargs):
         super(Objective, self).__init__(**kwargs)
@@ -224,10 +251,10 @@ class Objective(gluon.HybridBlock):
         self.center_loss = center_loss
         self.ce = gluon.loss.SoftmaxCrossEntropyLoss() if softmax else None
 
-    def hybrid_forward(self, F, x, y):
+    def hybrid_forward(self, F, x, y, counts=None):
         scores, features = self.net(x)
         l_s = self.ce(scores, y) if self.ce is not None else F.zeros_like(y)
-        l_c = self.center_loss(features, y) if self.center_loss is not None else F.zeros_like(y)
+        l_c = self.center_loss(features, y, counts) if self.center_loss is not None else F.zeros_like(y)
         return l_s + l_c, l_s, l_c, scores, features
 
 
@@ -260,7 +287,7 @@ def first_stage_hint(args, prefix=None):
     return ': run `python main.py %s` first' % cmd
 
 
-def train_stage(args, data, ctx, stage, may_resume):
+def train_stage(args, data, ctxs, stage, may_resume):
     """Train one stage; returns the prefix its checkpoints were saved under.
 
     With ``may_resume`` the stage continues from ``<prefix>-last.params``
@@ -273,33 +300,38 @@ def train_stage(args, data, ctx, stage, may_resume):
     if may_resume:
         arrays, state = utils.load_checkpoint(last_path, ': nothing to resume; drop --resume to start the stage')
         resolve_arch(args, state)
-        net = build_net(args, ctx)
-        utils.restore_net(net, arrays, ctx)
-        centers = arrays['centers'].as_in_context(ctx)
+        net = build_net(args, ctxs)
+        utils.restore_net(net, arrays)
+        centers = arrays['centers'].as_in_context(ctxs[0])
         if state['epoch'] >= args.epochs:
             print('%s is complete (%d epochs); nothing to resume' % (prefix, state['epoch']))
             return prefix
         print('resuming %s after epoch %d from %s' % (prefix, state['epoch'], last_path))
     elif second:
-        net, centers, first_meta = load_stage(args, args.prefix, ctx, first_stage_hint(args))
+        net, centers, first_meta = load_stage(args, args.prefix, ctxs, first_stage_hint(args))
         print('second stage from %s (epoch %d), centers frozen'
               % (ckpt_path(args, args.prefix, 'best'), first_meta['epoch']))
     else:
-        net = build_net(args, ctx)
+        net = build_net(args, ctxs)
     metric = args.eval_method or ('center' if second else 'softmax')
 
     use_center = second or args.center_loss
     center_loss, center_trainer = None, None
     if use_center:
         center_loss = CenterLoss(args.num_classes, args.feature_size, args.lmbd, update=args.center_update)
-        center_loss.initialize(mx.init.Normal(0.01), ctx=ctx)
+        center_loss.initialize(mx.init.Normal(0.01), ctx=ctxs)
         if second or state is not None:
             center_loss.centers.weight.set_data(centers)
         if second:
             center_loss.collect_params().setattr('grad_req', 'null')
         else:  # the centers' own plain SGD at rate alpha, whatever the network's schedule
+            # (across worker processes their gradient is summed in train_step: two
+            # Trainers cannot share one distributed KVStore, their keys would collide)
             center_trainer = gluon.Trainer(center_loss.collect_params(), 'sgd',
-                                           {'learning_rate': args.alpha, 'momentum': 0.0, 'wd': 0.0})
+                                           {'learning_rate': args.alpha, 'momentum': 0.0, 'wd': 0.0},
+                                           kvstore=None if args.kv else args.kvstore)
+            if args.kv:
+                args.kv.init(CENTERS_GRAD_KEY, nd.zeros(center_loss.centers.weight.shape))
     if second:
         # Only the center loss drives this stage: the class layer keeps the first
         # stage's weights (no weight decay on it either), so softmax accuracy
@@ -309,7 +341,10 @@ def train_stage(args, data, ctx, stage, may_resume):
     opt_params = {'learning_rate': args.lr, 'wd': args.wd}
     if args.optimizer == 'sgd':
         opt_params['momentum'] = args.momentum
-    trainer = gluon.Trainer(params, args.optimizer, opt_params)
+    # Across workers the KVStore only sums gradients and each worker updates
+    # locally (update_on_kvstore=False), so the learning-rate schedule stays ours.
+    trainer = gluon.Trainer(params, args.optimizer, opt_params, kvstore=args.kv or args.kvstore,
+                            update_on_kvstore=False if args.kv else None)
     if state is not None:
         utils.restore_trainer(trainer, arrays, 'net')
         if center_trainer is not None:
@@ -319,7 +354,7 @@ def train_stage(args, data, ctx, stage, may_resume):
 
     os.makedirs(args.ckpt_dir, exist_ok=True)
     os.makedirs(args.out_dir, exist_ok=True)
-    if state is None:
+    if state is None and args.rank == 0:
         utils.remove_outputs(args.out_dir, prefix)
     n = data['train_x'].shape[0]
     plot_idx = np.sort(np.random.RandomState(args.seed).choice(n, min(n, 10000), replace=False))
@@ -335,11 +370,15 @@ def train_stage(args, data, ctx, stage, may_resume):
         lr = args.lr * args.lr_factor ** ((epoch - 1) // args.lr_step)
         trainer.set_learning_rate(lr)
         tic = time.time()
-        sums, train_feat = train_epoch(args, data, ctx, objective, trainer, center_trainer, epoch, prefix)
+        sums, train_feat = train_epoch(args, data, ctxs, objective, trainer, center_trainer, epoch, prefix)
         train_time = time.time() - tic
+        if args.rank != 0:  # the other workers train on their shards; the first evaluates, saves and draws
+            print('[%s] worker %d: epoch %2d/%d  train acc %.4f on its shard  %.1fs'
+                  % (prefix, args.rank, epoch, args.epochs, sums[2] / n, train_time))
+            continue
 
         if use_center:
-            centers = center_loss.centers.weight.data()
+            centers = center_loss.centers.weight.data(ctxs[0])
         else:  # softmax alone has no centers: use the class means for nearest-center
             centers = utils.class_means(train_feat, data['train_y'], args.num_classes)
         test_scores, test_feat = utils.forward_all(net, data['test_x'])
@@ -380,6 +419,10 @@ def train_stage(args, data, ctx, stage, may_resume):
             utils.save_checkpoint(best_path, net, centers, meta)
         utils.write_json(os.path.join(args.out_dir, '%s-metrics.json' % prefix), history)
 
+    if args.kv:  # dist_sync keeps every worker's copy identical: this lets one check it
+        print('[%s] worker %d: parameter checksum %.10e' % (prefix, args.rank, param_checksum(net, center_loss)))
+    if args.rank != 0:
+        return prefix
     if args.plotting:
         for split in ('train', 'test'):
             frames = [frame_path(args, prefix, split, e) for e in range(1, args.epochs + 1)]
@@ -391,14 +434,19 @@ def train_stage(args, data, ctx, stage, may_resume):
     return prefix
 
 
-def train_epoch(args, data, ctx, objective, trainer, center_trainer, epoch, prefix):
+def param_checksum(*blocks):
+    return float(sum(p.list_data()[0].abs().sum().asscalar()
+                     for block in blocks if block is not None for p in block.collect_params().values()))
+
+
+def train_epoch(args, data, ctxs, objective, trainer, center_trainer, epoch, prefix):
     """One pass over the shuffled training set.
 
     Returns (sums of softmax loss, center loss and correct predictions, as
     numpy) and the training features in the dataset's order, on ``ctx``.
     """
     train_x, train_y = data['train_x'], data['train_y']
-    n, bs = train_x.shape[0], args.batch_size
+    n, bs, ctx = train_x.shape[0], args.batch_size, ctxs[0]
     # Each epoch's order depends only on (seed, epoch): a resumed run sees the same batches.
     order = np.random.RandomState([args.seed, epoch]).permutation(n)
     num_batches = (n + bs - 1) // bs
@@ -411,15 +459,12 @@ def train_epoch(args, data, ctx, objective, trainer, center_trainer, epoch, pref
     for b in bar:
         idx = nd.array(order[b * bs:(b + 1) * bs], ctx=ctx, dtype='int32')
         x, y = nd.take(train_x, idx), nd.take(train_y, idx)
-        with autograd.record():
-            loss, l_s, l_c, scores, features = objective(x, y)
-        loss.backward()
-        trainer.step(x.shape[0])
-        if center_trainer is not None:
-            center_trainer.step(x.shape[0])
-        batch_loss[b] = loss.sum()
-        sums += nd.concat(l_s.sum(), l_c.sum(), (nd.argmax(scores, axis=1) == y).sum(), dim=0)
-        feats.append(features)
+        for loss, l_s, l_c, scores, features, y_dev in train_step(
+                objective, trainer, center_trainer, x, y, ctxs, args.num_classes, args.kv, args.num_workers):
+            batch_loss[b] += loss.sum().as_in_context(ctx)
+            sums += nd.concat(l_s.sum(), l_c.sum(), (nd.argmax(scores, axis=1) == y_dev).sum(),
+                              dim=0).as_in_context(ctx)
+            feats.append(features.as_in_context(ctx))
         if (b + 1) % sync_every == 0 or b + 1 == num_batches:
             bad = np.flatnonzero(~np.isfinite(batch_loss[:b + 1].asnumpy()))
             if len(bad):
@@ -433,6 +478,34 @@ def train_epoch(args, data, ctx, objective, trainer, center_trainer, epoch, pref
     # Features of the training set as this epoch's forward passes saw them, in dataset order.
     train_feat = nd.take(nd.concat(*feats, dim=0), nd.array(np.argsort(order), ctx=ctx, dtype='int32'))
     return sums.asnumpy(), train_feat
+
+
+def train_step(objective, trainer, center_trainer, x, y, ctxs, num_classes, kv=None, num_workers=1):
+    """Forward, backward and update on one batch, split across ``ctxs``.
+
+    Gradients are summed over devices (and over workers through ``kv``) and
+    divided by the whole batch size, so several devices take the same step as
+    one. Returns [(loss, softmax loss, center loss, scores, features, labels)]
+    per device, in batch order.
+    """
+    counts = nd.one_hot(y, num_classes).sum(axis=0)  # class counts of the whole batch
+    ctxs = ctxs[:x.shape[0]]
+    xs = gluon.utils.split_and_load(x, ctxs, even_split=False)
+    ys = gluon.utils.split_and_load(y, ctxs, even_split=False)
+    with autograd.record():
+        if objective.center_loss is None:  # softmax alone: the counts would be an unused input
+            outs = [objective(x_dev, y_dev) for x_dev, y_dev in zip(xs, ys)]
+        else:
+            outs = [objective(x_dev, y_dev, counts.as_in_context(x_dev.context)) for x_dev, y_dev in zip(xs, ys)]
+    autograd.backward([out[0] for out in outs])
+    trainer.step(x.shape[0] * num_workers)
+    if center_trainer is not None:
+        if kv is not None:  # sum the centers' gradient over devices and workers
+            grads = objective.center_loss.centers.weight.list_grad()
+            kv.push(CENTERS_GRAD_KEY, grads)
+            kv.pull(CENTERS_GRAD_KEY, out=grads)
+        center_trainer.step(x.shape[0] * num_workers)
+    return [tuple(out) + (y_dev,) for out, y_dev in zip(outs, ys)]
 
 
 def frame_path(args, prefix, split, epoch):
@@ -454,9 +527,9 @@ def plot_epoch(args, data, prefix, title, stage, epoch, record, projection, plot
 
 # --------------------------------------------------------------------------- test
 
-def test(args, data, ctx, prefix):
+def test(args, data, ctxs, prefix):
     """Accuracy of the best checkpoint of ``prefix`` by each evaluation method."""
-    net, centers, meta = load_stage(args, prefix, ctx, first_stage_hint(args, prefix))
+    net, centers, meta = load_stage(args, prefix, ctxs, first_stage_hint(args, prefix))
     test_scores, test_feat = utils.forward_all(net, data['test_x'])
     nd.waitall()  # the times below are of the evaluation alone, once the features exist
     test_y = data['test_y']
@@ -479,7 +552,7 @@ def test(args, data, ctx, prefix):
     return results
 
 
-def compare(args, data, ctx):
+def compare(args, data, ctxs):
     """The original port's figure from the saved best checkpoints of the three runs."""
     rows = []
     n = data['train_x'].shape[0]
@@ -490,7 +563,7 @@ def compare(args, data, ctx):
             print('compare: skipping %s (%s not found%s)' % (prefix, path, first_stage_hint(args, prefix)))
             continue
         run_args = argparse.Namespace(**dict(vars(args), **{k: None for k in ARCH_DEFAULTS}))
-        net, centers, meta = load_stage(run_args, prefix, ctx, '')
+        net, centers, meta = load_stage(run_args, prefix, ctxs, '')
         _, train_feat = utils.forward_all(net, data['train_x'])
         test_scores, test_feat = utils.forward_all(net, data['test_x'])
         projection = utils.Projection(**meta.get('projection', {})).fit(train_feat.asnumpy()[plot_idx])
@@ -513,31 +586,35 @@ def compare(args, data, ctx):
 def main(argv=None):
     args = parse_args(argv)
     try:
-        ctx = get_context(args)
+        ctxs = get_contexts(args)
+        setup_workers(args)
         print('mxnet %s (%s build), context %s, OMP_NUM_THREADS=%s'
               % (mx.__version__, 'CUDA' if mx.runtime.Features().is_enabled('CUDA') else 'CPU',
-                 ctx, os.environ.get('OMP_NUM_THREADS')))
+                 ', '.join(str(c) for c in ctxs), os.environ.get('OMP_NUM_THREADS')))
+        if args.kv:
+            print('worker %d of %d, kvstore %s' % (args.rank, args.num_workers, args.kvstore))
         mx.random.seed(args.seed)
         np.random.seed(args.seed)
         # A later stage takes the network's shape from its checkpoint: read it
         # before the data so that --num_classes is known when labels are checked.
         source = arch_source(args)
         resolve_arch(args, utils.load_checkpoint(source, first_stage_hint(args))[1] if source else None)
-        data = load_data(args, ctx)
+        data = load_data(args, ctxs[0])
         if args.test and args.knn_k > data['train_x'].shape[0] and args.eval_method in (None, 'knn'):
             raise UserError('--knn_k %d is larger than the %d training images it votes among'
                             % (args.knn_k, data['train_x'].shape[0]))
         prefix = args.prefix
         if args.train:
-            prefix = train_stage(args, data, ctx, 'first', args.resume)
+            prefix = train_stage(args, data, ctxs, 'first', args.resume)
         if args.second_train:
             # With --train --second_train --resume, a second stage that never started starts fresh.
             resume = args.resume and (not args.train or os.path.isfile(ckpt_path(args, prefix + '-second', 'last')))
-            prefix = train_stage(args, data, ctx, 'second', resume)
-        if args.test:
-            test(args, data, ctx, prefix)
-        if args.compare:
-            compare(args, data, ctx)
+            prefix = train_stage(args, data, ctxs, 'second', resume)
+        if args.rank == 0:  # with several workers, the first alone evaluates and draws
+            if args.test:
+                test(args, data, ctxs, prefix)
+            if args.compare:
+                compare(args, data, ctxs)
     except UserError as e:
         print('error: %s' % e, file=sys.stderr)
         return 2

@@ -262,7 +262,7 @@ def _atomic_write(path, data):
 def save_checkpoint(path, net, centers, meta, trainers=None):
     """One file with the network, the centers (K, d), a JSON description and,
     for resuming, the optimizer states of ``trainers`` ({name: gluon.Trainer})."""
-    arrays = {'net.' + k: p.data().as_in_context(mx.cpu())
+    arrays = {'net.' + k: p.list_data()[0].as_in_context(mx.cpu())
               for k, p in net._collect_params_with_prefix().items()}
     arrays['centers'] = centers.as_in_context(mx.cpu())
     arrays['meta'] = _bytes_array(json.dumps(dict(meta, format=CKPT_FORMAT)).encode())
@@ -317,13 +317,13 @@ def load_checkpoint(path, make_hint=''):
     return arrays, meta
 
 
-def restore_net(net, arrays, ctx):
-    """Load the network part of a checkpoint into an initialized ``net``."""
+def restore_net(net, arrays):
+    """Load the network part of a checkpoint into an initialized ``net`` (on all its devices)."""
     for k, p in net._collect_params_with_prefix().items():
         value = arrays.get('net.' + k)
         if value is None or value.shape != p.shape:
             raise CheckpointError('checkpoint does not fit the network at %s' % k)
-        p.set_data(value.as_in_context(ctx))
+        p.set_data(value)
 
 
 # --------------------------------------------------------------------------- pictures

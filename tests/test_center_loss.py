@@ -119,3 +119,23 @@ def test_bad_inputs_raise_value_error():
         block(nd.zeros((2, D)), nd.array([-1, 0]))
     with pytest.raises(ValueError, match='update must be'):
         CenterLoss(K, D, update='sgd')
+
+
+@pytest.mark.parametrize('update', ['gradient', 'paper'])
+def test_split_batch_with_global_counts_equals_whole_batch(update):
+    # A batch split across devices: each slice gets the whole batch's counts.
+    x, y, c = batch(3, m=30)
+    whole = run(CenterLoss(K, D, lmbd=0.5, update=update), x, y, c)
+    counts = nd.array(np.bincount(y, minlength=K))
+    block = CenterLoss(K, D, lmbd=0.5, update=update)
+    block.hybridize()
+    block.initialize()
+    block.centers.weight.set_data(nd.array(c))
+    xs = nd.array(x)
+    xs.attach_grad()
+    with autograd.record():
+        parts = [block(xs[a:b], nd.array(y[a:b]), counts) for a, b in ((0, 11), (11, 30))]
+    autograd.backward(parts)
+    np.testing.assert_allclose(np.concatenate([p.asnumpy() for p in parts]), whole[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(xs.grad.asnumpy(), whole[1], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(block.centers.weight.grad().asnumpy(), whole[2], rtol=1e-5, atol=1e-5)

@@ -1,0 +1,93 @@
+"""Start MXNet's parameter-server processes and N workers on this machine.
+
+    python launch.py -n 2 -- python main.py --train --center_loss --kvstore dist_sync
+
+starts one scheduler, ``-s`` servers (default 1) and ``-n`` workers, all on
+127.0.0.1, through the DMLC_* environment variables MXNet reads. Each worker
+runs the command after ``--``; the first worker (rank 0) alone writes
+checkpoints and pictures. If a worker fails or the time runs out, every process
+is stopped and the exit status says so. On several machines, set the same
+variables by hand (see README, "Several machines").
+"""
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+# The scheduler and servers are plain `import mxnet` with a DMLC_ROLE: MXNet then
+# runs the server loop and exits when the workers are done.
+SERVE = [sys.executable, '-c', 'import compat, mxnet']
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def start(cmd, env, role):
+    return subprocess.Popen(cmd, cwd=HERE, env=dict(env, DMLC_ROLE=role), start_new_session=True)
+
+
+def stop(procs):
+    for p in procs:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGTERM)
+    deadline = time.time() + 10
+    for p in procs:
+        try:
+            p.wait(max(0.1, deadline - time.time()))
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('-n', '--num_workers', type=int, default=2)
+    p.add_argument('-s', '--num_servers', type=int, default=1)
+    p.add_argument('--timeout', type=float, default=None, help='seconds before everything is stopped')
+    p.add_argument('command', nargs=argparse.REMAINDER, help='-- then the worker command')
+    args = p.parse_args(argv)
+    command = args.command[1:] if args.command[:1] == ['--'] else args.command
+    if not command or args.num_workers < 1 or args.num_servers < 1:
+        p.exit(2, 'launch.py: error: give -n >= 1, -s >= 1 and a command after -- (see --help)\n')
+
+    env = dict(os.environ, DMLC_PS_ROOT_URI='127.0.0.1', DMLC_PS_ROOT_PORT=str(free_port()),
+               DMLC_NODE_HOST='127.0.0.1', DMLC_NUM_WORKER=str(args.num_workers),
+               DMLC_NUM_SERVER=str(args.num_servers))
+    helpers = [start(SERVE, env, 'scheduler')] + [start(SERVE, env, 'server') for _ in range(args.num_servers)]
+    workers = [start(command, env, 'worker') for _ in range(args.num_workers)]
+    deadline = None if args.timeout is None else time.time() + args.timeout
+    status = 0
+    try:
+        while any(w.poll() is None for w in workers):
+            failed = [w.returncode for w in workers if w.returncode not in (None, 0)]
+            if failed:
+                print('launch.py: a worker exited with status %d; stopping the others' % failed[0], file=sys.stderr)
+                status = failed[0]
+                break
+            if deadline is not None and time.time() > deadline:
+                print('launch.py: still running after %gs; stopping' % args.timeout, file=sys.stderr)
+                status = 124
+                break
+            time.sleep(0.2)
+        else:
+            status = next((w.returncode for w in workers if w.returncode), 0)
+            for h in helpers:  # they leave once the workers have said goodbye
+                try:
+                    h.wait(20)
+                except subprocess.TimeoutExpired:
+                    pass
+    except KeyboardInterrupt:
+        status = 130
+    finally:
+        stop(workers + helpers)
+    return status
+
+
+if __name__ == '__main__':
+    sys.exit(main())
