@@ -241,6 +241,8 @@ def class_means(features, labels, num_classes):
 # --------------------------------------------------------------------------- checkpoints
 
 CKPT_FORMAT = 1
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 
 
 def _atomic_write(path, data):
@@ -252,6 +254,7 @@ def _atomic_write(path, data):
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it private; give it a normal file's mode
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

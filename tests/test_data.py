@@ -97,6 +97,9 @@ def test_checkpoint_is_atomic(tmp_path, monkeypatch):
     arrays, meta = utils.load_checkpoint(path)
     assert meta['epoch'] == 1 and arrays['centers'].asnumpy().sum() == 20
     assert sorted(os.listdir(str(tmp_path))) == ['a.params']
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask  # an ordinary file's mode, not mkstemp's 0600
     open(path, 'wb').write(b'not a checkpoint')
     with pytest.raises(utils.CheckpointError, match='not a checkpoint'):
         utils.load_checkpoint(path)
