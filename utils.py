@@ -427,6 +427,7 @@ def make_gif(path, frames, frame_ms=400, last_ms=2000):
 def plot_curves(path, history, title):
     """Loss and accuracy per epoch from the history list written by main.py."""
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
     epochs = [h['epoch'] for h in history]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4), dpi=90)
     for key, label in (('loss_softmax', 'softmax loss'), ('loss_center', 'center loss')):
@@ -441,6 +442,8 @@ def plot_curves(path, history, title):
         ax2.plot(epochs, [h[key] for h in history], marker='.', label=label)
     ax2.set_xlabel('epoch')
     ax2.set_ylabel('accuracy')
+    for ax in (ax1, ax2):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax2.legend(loc='lower right')
     ax2.grid(alpha=0.3)
     fig.suptitle(title)
