@@ -205,3 +205,17 @@ def test_nan_in_the_features_names_the_exact_batch(tmp_path, monkeypatch, capsys
     assert rc == 2 and 'Traceback' not in err
     assert 'became nan in epoch 1 at batch %d of 5' % batch in err, err
     assert not os.path.exists(str(tmp_path / 'ckpt' / 'center-loss-best.params'))
+
+
+def test_train_and_second_train_in_one_command(tmp_path):
+    rc, out, err = run('--train', '--center_loss', '--second_train', '--epochs', '1', *SMALL, *dirs(tmp_path))
+    assert rc == 0, err
+    assert out.index('first stage "center-loss"') < out.index('second stage "center-loss-second"')
+    assert sorted(os.listdir(str(tmp_path / 'ckpt'))) == [
+        'center-loss-best.params', 'center-loss-last.params',
+        'center-loss-second-best.params', 'center-loss-second-last.params']
+
+
+def test_dist_kvstore_wants_one_stage_and_a_launcher(tmp_path):
+    assert_clean_error(run('--train', '--second_train', '--kvstore', 'dist_sync', *SMALL), 'one stage per launch')
+    assert_clean_error(run('--train', '--kvstore', 'dist_sync', *SMALL, *dirs(tmp_path)), 'launch.py')
