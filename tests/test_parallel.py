@@ -57,7 +57,7 @@ def test_two_devices_take_the_same_step_as_one(update):
 
 
 @pytest.mark.skipif(not os.environ.get('RUN_DIST'), reason=(
-    'dist_sync training went NaN at batch 4 in 1 of 7 runs (open bug, see README); '
+    'dist_sync training went NaN at batch 4 in 1 of 12 runs (open bug, see README); '
     'opt in with RUN_DIST=1 until it is fixed'))
 def test_dist_sync_two_workers(tmp_path):
     args = [sys.executable, os.path.join(ROOT, 'launch.py'), '-n', '2', '-s', '1', '--timeout', '400', '--',
