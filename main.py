@@ -357,7 +357,7 @@ def train_stage(args, data, ctxs, stage, may_resume):
     if state is None and args.rank == 0:
         utils.remove_outputs(args.out_dir, prefix)
     n = data['train_x'].shape[0]
-    plot_idx = np.sort(np.random.RandomState(args.seed).choice(n, min(n, 10000), replace=False))
+    plot_idx = plot_sample(n, args.seed)
     projection = utils.Projection(**(state or {}).get('projection', {}))
     history = state['history'] if state else []
     best = state['best'] if state else -1.0
@@ -508,6 +508,11 @@ def train_step(objective, trainer, center_trainer, x, y, ctxs, num_classes, kv=N
     return [tuple(out) + (y_dev,) for out, y_dev in zip(outs, ys)]
 
 
+def plot_sample(n, seed, size=10000):
+    """Indices of the training points drawn: the same in every frame and in --compare."""
+    return np.sort(np.random.RandomState(seed).choice(n, min(n, size), replace=False))
+
+
 def frame_path(args, prefix, split, epoch):
     return os.path.join(args.out_dir, '%s-%s-epoch-%02d.png' % (prefix, split, epoch))
 
@@ -556,7 +561,7 @@ def compare(args, data, ctxs):
     """The original port's figure from the saved best checkpoints of the three runs."""
     rows = []
     n = data['train_x'].shape[0]
-    plot_idx = np.sort(np.random.RandomState(args.seed).choice(n, min(n, 10000), replace=False))
+    plot_idx = plot_sample(n, args.seed)
     for prefix, title in COMPARED:
         path = ckpt_path(args, prefix, 'best')
         if not os.path.isfile(path):
