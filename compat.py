@@ -6,7 +6,9 @@ importable and fast on today's machines.
    wheels, so the alias is restored here (it is exactly the builtin ``bool``).
 2. Threads: MXNet's CPU kernels (OpenMP) ran a LeNet++ step about 2x faster with
    one thread per available core than with the default. A value the user set wins.
-3. CUDA: the ``mxnet-cu112`` wheel does not carry CUDA. Its libraries come from
+3. bfloat16: ``cpu_has_bf16`` tells whether this CPU computes in bfloat16 natively
+   (AVX512-BF16 or AMX), where oneDNN's bfloat16 convolutions are fast.
+4. CUDA: the ``mxnet-cu112`` wheel does not carry CUDA. Its libraries come from
    NVIDIA's ``nvidia-*-cu11`` wheels (requirements-gpu.txt), which unpack under
    ``site-packages/nvidia/*/lib`` where ``libmxnet.so`` does not look; they are
    loaded here, globally and in dependency order, so no LD_LIBRARY_PATH is needed.
@@ -24,6 +26,22 @@ if 'bool' not in vars(np):  # deprecated (1.20-1.23) or removed (1.24+); asking 
 
 os.environ.setdefault('OMP_NUM_THREADS', str(len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity')
                                              else os.cpu_count() or 1))
+
+
+def cpu_flags(path='/proc/cpuinfo'):
+    """The instruction-set flags of the first CPU listed (Linux), or an empty set."""
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith('flags'):
+                    return set(line.split(':', 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def cpu_has_bf16(flags=None):
+    return bool({'avx512_bf16', 'amx_bf16'} & (cpu_flags() if flags is None else flags))
 
 
 class CudaSetupError(ImportError):

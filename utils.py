@@ -175,6 +175,30 @@ def to_nd(images, labels, mean, std, ctx):
     return nd.array(x[:, None], ctx=ctx), nd.array(labels.astype(np.float32), ctx=ctx)
 
 
+def random_shift(x, shifts, background, max_shift):
+    """Translate each image of ``x`` (B, C, H, W) by its own whole-pixel offset.
+
+    ``shifts`` (B, 2) holds (dx, dy) in pixels (positive: right, down), each
+    within [-max_shift, max_shift]; the uncovered border takes the value
+    ``background`` (a blank pixel after normalisation). One gather from a
+    padded copy, on x's device: no data goes back to the host. (MXNet's
+    GridGenerator did the same with bilinear sampling but took 36 ms per
+    batch of 128 on 2 CPU cores, half as long as the training step itself.)
+    """
+    b, c, h, w = x.shape
+    p, ctx = max_shift, x.context
+    hp, wp = h + 2 * p, w + 2 * p
+    padded = nd.pad(x - background, mode='constant', constant_value=0, pad_width=(0, 0, 0, 0, p, p, p, p))
+    dx = nd.repeat(shifts[:, 0], c).reshape((-1, 1, 1))      # one offset per image and channel
+    dy = nd.repeat(shifts[:, 1], c).reshape((-1, 1, 1))
+    base = (nd.arange(b * c, ctx=ctx) * (hp * wp)).reshape((-1, 1, 1))
+    rows = nd.arange(h, ctx=ctx).reshape((1, h, 1))
+    cols = nd.arange(w, ctx=ctx).reshape((1, 1, w))
+    # out[n, y, x] = in[n, y - dy, x - dx] = padded[n, y - dy + p, x - dx + p]
+    src = nd.broadcast_add(nd.broadcast_add(base, nd.broadcast_sub(rows + p, dy) * wp), nd.broadcast_sub(cols + p, dx))
+    return nd.take(padded.reshape((-1,)), src.reshape((-1,))).reshape((b, c, h, w)) + background
+
+
 def batch_indices(n, batch_size, ctx, rng=None):
     """Index arrays (on ``ctx``) of consecutive batches; shuffled when ``rng`` is given."""
     order = rng.permutation(n) if rng is not None else np.arange(n)
@@ -195,6 +219,9 @@ def forward_all(net, x, batch_size=1000):
 
 # --------------------------------------------------------------------------- evaluation
 
+KDTREE_MAX_DIM = 16  # beyond this a KD-tree is no faster than brute force
+
+
 def _sq_dists(a, b):
     """Squared Euclidean distances between rows of a (n, d) and b (m, d): (n, m)."""
     return (nd.sum(a * a, axis=1, keepdims=True) - 2 * nd.dot(a, b, transpose_b=True)
@@ -213,10 +240,21 @@ def predict_center(features, centers):
 def predict_knn(features, gallery, gallery_labels, k, num_classes, chunk=1024):
     """Majority label of the k nearest gallery features (ties: the smaller label).
 
-    Works through ``features`` in chunks so memory stays at chunk x len(gallery).
+    On the CPU with low-dimensional features (the 2-D maps of the paper) a
+    KD-tree finds the neighbours: 10,000 queries against 60,000 points take
+    well under a second, where sorting the full distance matrix took 8 s on 2
+    cores. Elsewhere (a GPU, wide features) distances are computed in chunks of
+    ``chunk`` queries, so memory stays at chunk x len(gallery).
     """
     if not 1 <= k <= gallery.shape[0]:
         raise UserError('--knn_k %d must be between 1 and the gallery size %d' % (k, gallery.shape[0]))
+    if features.context.device_type == 'cpu' and features.shape[1] <= KDTREE_MAX_DIM:
+        from scipy.spatial import cKDTree
+        _, nearest = cKDTree(gallery.asnumpy()).query(features.asnumpy(), k=k, workers=-1)
+        nearest = nearest.reshape(len(nearest), k)
+        labels = gallery_labels.asnumpy().astype(np.int64)[nearest]                  # (n, k)
+        votes = (labels[:, :, None] == np.arange(num_classes)).sum(axis=1)           # (n, classes)
+        return nd.array(votes.argmax(axis=1), ctx=features.context)                 # first max: smaller label
     preds = []
     for start in range(0, features.shape[0], chunk):
         d = _sq_dists(features[start:start + chunk], gallery)

@@ -1,62 +1,80 @@
 """Training speed of this trainer against an original-style Gluon loop and PyTorch, in one run.
 
-    python bench/speed.py            # a 12,000-image slice of MNIST (about two minutes on 2 cores)
+    python bench/speed.py            # a 10,000-image slice of MNIST (about two minutes on 2 cores)
     python bench/speed.py --full     # the whole training set
+    python bench/speed.py --prelu    # also LeNet++ with PReLU, ours and PyTorch's
 
-Prints images/s of the first stage with center loss (LeNet++, 2-D features,
-batch 128) for:
+Every contender runs in a process of its own (MXNet's mixed precision and the
+thread count are per process), on the same images, batch 128, LeNet++ with
+2-D features, softmax + center loss; each first warms up on 20 batches, then
+times one epoch:
 - ours: main.train_epoch, batches sliced from arrays held on the device, one
-  hybridized graph per step, sums read back every 50 batches;
-- original-style: the original Gluon port's recipe, written here: a DataLoader
-  with a per-sample ToTensor/Normalize transform, class counts through
-  asnumpy + np.bincount every batch, the loss read back every batch, and a
-  full pass over the training set for its accuracy after each epoch;
-- PyTorch (when torch is installed): LeNet++ with PReLU and the same balanced
-  center loss, batches sliced from in-memory tensors;
-then the ratios, our whole epoch against our training loop alone, the time of
+  hybridized graph per step, sums read back every 50 batches; --precision auto
+  (bfloat16 convolutions on a CPU that has the instructions) and float32. The
+  contenders do not augment, so the ratios use ours with --shift 0; ours at
+  the defaults (2-pixel shifts) is timed on a line of its own;
+- original-style (bench/original_style.py): the original Gluon port's recipe,
+  started without OMP_NUM_THREADS so MXNet keeps its default thread count, as
+  the original did;
+- PyTorch (bench/pytorch_lenet.py, when torch is installed): PReLU in float32,
+  the reference the speed targets were set against, and the same activation
+  and precision as ours (LeakyReLU, bfloat16 autocast).
+Then the ratios; our whole epoch (test evaluation, the two feature-map frames
+and the checkpoint included) against our training loop alone; the time of
 nearest-center and k-NN evaluation of 10,000 test features against 60,000
-training features, and the peak memory of a one-epoch `main.py` run.
+training features; and the peak memory of a one-epoch main.py run.
+
+On a slice, the test images and the plotted training points are the same
+fraction of MNIST's (1/6 of the slice each), so the epoch ratio is the one of
+a full epoch.
 """
 import argparse
+import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-import compat  # noqa: E402,F401
-
-import numpy as np  # noqa: E402
-import mxnet as mx  # noqa: E402
-from mxnet import autograd, gluon, nd  # noqa: E402
-
-import main as trainer_mod  # noqa: E402
-import utils  # noqa: E402
-from models import LeNetPlus  # noqa: E402
-
-BATCH = 128
+HERE = os.path.dirname(os.path.abspath(__file__))
+BATCH, WARMUP = 128, 20
 
 
-def load(n):
-    directory = utils.find_data('mnist', download=False)
-    images, labels = utils.load_split(directory, 'train')
-    return images[:n], labels[:n]
+def child(cmd, env=None):
+    """Run a contender in its own process; its last stdout line is JSON."""
+    out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, universal_newlines=True, env=env,
+                         stderr=subprocess.DEVNULL if os.environ.get('BENCH_QUIET', '1') == '1' else None)
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def ours(images, labels, epochs):
-    """Images/s of our training loop, and of our whole epoch (test evaluation included)."""
-    args = trainer_mod.parse_args(['--train', '--center_loss', '--use_gpu', 'False', '--no_plotting'])
+def ours(slice_path, precision, act, shift):
+    """Run in a child (see main()): images/s of our loop and of our whole epoch."""
+    sys.path.insert(0, ROOT)
+    import compat  # noqa: F401  (before mxnet)
+    import numpy as np
+    import mxnet as mx
+    from mxnet import gluon
+    import main as trainer_mod
+    import utils
+
+    args = trainer_mod.parse_args(['--train', '--center_loss', '--use_gpu', 'False', '--precision', precision,
+                                   '--act', act, '--shift', shift,
+                                   '--out_dir', tempfile.mkdtemp(), '--ckpt_dir', tempfile.mkdtemp()])
+    ctxs = [mx.cpu()]
+    trainer_mod.setup_precision(args, ctxs)
     args.kv, args.rank, args.num_workers = None, 0, 1
     trainer_mod.resolve_arch(args)
-    ctxs = [mx.cpu()]
+    arrays = np.load(slice_path)
+    images, labels = arrays['images'], arrays['labels']
+    n = len(labels)
+    test_img, test_lbl = utils.load_split(utils.find_data('mnist', download=False), 'test')
+    test_img, test_lbl = test_img[:n // 6], test_lbl[:n // 6]   # MNIST's 10,000 : 60,000
     mean, std = images.mean() / 255.0, images.std() / 255.0
     train_x, train_y = utils.to_nd(images, labels, mean, std, ctxs[0])
-    test_img, test_lbl = utils.load_split(utils.find_data('mnist', download=False), 'test')
     test_x, test_y = utils.to_nd(test_img, test_lbl, mean, std, ctxs[0])
-    data = dict(train_x=train_x, train_y=train_y)
+    data = dict(train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y,
+                class_names=utils.CLASS_NAMES['mnist'], background=float(-mean / std))
     net = trainer_mod.build_net(args, ctxs)
     closs = trainer_mod.CenterLoss(10, 2, args.lmbd)
     closs.initialize(ctx=ctxs)
@@ -64,112 +82,37 @@ def ours(images, labels, epochs):
     objective.hybridize(static_alloc=True, static_shape=True)
     trainer = gluon.Trainer(net.collect_params(), 'sgd', {'learning_rate': args.lr, 'momentum': 0.9, 'wd': args.wd})
     ctrainer = gluon.Trainer(closs.collect_params(), 'sgd', {'learning_rate': args.alpha})
-    loop, whole = [], []
-    for epoch in range(1, epochs + 1):
-        tic = time.time()
-        sums, train_feat = trainer_mod.train_epoch(args, data, ctxs, objective, trainer, ctrainer, epoch, 'bench')
-        loop.append(time.time() - tic)
-        scores, feats = utils.forward_all(net, test_x)
-        utils.accuracy(utils.predict_softmax(scores), test_y)
-        utils.accuracy(utils.predict_center(feats, closs.centers.weight.data()), test_y)
-        whole.append(time.time() - tic)
-    n = len(labels)
-    return n / loop[-1], n / whole[-1], whole[-1] / loop[-1]
 
+    warm = dict(data, train_x=train_x[:WARMUP * BATCH], train_y=train_y[:WARMUP * BATCH])
+    trainer_mod.train_epoch(args, warm, ctxs, objective, trainer, ctrainer, 1, 'warm-up')
+    utils.forward_all(net, test_x)[1].wait_to_read()
+    plot_idx = trainer_mod.plot_sample(n, args.seed, size=n // 6)
+    projection = utils.Projection()
 
-class OriginalCenterLoss(gluon.HybridBlock):
-    """The original port's loss: counts from the host every batch."""
-
-    def __init__(self, num_classes, feature_size, lmbd, **kwargs):
-        super(OriginalCenterLoss, self).__init__(**kwargs)
-        self._lmbd = lmbd
-        with self.name_scope():
-            self.centers = gluon.nn.Embedding(num_classes, feature_size)
-
-    def hybrid_forward(self, F, feature, label):
-        hist = nd.array(np.bincount(label.asnumpy().astype(int)), ctx=label.context)
-        counts = F.take(hist, label)
-        diff = feature - self.centers(label)
-        return self._lmbd * 0.5 * F.sum(F.square(diff), 1) / counts
-
-
-def original_style(images, labels, epochs):
-    """Images/s of the original-style loop alone, and with its per-epoch training-set pass."""
-    from mxnet.gluon.data.vision import transforms
-    transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize(0.1307, 0.3081)])
-    dataset = gluon.data.ArrayDataset(nd.array(images[..., None], dtype='uint8'),
-                                      labels.astype(np.float32)).transform_first(transform)
-    loader = gluon.data.DataLoader(dataset, batch_size=BATCH, shuffle=True)
-    net = LeNetPlus(act='leaky')
-    net.initialize(mx.init.Xavier(magnitude=2.24))
-    net.hybridize()
-    closs = OriginalCenterLoss(10, 2, 1.0)
-    closs.initialize()
-    ce = gluon.loss.SoftmaxCrossEntropyLoss()
-    trainer = gluon.Trainer(net.collect_params(), 'sgd', {'learning_rate': 0.1, 'wd': 1e-4})
-    ctrainer = gluon.Trainer(closs.collect_params(), 'sgd', {'learning_rate': 0.5})
-    loop, whole = [], []
-    for _ in range(epochs):
-        tic = time.time()
-        for data, label in loader:
-            with autograd.record():
-                scores, features = net(data)
-                loss = ce(scores, label) + closs(features, label)
-            loss.backward()
-            trainer.step(data.shape[0])
-            ctrainer.step(data.shape[0])
-            nd.mean(loss).asscalar()
-        loop.append(time.time() - tic)
-        correct = 0
-        for data, label in loader:  # the original's accuracy pass over the training set
-            scores, _ = net(data)
-            correct += (nd.argmax(scores, axis=1) == label).sum().asscalar()
-        whole.append(time.time() - tic)
-    n = len(labels)
-    return n / loop[-1], n / whole[-1]
-
-
-def pytorch(images, labels, epochs):
-    try:
-        import torch
-    except ImportError:
-        return None
-    from torch import nn as tnn
-    torch.set_num_threads(len(os.sched_getaffinity(0)))
-    torch.manual_seed(0)
-
-    def block(cin, cout):
-        return [tnn.Conv2d(cin, cout, 5, padding=2), tnn.PReLU(cout), tnn.Conv2d(cout, cout, 5, padding=2),
-                tnn.PReLU(cout), tnn.MaxPool2d(2)]
-    body = tnn.Sequential(*block(1, 32), *block(32, 64), *block(64, 128), tnn.Flatten(), tnn.Linear(1152, 2))
-    head = tnn.Linear(2, 10)
-    centers = tnn.Parameter(torch.randn(10, 2))
-    opt = torch.optim.SGD(list(body.parameters()) + list(head.parameters()), lr=0.01, momentum=0.9,
-                          weight_decay=5e-4)
-    copt = torch.optim.SGD([centers], lr=0.5)
-    x = (torch.tensor(images, dtype=torch.float32)[:, None] / 255 - 0.1307) / 0.3081
-    y = torch.tensor(labels, dtype=torch.long)
-    n, times = len(y), []
-    for _ in range(epochs):
-        tic = time.time()
-        order = torch.randperm(n)
-        for start in range(0, n, BATCH):
-            idx = order[start:start + BATCH]
-            xb, yb = x[idx], y[idx]
-            feats = body(xb)
-            counts = torch.bincount(yb, minlength=10).float()[yb]
-            loss = tnn.functional.cross_entropy(head(feats), yb) + \
-                (0.5 * ((feats - centers[yb]) ** 2).sum(1) / counts).mean()
-            opt.zero_grad()
-            copt.zero_grad()
-            loss.backward()
-            opt.step()
-            copt.step()
-        times.append(time.time() - tic)
-    return n / times[-1]
+    tic = time.time()
+    sums, train_feat = trainer_mod.train_epoch(args, data, ctxs, objective, trainer, ctrainer, 1, 'bench')
+    loop = time.time() - tic
+    # the rest of an epoch of main.train_stage: evaluation, two frames, the checkpoint
+    centers = closs.centers.weight.data()
+    test_scores, test_feat = utils.forward_all(net, test_x)
+    record = dict(train_acc=float(sums[2] / n),
+                  test_acc_softmax=utils.accuracy(utils.predict_softmax(test_scores), test_y),
+                  test_acc_center=utils.accuracy(utils.predict_center(test_feat, centers), test_y))
+    projection.fit(train_feat.asnumpy()[plot_idx])
+    trainer_mod.plot_epoch(args, data, 'bench', 'bench', 'first', 1, record, projection, plot_idx,
+                           train_feat, test_feat, centers)
+    utils.save_checkpoint(os.path.join(args.ckpt_dir, 'bench.params'), net, centers, dict(epoch=1),
+                          {'net': trainer, 'centers': ctrainer})
+    whole = time.time() - tic
+    return dict(loop=n / loop, epoch=n / whole, ratio=whole / loop, precision=args.precision)
 
 
 def evaluation_times():
+    sys.path.insert(0, ROOT)
+    import compat  # noqa: F401  (before mxnet)
+    import numpy as np
+    from mxnet import nd
+    import utils
     rng = np.random.RandomState(0)
     gallery = nd.array(rng.randn(60000, 2))
     gallery_labels = nd.array(rng.randint(0, 10, 60000))
@@ -180,44 +123,119 @@ def evaluation_times():
     center_s = time.time() - tic
     tic = time.time()
     utils.predict_knn(queries, gallery, gallery_labels, 10, 10).asnumpy()
-    return center_s, time.time() - tic
+    return dict(center=center_s, knn=time.time() - tic)
 
 
 def peak_memory(n):
+    """Peak resident memory (MiB) of `main.py --train --center_loss --epochs 1` on n images."""
+    # measured by a fresh process of its own: RUSAGE_CHILDREN is the maximum over
+    # every child waited for, and the contenders above already ran as children
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run([sys.executable, os.path.join(ROOT, 'main.py'), '--train', '--center_loss', '--epochs', '1',
-                        '--train_samples', str(n), '--use_gpu', 'False', '--ckpt_dir', tmp, '--out_dir', tmp],
-                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0  # KiB -> MiB
+        cmd = [sys.executable, os.path.join(ROOT, 'main.py'), '--train', '--center_loss', '--epochs', '1',
+               '--train_samples', str(n), '--use_gpu', 'False', '--ckpt_dir', tmp, '--out_dir', tmp]
+        probe = ('import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, '
+                 'stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); '
+                 'print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)')
+        out = subprocess.run([sys.executable, '-c', probe] + cmd, check=True, stdout=subprocess.PIPE,
+                             universal_newlines=True)
+    return int(out.stdout.split()[-1]) / 1024.0  # KiB -> MiB
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--full', action='store_true', help='the whole training set instead of 12,000 images')
-    p.add_argument('--samples', type=int, default=12000, help='training images without --full')
-    p.add_argument('--epochs', type=int, default=2, help='per contender; the last is reported')
+    p.add_argument('--full', action='store_true', help='the whole training set instead of a slice')
+    p.add_argument('--samples', type=int, default=10000, help='training images without --full')
+    p.add_argument('--prelu', action='store_true', help='also time LeNet++ with PReLU (ours and PyTorch)')
+    p.add_argument('--ours', nargs=4, metavar=('SLICE', 'PRECISION', 'ACT', 'SHIFT'), help=argparse.SUPPRESS)
+    p.add_argument('--eval', action='store_true', help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.ours:  # a child process
+        print(json.dumps(ours(*args.ours)))
+        return
+    if args.eval:
+        print(json.dumps(evaluation_times()))
+        return
+
+    sys.path.insert(0, ROOT)
+    import compat
+    import numpy as np
+    import utils
     n = 60000 if args.full else args.samples
-    images, labels = load(n)
-    print('mxnet %s, CPU, OMP_NUM_THREADS=%s, %d images, batch %d, LeNet++ 2-D features, softmax + center loss'
-          % (mx.__version__, os.environ.get('OMP_NUM_THREADS'), n, BATCH))
-    our_loop, our_epoch, epoch_ratio = ours(images, labels, args.epochs)
-    orig_loop, orig_epoch = original_style(images, labels, args.epochs)
-    torch_loop = pytorch(images, labels, args.epochs)
-    print('ours            %6.0f images/s training loop, %6.0f with the test evaluation' % (our_loop, our_epoch))
-    print('original-style  %6.0f images/s training loop, %6.0f with its training-set pass' % (orig_loop, orig_epoch))
-    if torch_loop is None:
-        print('PyTorch         not installed (pip install torch==2.13.0)')
+    images, labels = utils.load_split(utils.find_data('mnist', download=False), 'train')
+    tmp = tempfile.mkdtemp()
+    slice_path = os.path.join(tmp, 'slice.npz')
+    np.savez(slice_path, images=images[:n], labels=labels[:n])
+    print('CPU: %s, %d cores (bfloat16 instructions: %s); %d images, batch %d, LeNet++ 2-D features, '
+          'softmax + center loss' % (cpu_name(), len(os.sched_getaffinity(0)),
+                                     'yes' if compat.cpu_has_bf16() else 'no', n, BATCH), flush=True)
+
+    me = [sys.executable, os.path.abspath(__file__)]
+    rows = {}
+    # The contenders do not augment: ours is compared with --shift 0, and timed at
+    # the defaults (2-pixel shifts) on its own line.
+    rows['ours'] = child(me + ['--ours', slice_path, 'auto', 'leaky', '0'])
+    rows['ours-defaults'] = child(me + ['--ours', slice_path, 'auto', 'leaky', '2'])
+    rows['ours-fp32'] = child(me + ['--ours', slice_path, 'float32', 'leaky', '0'])
+    if args.prelu:
+        rows['ours-prelu'] = child(me + ['--ours', slice_path, 'auto', 'prelu', '0'])
+    env = {k: v for k, v in os.environ.items() if k != 'OMP_NUM_THREADS'}
+    rows['original'] = child([sys.executable, os.path.join(HERE, 'original_style.py'), slice_path], env=env)
+    import importlib.util
+    has_torch = importlib.util.find_spec('torch') is not None
+    if has_torch:
+        torch_cmd = [sys.executable, os.path.join(HERE, 'pytorch_lenet.py'), slice_path]
+        rows['torch-prelu'] = child(torch_cmd + ['--act', 'prelu'])
+        rows['torch-same'] = child(torch_cmd + ['--act', 'leaky'] + (
+            ['--bf16'] if rows['ours']['precision'] == 'bfloat16' else []))
+        if args.prelu:
+            rows['torch-prelu-same'] = child(torch_cmd + ['--act', 'prelu'] + (
+                ['--bf16'] if rows['ours']['precision'] == 'bfloat16' else []))
+
+    o, prec = rows['ours'], rows['ours']['precision']
+    same = 'bfloat16 autocast' if prec == 'bfloat16' else 'float32'
+    line = '%-44s %6.0f images/s training loop%s'
+    print(line % ('ours, leaky, %s, no shifts' % prec, o['loop'], ', %6.0f whole epoch' % o['epoch']))
+    print(line % ('ours at the defaults (+ 2-px shifts)', rows['ours-defaults']['loop'],
+                  ', %6.0f whole epoch' % rows['ours-defaults']['epoch']))
+    print(line % ('ours, leaky, float32, no shifts', rows['ours-fp32']['loop'], ', %6.0f whole epoch' % rows['ours-fp32']['epoch']))
+    if args.prelu:
+        print(line % ('ours, prelu, %s, no shifts' % prec, rows['ours-prelu']['loop'], ''))
+    print(line % ('original-style (MXNet default threads)', rows['original']['loop'],
+                  ', %6.0f with its training-set pass' % rows['original']['epoch']))
+    if has_torch:
+        print(line % ('PyTorch %s, prelu, float32' % rows['torch-prelu']['torch'], rows['torch-prelu']['loop'], ''))
+        print(line % ('PyTorch, leaky, %s' % same, rows['torch-same']['loop'], ''))
+        if args.prelu:
+            print(line % ('PyTorch, prelu, %s' % same, rows['torch-prelu-same']['loop'], ''))
     else:
-        print('PyTorch (PReLU) %6.0f images/s training loop' % torch_loop)
-    print('ratio ours / original-style: %.2fx loop, %.2fx epoch' % (our_loop / orig_loop, our_epoch / orig_epoch))
-    if torch_loop is not None:
-        print('ratio ours / PyTorch:        %.2fx loop' % (our_loop / torch_loop))
-    print('our whole epoch / our training loop: %.2fx' % epoch_ratio)
-    center_s, knn_s = evaluation_times()
-    print('evaluation of 10,000 test features: nearest center %.3fs, k-NN (k=10, 60,000 gallery) %.2fs'
-          % (center_s, knn_s))
-    print('peak memory of a one-epoch main.py run on %d images: %.0f MiB' % (n, peak_memory(n)))
+        print('PyTorch: not installed (pip install torch==2.13.0)')
+    print('ratio ours / original-style:                    %.2fx loop (target 2.5x), %.2fx epoch'
+          % (o['loop'] / rows['original']['loop'], o['epoch'] / rows['original']['epoch']))
+    if has_torch:
+        print('ratio ours / PyTorch prelu float32 (the reference the targets were set on): %.2fx loop (target 1.3x)'
+              % (o['loop'] / rows['torch-prelu']['loop']))
+        print('ratio ours / PyTorch, same activation and precision: %.2fx loop'
+              % (o['loop'] / rows['torch-same']['loop']))
+        if args.prelu:
+            print('ratio ours prelu / PyTorch prelu, same precision:    %.2fx loop'
+                  % (rows['ours-prelu']['loop'] / rows['torch-prelu-same']['loop']))
+    print('our whole epoch / our training loop: %.2fx (target 1.2x), %.2fx at the defaults'
+          % (o['ratio'], rows['ours-defaults']['ratio']))
+    ev = child(me + ['--eval'])
+    print('evaluation of 10,000 test features against 60,000: nearest center %.3fs, k-NN (k=10) %.3fs (target 2s)'
+          % (ev['center'], ev['knn']))
+    print('peak memory of a one-epoch main.py run on %d images: %.0f MiB (target 2048)' % (n, peak_memory(n)))
+
+
+def cpu_name():
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return 'unknown'
 
 
 if __name__ == '__main__':

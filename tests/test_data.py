@@ -4,6 +4,7 @@ import hashlib
 import os
 
 import numpy as np
+from mxnet import nd
 import pytest
 
 import utils
@@ -103,3 +104,18 @@ def test_checkpoint_is_atomic(tmp_path, monkeypatch):
     open(path, 'wb').write(b'not a checkpoint')
     with pytest.raises(utils.CheckpointError, match='not a checkpoint'):
         utils.load_checkpoint(path)
+
+
+def test_random_shift_moves_whole_pixels_and_fills_background():
+    rng = np.random.RandomState(3)
+    x = rng.rand(6, 2, 9, 11).astype(np.float32)  # two channels
+    shifts = np.array([[0, 0], [1, 0], [0, -2], [-3, 2], [2, 2], [-1, -1]])
+    bg = -0.5
+    ref = np.full_like(x, bg)
+    for i, (dx, dy) in enumerate(shifts):  # out[i, y, x] = in[i, y - dy, x - dx]
+        for yy in range(9):
+            for xx in range(11):
+                if 0 <= yy - dy < 9 and 0 <= xx - dx < 11:
+                    ref[i, :, yy, xx] = x[i, :, yy - dy, xx - dx]
+    got = utils.random_shift(nd.array(x), nd.array(shifts), bg, 3).asnumpy()
+    np.testing.assert_allclose(got, ref, atol=1e-5)

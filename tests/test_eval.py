@@ -14,11 +14,12 @@ def test_nearest_center_brute_force():
     np.testing.assert_array_equal(got, ref)
 
 
-@pytest.mark.parametrize('k,chunk', [(1, 1024), (5, 64), (12, 37)])
-def test_knn_brute_force(k, chunk):
+@pytest.mark.parametrize('k,chunk,dim', [(1, 1024, 2), (5, 64, 2), (12, 37, 2), (1, 1024, 40), (7, 50, 40)])
+def test_knn_brute_force(k, chunk, dim):
+    # dim 2 goes through the KD-tree, dim 40 through chunked distances
     rng = np.random.RandomState(k)
-    gallery, labels = rng.randn(700, 2), rng.randint(0, 5, 700)
-    queries = rng.randn(300, 2)
+    gallery, labels = rng.randn(700, dim), rng.randint(0, 5, 700)
+    queries = rng.randn(300, dim)
     d = ((queries[:, None, :] - gallery[None]) ** 2).sum(-1)
     nearest = np.argsort(d, axis=1)[:, :k]
     ref = np.array([np.argmax(np.bincount(labels[row], minlength=5)) for row in nearest])

@@ -53,6 +53,9 @@ def trained(tmp_path_factory):
     (['--train', '--prefix', 'a/b'], ['--prefix', 'plain name']),
     (['--train', '--prefix', '..'], ['--prefix', 'plain name']),
     (['--test', '--gpus', 'x'], ['--gpus']),
+    (['--train', '--shift', '-1'], ['--shift', 'must be 0 or more']),
+    (['--train', '--shift', '1.5'], ['--shift', 'whole number']),
+    (['--train', '--precision', 'fp8'], ['--precision', "invalid choice: 'fp8'"]),
 ])
 def test_bad_flags(args, fragments):
     assert_clean_error(run(*args), *fragments)
@@ -198,7 +201,9 @@ def test_nan_in_the_features_names_the_exact_batch(tmp_path, monkeypatch, capsys
             x[5] = float('nan')
         return x, y
     monkeypatch.setattr(utils, 'to_nd', poisoned)
-    rc = trainer.main(['--train', '--center_loss', '--epochs', '2', '--seed', '3'] + SMALL + dirs(tmp_path))
+    # float32: in this process bfloat16 would switch on MXNet's mixed precision for the tests after it
+    rc = trainer.main(['--train', '--center_loss', '--epochs', '2', '--seed', '3', '--precision', 'float32']
+                      + SMALL + dirs(tmp_path))
     err = capsys.readouterr().err
     order = np.random.RandomState([3, 1]).permutation(600)
     batch = int(np.flatnonzero(order == 5)[0]) // 128 + 1
