@@ -581,7 +581,7 @@ def plot_sample(n, seed, size=10000):
 
 
 def frame_path(args, prefix, split, epoch):
-    return os.path.join(args.out_dir, '%s-%s-epoch-%02d.png' % (prefix, split, epoch))
+    return utils.frame_path(args.out_dir, prefix, split, epoch)
 
 
 def plot_epoch(args, data, prefix, title, stage, epoch, record, projection, plot_idx,

@@ -490,13 +490,21 @@ def plot_curves(path, history, title):
     plt.close(fig)
 
 
+FRAME_NAME = '{prefix}-{split}-epoch-{epoch}.png'  # one feature-map frame per split and epoch
+
+
+def frame_path(out_dir, prefix, split, epoch):
+    return os.path.join(out_dir, FRAME_NAME.format(prefix=prefix, split=split, epoch='%02d' % epoch))
+
+
 def remove_outputs(out_dir, prefix):
     """Delete the frames, GIFs and curves an earlier run of ``prefix`` left, so a
     new run's set is never mixed with an old one's."""
-    patterns = ['%s-train-epoch-*.png', '%s-test-epoch-*.png', '%s-train.gif', '%s-test.gif',
-                '%s-curves.png', '%s-metrics.json']
-    for pattern in patterns:
-        for path in glob.glob(os.path.join(glob.escape(out_dir), pattern % glob.escape(prefix))):
+    prefix = glob.escape(prefix)
+    names = [FRAME_NAME.format(prefix=prefix, split=split, epoch='*') for split in ('train', 'test')]
+    names += [prefix + suffix for suffix in ('-train.gif', '-test.gif', '-curves.png', '-metrics.json')]
+    for name in names:
+        for path in glob.glob(os.path.join(glob.escape(out_dir), name)):
             os.remove(path)
 
 
