@@ -197,7 +197,8 @@ def main():
     print(line % ('ours, leaky, %s, no shifts' % prec, o['loop'], ', %6.0f whole epoch' % o['epoch']))
     print(line % ('ours at the defaults (+ 2-px shifts)', rows['ours-defaults']['loop'],
                   ', %6.0f whole epoch' % rows['ours-defaults']['epoch']))
-    print(line % ('ours, leaky, float32, no shifts', rows['ours-fp32']['loop'], ', %6.0f whole epoch' % rows['ours-fp32']['epoch']))
+    print(line % ('ours, leaky, float32, no shifts', rows['ours-fp32']['loop'],
+                  ', %6.0f whole epoch' % rows['ours-fp32']['epoch']))
     if args.prelu:
         print(line % ('ours, prelu, %s, no shifts' % prec, rows['ours-prelu']['loop'], ''))
     print(line % ('original-style (MXNet default threads)', rows['original']['loop'],
