@@ -28,16 +28,21 @@ os.environ.setdefault('OMP_NUM_THREADS', str(len(os.sched_getaffinity(0)) if has
                                              else os.cpu_count() or 1))
 
 
-def cpu_flags(path='/proc/cpuinfo'):
-    """The instruction-set flags of the first CPU listed (Linux), or an empty set."""
+def cpu_field(name, path='/proc/cpuinfo'):
+    """The value of field ``name`` for the first CPU listed (Linux), or None."""
     try:
         with open(path) as f:
             for line in f:
-                if line.startswith('flags'):
-                    return set(line.split(':', 1)[1].split())
+                if line.startswith(name):
+                    return line.split(':', 1)[1].strip()
     except OSError:
         pass
-    return set()
+    return None
+
+
+def cpu_flags(path='/proc/cpuinfo'):
+    """The instruction-set flags of the first CPU listed (Linux), or an empty set."""
+    return set((cpu_field('flags', path) or '').split())
 
 
 def cpu_has_bf16(flags=None):

@@ -166,7 +166,7 @@ def main():
     slice_path = os.path.join(tmp, 'slice.npz')
     np.savez(slice_path, images=images[:n], labels=labels[:n])
     print('CPU: %s, %d cores (bfloat16 instructions: %s); %d images, batch %d, LeNet++ 2-D features, '
-          'softmax + center loss' % (cpu_name(), len(os.sched_getaffinity(0)),
+          'softmax + center loss' % (compat.cpu_field('model name') or 'unknown', len(os.sched_getaffinity(0)),
                                      'yes' if compat.cpu_has_bf16() else 'no', n, BATCH), flush=True)
 
     me = [sys.executable, os.path.abspath(__file__)]
@@ -226,17 +226,6 @@ def main():
     print('evaluation of 10,000 test features against 60,000: nearest center %.3fs, k-NN (k=10) %.3fs (target 2s)'
           % (ev['center'], ev['knn']))
     print('peak memory of a one-epoch main.py run on %d images: %.0f MiB (target 2048)' % (n, peak_memory(n)))
-
-
-def cpu_name():
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('model name'):
-                    return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return 'unknown'
 
 
 if __name__ == '__main__':
