@@ -4,8 +4,8 @@ importable and fast on today's machines.
 1. numpy: mxnet 1.9.1 still uses ``np.bool``, which numpy 1.24 removed. On Python
    <= 3.11 requirements.txt pins numpy<1.24; Python 3.12 has only numpy 1.26
    wheels, so the alias is restored here (it is exactly the builtin ``bool``).
-2. Threads: MXNet's CPU kernels (OpenMP) ran a LeNet++ step about 2x faster with
-   one thread per available core than with the default. A value the user set wins.
+2. Threads: one OpenMP thread per available core, which is faster for MXNet's CPU
+   kernels than its default (README, Speed). A value the user set wins.
 3. bfloat16: ``cpu_has_bf16`` tells whether this CPU computes in bfloat16 natively
    (AVX512-BF16 or AMX), where oneDNN's bfloat16 convolutions are fast.
 4. CUDA: the ``mxnet-cu112`` wheel does not carry CUDA. Its libraries come from
@@ -13,6 +13,10 @@ importable and fast on today's machines.
    ``site-packages/nvidia/*/lib`` where ``libmxnet.so`` does not look; they are
    loaded here, globally and in dependency order, so no LD_LIBRARY_PATH is needed.
    Nothing happens for the CPU build.
+5. GPU architectures: the CUDA build carries machine code for a fixed list of
+   architectures and no PTX; ``gpu_cards`` reads each card's compute capability
+   through the CUDA runtime, and ``runs_cuda_build`` tells whether the build can
+   run on it.
 """
 import ctypes
 import glob
@@ -134,3 +138,45 @@ def preload_cuda(roots=None, load=_load_global):
 
 if 'mxnet' not in sys.modules and mxnet_is_cuda_build():
     preload_cuda()
+
+
+# --------------------------------------------------------------------------- GPU architectures
+
+# mxnet-cu112 1.9.1 (and its cu113-cu117 siblings) is built for these compute
+# capabilities (MXNET_CUDA_ARCH "5.0;6.0;7.0;8.0;8.6"), as machine code only, with
+# no PTX for the driver to compile for newer cards. Machine code runs on cards of
+# the same major version and an equal or higher minor one, so 5.x to 8.x run it
+# (Ada, 8.9, runs the 8.6 code); Hopper (9.0) and Blackwell (10.x, 12.x) cannot.
+CUDA_BUILD_ARCHS = ((5, 0), (6, 0), (7, 0), (8, 0), (8, 6))
+CUDA_ARCHS_TEXT = 'sm_50, sm_60, sm_70, sm_80 and sm_86 (compute capability 5.0 to 8.9), no PTX'
+# cudaDeviceAttr values of the CUDA runtime API (driver_types.h).
+_CC_MAJOR, _CC_MINOR = 75, 76
+
+
+def runs_cuda_build(capability):
+    """Whether a card of compute capability (major, minor) runs the CUDA build's machine code."""
+    major, minor = capability
+    return any(major == m and minor >= n for m, n in CUDA_BUILD_ARCHS)
+
+
+def gpu_cards(cudart='libcudart.so.11.0'):
+    """[(device number, name, (major, minor))] of the GPUs the CUDA runtime sees, numbered as MXNet
+    numbers them (both ask the same runtime); [] when it cannot be asked."""
+    try:
+        lib = ctypes.CDLL(cudart)
+    except OSError:
+        return []
+    count = ctypes.c_int(0)
+    if lib.cudaGetDeviceCount(ctypes.byref(count)) != 0:
+        return []
+    cards = []
+    for device in range(count.value):
+        major, minor = ctypes.c_int(0), ctypes.c_int(0)
+        lib.cudaDeviceGetAttribute(ctypes.byref(major), _CC_MAJOR, device)
+        lib.cudaDeviceGetAttribute(ctypes.byref(minor), _CC_MINOR, device)
+        props = ctypes.create_string_buffer(8192)  # cudaDeviceProp starts with char name[256]
+        name = 'GPU %d' % device
+        if lib.cudaGetDeviceProperties(props, device) == 0:
+            name = props.raw[:256].split(b'\0', 1)[0].decode(errors='replace') or name
+        cards.append((device, name, (major.value, minor.value)))
+    return cards

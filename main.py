@@ -5,6 +5,8 @@
     python main.py --test                  # softmax, nearest-center and k-NN accuracy
 """
 import argparse
+import collections
+import math
 import os
 import sys
 import time
@@ -20,10 +22,16 @@ import mxnet as mx
 from mxnet import autograd, gluon, nd
 from tqdm import tqdm
 
+import checkpoints
+import evaluation
+import pictures
+import precision
 import utils
 from center_loss import CenterLoss, UPDATES
+from checkpoints import CheckpointError, CheckpointNotFound
 from models import ACTIVATIONS, MODELS, get_model
-from utils import UserError
+from runfiles import RunFiles, comparison_path
+from utils import DataError, DataNotFound
 
 EVAL_METHODS = ('softmax', 'center', 'knn')
 KVSTORES = ('device', 'local', 'dist_sync', 'dist_device_sync')
@@ -32,7 +40,12 @@ PRECISIONS = ('auto', 'float32', 'bfloat16')
 COMPARED = [('softmax', 'softmax'), ('center-loss', 'softmax + center loss'),
             ('center-loss-second', 'center loss only (second stage)')]
 # Flags that fix the network's shape: a later stage takes them from the checkpoint.
-ARCH_DEFAULTS = {'model': 'lenet++', 'act': 'leaky', 'feature_size': 2, 'num_classes': 10}
+ARCH_DEFAULTS = collections.OrderedDict([('model', 'lenet++'), ('act', 'leaky'), ('feature_size', 2),
+                                         ('num_classes', 10)])
+
+
+class UserError(Exception):
+    """A problem the user can fix (a flag, a missing file): main prints it on one line and exits 2."""
 
 
 # --------------------------------------------------------------------------- command line
@@ -51,33 +64,26 @@ def str2bool(value):
     raise argparse.ArgumentTypeError('expected a boolean (True/False), got %r' % value)
 
 
-def positive(kind):
+def number(kind, above=None, at_least=None):
+    """An argparse type for every numeric flag: one message style, finite values only."""
     def parse(value):
         try:
             v = kind(value)
         except ValueError:
-            raise argparse.ArgumentTypeError('expected a %s, got %r' % (kind.__name__, value))
-        if not v > 0:
-            raise argparse.ArgumentTypeError('must be > 0, got %r' % value)
+            raise argparse.ArgumentTypeError('expected a %s, got %r' % (
+                'whole number' if kind is int else 'float', value))
+        if not math.isfinite(v):
+            raise argparse.ArgumentTypeError('expected a finite number, got %r' % value)
+        if above is not None and not v > above:
+            raise argparse.ArgumentTypeError('must be > %g, got %r' % (above, value))
+        if at_least is not None and not v >= at_least:
+            raise argparse.ArgumentTypeError('must be %g or more, got %r' % (at_least, value))
         return v
     return parse
 
 
-def non_negative(value):
-    v = float(value)
-    if v < 0:
-        raise argparse.ArgumentTypeError('must be >= 0, got %r' % value)
-    return v
-
-
-def non_negative_int(value):
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError('expected a whole number, got %r' % value)
-    if number < 0:
-        raise argparse.ArgumentTypeError('must be 0 or more, got %r' % value)
-    return number
+POSITIVE_INT, POSITIVE = number(int, above=0), number(float, above=0)
+NON_NEGATIVE_INT, NON_NEGATIVE = number(int, at_least=0), number(float, at_least=0)
 
 
 def parse_args(argv=None):
@@ -102,39 +108,39 @@ def parse_args(argv=None):
     files.add_argument('--out_dir', default='output')
     files.add_argument('--dataset', default='mnist', choices=sorted(utils.SHA256))
     files.add_argument('--data_dir', default=None, help='directory with the four IDX files (.gz or raw)')
-    files.add_argument('--train_samples', type=positive(int), default=None, help='use the first N training images')
-    files.add_argument('--test_samples', type=positive(int), default=None, help='use the first N test images')
+    files.add_argument('--train_samples', type=POSITIVE_INT, default=None, help='use the first N training images')
+    files.add_argument('--test_samples', type=POSITIVE_INT, default=None, help='use the first N test images')
 
     opt = p.add_argument_group('optimisation')
-    opt.add_argument('--epochs', type=positive(int), default=20)
-    opt.add_argument('--batch_size', type=positive(int), default=128)
+    opt.add_argument('--epochs', type=POSITIVE_INT, default=20)
+    opt.add_argument('--batch_size', type=POSITIVE_INT, default=128)
     opt.add_argument('--optimizer', choices=('sgd', 'adam'), default='sgd', help='sgd uses --momentum')
-    opt.add_argument('--lr', type=positive(float), default=0.01)
-    opt.add_argument('--momentum', type=non_negative, default=0.9)
-    opt.add_argument('--lr_step', type=positive(int), default=8, help='multiply lr by lr_factor every N epochs')
-    opt.add_argument('--lr_factor', type=positive(float), default=0.1)
-    opt.add_argument('--wd', type=non_negative, default=5e-4, help='weight decay')
-    opt.add_argument('--seed', type=int, default=42)
-    opt.add_argument('--shift', type=non_negative_int, default=2,
+    opt.add_argument('--lr', type=POSITIVE, default=0.01)
+    opt.add_argument('--momentum', type=NON_NEGATIVE, default=0.9)
+    opt.add_argument('--lr_step', type=POSITIVE_INT, default=8, help='multiply lr by lr_factor every N epochs')
+    opt.add_argument('--lr_factor', type=POSITIVE, default=0.1)
+    opt.add_argument('--wd', type=NON_NEGATIVE, default=5e-4, help='weight decay')
+    opt.add_argument('--seed', type=NON_NEGATIVE_INT, default=42)
+    opt.add_argument('--shift', type=NON_NEGATIVE_INT, default=2,
                      help='augment: translate each training image by up to N pixels each way (0: off)')
 
     cl = p.add_argument_group('center loss')
-    cl.add_argument('--lmbd', type=non_negative, default=1.0, help='lambda: weight of the center loss')
-    cl.add_argument('--alpha', type=positive(float), default=0.5, help='alpha: learning rate of the centers')
+    cl.add_argument('--lmbd', type=NON_NEGATIVE, default=1.0, help='lambda: weight of the center loss')
+    cl.add_argument('--alpha', type=POSITIVE, default=0.5, help='alpha: learning rate of the centers')
     cl.add_argument('--center_update', choices=UPDATES, default='gradient',
                     help='gradient: balanced loss, centers by SGD at alpha; paper: Eq. 4 of the paper')
 
     net = p.add_argument_group('network (later stages take these from the checkpoint)')
     net.add_argument('--model', choices=sorted(MODELS), default=None, help='default lenet++')
     net.add_argument('--act', choices=ACTIVATIONS, default=None, help='default leaky')
-    net.add_argument('--feature_size', type=positive(int), default=None, help='default 2')
-    net.add_argument('--num_classes', type=positive(int), default=None, help='default 10')
+    net.add_argument('--feature_size', type=POSITIVE_INT, default=None, help='default 2')
+    net.add_argument('--num_classes', type=POSITIVE_INT, default=None, help='default 10')
 
     ev = p.add_argument_group('evaluation and output')
     ev.add_argument('--eval_method', choices=EVAL_METHODS, default=None,
                     help='accuracy that picks the best checkpoint (default: softmax for the first stage, '
                          'center for the second) and that --test prints (default: all three)')
-    ev.add_argument('--knn_k', type=positive(int), default=10, help='neighbours for --eval_method knn')
+    ev.add_argument('--knn_k', type=POSITIVE_INT, default=10, help='neighbours for --eval_method knn')
     ev.add_argument('--plotting', dest='plotting', action='store_true', default=True,
                     help='feature-map PNG per epoch and GIFs (the default)')
     ev.add_argument('--no_plotting', dest='plotting', action='store_false', help='no pictures')
@@ -148,7 +154,8 @@ def parse_args(argv=None):
                           '(dist_sync, dist_device_sync: start those with launch.py)')
     dev.add_argument('--precision', default='auto', choices=PRECISIONS,
                      help='bfloat16: convolutions in bfloat16 (oneDNN, fp32 weights, updates and features); '
-                          'auto (default): bfloat16 on a CPU with AVX512-BF16 or AMX, else float32')
+                          'auto (default): whichever trains faster here, measured once and cached (precision.py); '
+                          'a continued stage keeps its checkpoint\'s')
 
     args = p.parse_args(argv)
     if not (args.train or args.second_train or args.test or args.compare):
@@ -162,118 +169,255 @@ def parse_args(argv=None):
     return args
 
 
-def get_contexts(args):
-    """The devices to train on: [cpu()], [gpu(0)] or several GPUs for data parallelism."""
+
+
+# --------------------------------------------------------------------------- what the program decides
+
+class Runtime(collections.namedtuple('Runtime', 'ctxs precision kv rank num_workers note why')):
+    """Where and how this process computes: devices, precision, its place among workers, and
+    for the first line, a note on the choice of device and why this precision."""
+
+
+class Arch(collections.namedtuple('Arch', list(ARCH_DEFAULTS))):
+    """The network's shape: from the flags for a new first stage, else from the checkpoint."""
+
+    @classmethod
+    def of(cls, ckpt):
+        missing = [k for k in cls._fields if k not in ckpt.meta]
+        if missing:
+            raise CheckpointError('%s lacks its description; retrain to make it again' % ckpt.path)
+        return cls(**{k: ckpt.meta[k] for k in cls._fields})
+
+
+def resolve_arch(args, ckpt=None):
+    """The Arch of a stage: ``ckpt``'s when there is one (a flag given must agree with it), else the flags'."""
+    if ckpt is None:
+        return Arch(**{k: d if getattr(args, k) is None else getattr(args, k) for k, d in ARCH_DEFAULTS.items()})
+    arch = Arch.of(ckpt)
+    for key, value in arch._asdict().items():
+        given = getattr(args, key)
+        if given is not None and given != value:
+            raise UserError('the checkpoint was made with --%s %s, not %s: drop the flag or retrain'
+                            % (key, value, given))
+    return arch
+
+
+def gpu_cards():
+    """[(device number, name, compute capability)] of the GPUs this MXNet build could use; [] for the CPU build."""
+    if not mx.runtime.Features().is_enabled('CUDA'):
+        return []
+    cards = compat.gpu_cards()
+    if not cards:  # the runtime could not be asked: MXNet's count, capability unknown
+        cards = [(i, 'GPU %d' % i, None) for i in range(mx.context.num_gpus())]
+    return cards
+
+
+def runs_here(card):
+    return card[2] is None or compat.runs_cuda_build(card[2])
+
+
+def describe(card):
+    return 'GPU %d (%s) has compute capability %d.%d' % ((card[0], card[1]) + tuple(card[2]))
+
+
+def get_contexts(args, cards):
+    """(devices to train on, a note for the first line): [cpu()], [gpu(k)] or several GPUs for data
+    parallelism, among ``cards`` (see gpu_cards), only on cards whose architecture the build runs on."""
     if not args.use_gpu:
-        return [mx.cpu()]
-    num_gpus = mx.context.num_gpus()
+        return [mx.cpu()], ''
     if args.gpus is None:
-        return [mx.gpu(0)] if num_gpus > 0 else [mx.cpu()]
+        usable = [card for card in cards if runs_here(card)]
+        if usable:
+            return [mx.gpu(usable[0][0])], ''
+        if cards:
+            return [mx.cpu()], (' (%s, newer than the CUDA build\'s kernels, %s: the CPU instead)'
+                                % (describe(cards[0]), compat.CUDA_ARCHS_TEXT))
+        return [mx.cpu()], ''
     try:
         ids = [int(i) for i in args.gpus.split(',') if i.strip()]
     except ValueError:
         raise UserError('--gpus %r: expected indices such as 0 or 0,1' % args.gpus)
-    bad = [i for i in ids if not 0 <= i < num_gpus]
+    bad = [i for i in ids if not 0 <= i < len(cards)]
     if not ids or bad or len(set(ids)) != len(ids):
         raise UserError('--gpus %s: MXNet sees %d GPU(s)%s' % (
-            args.gpus, num_gpus, '' if num_gpus else ' (CPU build, or no driver): use --use_gpu False'))
-    return [mx.gpu(i) for i in ids]
+            args.gpus, len(cards), '' if cards else ' (CPU build, or no driver): use --use_gpu False'))
+    for card in (cards[i] for i in ids):
+        if not runs_here(card):
+            raise UserError('--gpus %s: %s, and the CUDA build of mxnet 1.9.1 carries kernels for %s only: use '
+                            'the CPU build (`make setup GPU=0`, or --use_gpu False), or MXNet built from source '
+                            'with CUDA 11.8 or later for sm_%d%d' % (args.gpus, describe(card), compat.CUDA_ARCHS_TEXT,
+                                                                      card[2][0], card[2][1]))
+    return [mx.gpu(i) for i in ids], ''
 
 
-def setup_precision(args, ctxs):
-    """Resolve --precision and, for bfloat16, switch on MXNet's mixed precision.
+def choose_precision(args, ctxs, arch, source=None, may_measure=True):
+    """(precision, why): 'float32' or 'bfloat16' for this run, and a few words on the choice.
 
-    Only the convolutions run in bfloat16 (inputs and weights cast on the fly,
-    fp32 accumulation in oneDNN); the weights, their updates, the 2-D feature
-    and class layers and both losses stay float32. On a CPU with bfloat16
-    instructions this nearly doubles the speed of a LeNet++ step, whose fp32
-    convolutions already run near the CPU's peak (see bench/speed.py).
+    bfloat16 runs only the convolutions in bfloat16 (inputs and weights cast
+    on the fly, fp32 accumulation in oneDNN); the weights, their updates, the
+    feature and class layers and both losses stay float32. A stage that
+    continues from a checkpoint (--resume, --second_train, --test) takes the
+    precision it records, so a resumed run ends where an uninterrupted one
+    would; otherwise --precision auto measures which is faster here
+    (precision.py). ``may_measure`` False (workers but the first) returns
+    (None, '') where a measurement would be needed: rank 0's choice is used.
     """
-    on_cpu = ctxs[0].device_type == 'cpu'
-    if args.precision == 'auto':
-        args.precision = 'bfloat16' if on_cpu and compat.cpu_has_bf16() else 'float32'
-    elif args.precision == 'bfloat16':
+    on_cpu, has_bf16 = ctxs[0].device_type == 'cpu', compat.cpu_has_bf16()
+    recorded = source.meta.get('precision') if source is not None else None
+    if args.resume and recorded and args.precision not in ('auto', recorded):
+        raise UserError('%s was trained in %s: resume it without --precision %s' % (source.path, recorded,
+                                                                                 args.precision))
+    if args.precision == 'bfloat16' or (args.precision == 'auto' and recorded == 'bfloat16'):
         if not on_cpu:
             raise UserError('--precision bfloat16 is for the CPU (oneDNN); on %s use float32' % ctxs[0])
-        if not compat.cpu_has_bf16():
-            raise UserError('this CPU has no bfloat16 instructions (avx512_bf16 or amx_bf16): '
-                            'use --precision float32')
-    if args.precision == 'bfloat16':
-        from mxnet.contrib import amp
-        amp.init(target_dtype='bfloat16', target_precision_ops=['Convolution'])  # before any network exists
+        if not has_bf16:
+            if args.precision == 'auto' and not (args.train or args.second_train):
+                return 'float32', '%s records bfloat16, which this CPU has no instructions for' % source.path
+            raise UserError('this CPU has no bfloat16 instructions (avx512_bf16 or amx_bf16)%s: use --precision '
+                            'float32' % (', and %s was trained in bfloat16' % source.path if recorded else ''))
+        return 'bfloat16', 'asked for' if args.precision == 'bfloat16' else 'as %s records' % source.path
+    if args.precision == 'float32':
+        return 'float32', 'asked for'
+    if recorded:
+        return recorded, 'as %s records' % source.path
+    if not on_cpu or not has_bf16:
+        return 'float32', 'on a GPU' if not on_cpu else 'this CPU has no bfloat16 instructions'
+    if not may_measure:
+        return None, ''
+    spec = dict(arch._asdict(), batch_size=args.batch_size)
+    choice = precision.choose(spec)
+    return choice.precision, '%s: bfloat16 %.0f, float32 %.0f images/s (bfloat16 only when %.2fx float32)' % (
+        choice.how, choice.rates['bfloat16'], choice.rates['float32'], precision.RULE)
+
+
+def share_precision(kv, rank, choice):
+    """Every worker of a distributed run takes rank 0's precision (its value in ``choice``)."""
+    key = 1 << 20  # far from the GradientReducer's keys, which count from 0
+    value = nd.array([1.0 if choice == 'bfloat16' else 0.0])
+    kv.init(key, value)
+    nd.waitall()
+    kv._barrier()
+    kv.pull(key, out=value)
+    return 'bfloat16' if value.asscalar() > 0.5 else 'float32'
+
+
+def enable_bfloat16():
+    """MXNet's mixed precision for the convolutions: process-wide, before any network exists."""
+    from mxnet.contrib import amp
+    amp.init(target_dtype='bfloat16', target_precision_ops=['Convolution'])
 
 
 def setup_workers(args):
-    """Rank and number of worker processes; a distributed KVStore when asked for."""
-    args.kv, args.rank, args.num_workers = None, 0, 1
-    if args.kvstore.startswith('dist'):
-        if 'DMLC_ROLE' not in os.environ:
-            raise UserError('--kvstore %s needs a scheduler and servers: start the workers with '
-                            '`python launch.py -n 2 -- python main.py ...`' % args.kvstore)
-        args.kv = mx.kv.create(args.kvstore)
-        args.rank, args.num_workers = args.kv.rank, args.kv.num_workers
+    """(KVStore or None, rank, number of workers): a distributed KVStore when --kvstore asks for one."""
+    if not args.kvstore.startswith('dist'):
+        return None, 0, 1
+    if 'DMLC_ROLE' not in os.environ:
+        raise UserError('--kvstore %s needs a scheduler and servers: start the workers with '
+                        '`python launch.py -n 2 -- python main.py ...`' % args.kvstore)
+    kv = mx.kv.create(args.kvstore)
+    return kv, kv.rank, kv.num_workers
 
 
-# --------------------------------------------------------------------------- data and model
+def setup_runtime(args, devices, arch, source=None):
+    """The Runtime of this process on ``devices`` (from get_contexts); ``source`` is the checkpoint
+    it continues from, if any."""
+    ctxs, note = devices
+    kv, rank, num_workers = setup_workers(args)
+    chosen, why = choose_precision(args, ctxs, arch, source, may_measure=rank == 0)
+    if kv is not None:
+        shared = share_precision(kv, rank, chosen)
+        why = why if shared == chosen else "worker 0's choice"
+        chosen = shared
+    if chosen == 'bfloat16':
+        enable_bfloat16()
+    return Runtime(ctxs, chosen, kv, rank, num_workers, note, why)
 
-def load_data(args, ctx):
-    """Train and test arrays on ``ctx``; with several workers, this worker's shard of the training set."""
-    directory = utils.find_data(args.dataset, args.data_dir)
+
+# --------------------------------------------------------------------------- checkpoints and data
+
+NOTHING_TO_RESUME = ': nothing to resume; drop --resume to start the stage'
+
+
+def make_hint(files):
+    """': run `python main.py ...` first', the command that makes the checkpoints of ``files``."""
+    if files.is_second:
+        base = files.first().prefix
+        cmd = '--second_train' + ('' if base == 'center-loss' else ' --prefix ' + base)
+    elif files.prefix == 'softmax':
+        cmd = '--train'
+    else:
+        cmd = '--train --center_loss' + ('' if files.prefix == 'center-loss' else ' --prefix ' + files.prefix)
+    return ': run `python main.py %s` first' % cmd
+
+
+def open_checkpoint(path, hint=''):
+    """Read a checkpoint; a missing one is a UserError that says what makes it."""
+    try:
+        return checkpoints.load_checkpoint(path)
+    except CheckpointNotFound as e:
+        raise UserError('%s%s' % (e, hint))
+
+
+def starting_checkpoint(args, files):
+    """The checkpoint this command starts from, or None for a new first stage.
+
+    It is read once: its description gives the network's shape before the data
+    is loaded, and the stage, --test or --compare that starts from it takes it.
+    """
+    if args.train:
+        return open_checkpoint(files.last, NOTHING_TO_RESUME) if args.resume else None
+    if args.second_train:
+        if args.resume:
+            return open_checkpoint(files.second().last, NOTHING_TO_RESUME)
+        return open_checkpoint(files.best, make_hint(files))
+    if args.test:
+        return open_checkpoint(files.best, make_hint(files))
+    found = [f.best for f in compared_runs(args) if os.path.isfile(f.best)]
+    return open_checkpoint(found[0]) if found else None
+
+
+def find_data_dir(args):
+    try:
+        return utils.find_data(args.dataset, args.data_dir)
+    except DataNotFound as e:
+        raise UserError('%s. Pass --data_dir DIR holding %s' % (
+            e, ', '.join(s + '.gz' for split in ('train', 'test') for s in utils.FILES[split])))
+    except DataError as e:
+        raise UserError('--data_dir: %s' % e if args.data_dir else e)
+
+
+def load_data(args, arch, rt):
+    """Train and test arrays on the first device; with several workers, this worker's shard of the training set."""
+    directory = find_data_dir(args)
     train_img, train_lbl = utils.load_split(directory, 'train')
     test_img, test_lbl = utils.load_split(directory, 'test')
     train_img, train_lbl = train_img[:args.train_samples], train_lbl[:args.train_samples]
     test_img, test_lbl = test_img[:args.test_samples], test_lbl[:args.test_samples]
     top = int(max(train_lbl.max(), test_lbl.max()))
-    if top >= args.num_classes:
-        raise UserError('labels go up to %d but --num_classes is %d' % (top, args.num_classes))
+    if top >= arch.num_classes:
+        raise UserError('labels go up to %d but --num_classes is %d' % (top, arch.num_classes))
     # Normalise with the training set's own statistics, whatever the dataset.
     mean, std = train_img.mean() / 255.0, train_img.std() / 255.0
-    if args.num_workers > 1:
-        train_img, train_lbl = train_img[args.rank::args.num_workers], train_lbl[args.rank::args.num_workers]
-    train_x, train_y = utils.to_nd(train_img, train_lbl, mean, std, ctx)
-    test_x, test_y = utils.to_nd(test_img, test_lbl, mean, std, ctx)
+    if rt.num_workers > 1:
+        train_img, train_lbl = train_img[rt.rank::rt.num_workers], train_lbl[rt.rank::rt.num_workers]
+    train_x, train_y = utils.to_nd(train_img, train_lbl, mean, std, rt.ctxs[0])
+    test_x, test_y = utils.to_nd(test_img, test_lbl, mean, std, rt.ctxs[0])
     print('data: %s from %s, %d train / %d test images%s' % (
         args.dataset, directory, len(train_lbl), len(test_lbl),
-        ' (shard %d of %d)' % (args.rank, args.num_workers) if args.num_workers > 1 else ''))
+        ' (shard %d of %d)' % (rt.rank, rt.num_workers) if rt.num_workers > 1 else ''))
     return dict(train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y,
                 class_names=utils.CLASS_NAMES[args.dataset], background=float(-mean / std))
 
 
-def resolve_arch(args, meta=None):
-    """Fill model/act/feature_size/num_classes from a checkpoint or the defaults;
-    a value given on the command line must agree with the checkpoint."""
-    for key, default in ARCH_DEFAULTS.items():
-        given = getattr(args, key)
-        if meta is None:
-            setattr(args, key, default if given is None else given)
-        elif given is not None and given != meta[key]:
-            raise UserError('the checkpoint was made with --%s %s, not %s: drop the flag or retrain'
-                            % (key, meta[key], given))
-        else:
-            setattr(args, key, meta[key])
-
-
-def build_net(args, ctxs):
-    net = get_model(args.model, args.num_classes, args.feature_size, args.act)
+def build_net(arch, ctxs, ckpt=None):
+    """The network of ``arch`` on ``ctxs``, hybridized; with the weights of ``ckpt`` when given."""
+    net = get_model(arch.model, arch.num_classes, arch.feature_size, arch.act)
     net.initialize(mx.init.Xavier(magnitude=2.24), ctx=ctxs)
     net(nd.zeros((1, 1, 28, 28), ctx=ctxs[0]))  # settle deferred shapes so a checkpoint can be checked
     net.hybridize(static_alloc=True, static_shape=True)
+    if ckpt is not None:
+        checkpoints.restore_net(net, ckpt)
     return net
-
-
-def ckpt_path(args, prefix, tag):
-    return os.path.join(args.ckpt_dir, '%s-%s.params' % (prefix, tag))
-
-
-def load_stage(args, prefix, ctxs, make_hint):
-    arrays, meta = utils.load_checkpoint(ckpt_path(args, prefix, 'best'), make_hint)
-    try:
-        resolve_arch(args, meta)
-    except KeyError:
-        raise UserError('%s lacks its description; retrain to make it again' % ckpt_path(args, prefix, 'best'))
-    net = build_net(args, ctxs)
-    utils.restore_net(net, arrays)
-    return net, arrays['centers'].as_in_context(ctxs[0]), meta
 
 
 class Objective(gluon.HybridBlock):
@@ -294,203 +438,236 @@ class Objective(gluon.HybridBlock):
         return l_s + l_c, l_s, l_c, scores, features
 
 
-# --------------------------------------------------------------------------- training
+# --------------------------------------------------------------------------- a stage: built, then run
 
-def arch_source(args):
-    """The checkpoint this command continues from, or None for a fresh first stage."""
-    if args.train:
-        last = ckpt_path(args, args.prefix, 'last')
-        return last if args.resume and os.path.isfile(last) else None
-    if args.compare and not (args.second_train or args.test):
-        found = [p for p in (ckpt_path(args, r, 'best') for r, _ in COMPARED) if os.path.isfile(p)]
-        return found[0] if found else None
-    second_last = ckpt_path(args, args.prefix + '-second', 'last')
-    if args.second_train and args.resume and os.path.isfile(second_last):
-        return second_last
-    return ckpt_path(args, args.prefix, 'best')
+class Stage(object):
+    """What one stage trains with and keeps: made by build_stage, run by run_stage.
 
-
-def first_stage_hint(args, prefix=None):
-    """': run `...` first', the command that makes checkpoint ``prefix``."""
-    prefix = prefix or args.prefix
-    if prefix.endswith('-second'):
-        base = prefix[:-len('-second')]
-        cmd = '--second_train' + ('' if base == 'center-loss' else ' --prefix ' + base)
-    elif prefix == 'softmax':
-        cmd = '--train'
-    else:
-        cmd = '--train --center_loss' + ('' if prefix == 'center-loss' else ' --prefix ' + prefix)
-    return ': run `python main.py %s` first' % cmd
-
-
-def train_stage(args, data, ctxs, stage, may_resume):
-    """Train one stage; returns the prefix its checkpoints were saved under.
-
-    With ``may_resume`` the stage continues from ``<prefix>-last.params``
-    (network, centers, optimizer states, history) at the next epoch.
+    kind: 'first' or 'second'; files: its RunFiles; source: the checkpoint it
+    starts from (None for a new first stage); resumed: source is its own last
+    checkpoint; metric: the accuracy that picks the best checkpoint.
     """
-    second = stage == 'second'
-    prefix = args.prefix + '-second' if second else args.prefix
-    last_path, best_path = ckpt_path(args, prefix, 'last'), ckpt_path(args, prefix, 'best')
-    state = None
-    if may_resume:
-        arrays, state = utils.load_checkpoint(last_path, ': nothing to resume; drop --resume to start the stage')
-        resolve_arch(args, state)
-        net = build_net(args, ctxs)
-        utils.restore_net(net, arrays)
-        centers = arrays['centers'].as_in_context(ctxs[0])
-        if state['epoch'] >= args.epochs:
-            print('%s is complete (%d epochs); nothing to resume' % (prefix, state['epoch']))
-            return prefix
-        print('resuming %s after epoch %d from %s' % (prefix, state['epoch'], last_path))
-    elif second:
-        net, centers, first_meta = load_stage(args, args.prefix, ctxs, first_stage_hint(args))
-        print('second stage from %s (epoch %d), centers frozen'
-              % (ckpt_path(args, args.prefix, 'best'), first_meta['epoch']))
-    else:
-        net = build_net(args, ctxs)
-    metric = args.eval_method or ('center' if second else 'softmax')
 
-    use_center = second or args.center_loss
-    center_loss, center_trainer = None, None
-    if use_center:
-        center_loss = CenterLoss(args.num_classes, args.feature_size, args.lmbd, update=args.center_update)
-        center_loss.initialize(mx.init.Normal(0.01), ctx=ctxs)
-        if second or state is not None:
-            center_loss.centers.weight.set_data(centers)
-        if second:
-            center_loss.collect_params().setattr('grad_req', 'null')
-        else:  # the centers' own plain SGD at rate alpha, whatever the network's schedule
-            center_trainer = gluon.Trainer(center_loss.collect_params(), 'sgd',
-                                           {'learning_rate': args.alpha, 'momentum': 0.0, 'wd': 0.0},
-                                           kvstore=None if args.kv else args.kvstore)
+    def __init__(self, **fields):
+        self.__dict__.update(fields)
+
+    @property
+    def title(self):
+        if self.kind == 'second':
+            return 'center loss only'
+        return 'softmax + center loss' if self.center_loss is not None else 'softmax'
+
+
+def build_stage(args, rt, files, kind, source, n_train):
+    """A Stage of ``kind`` saved under ``files``, from checkpoint ``source`` (or new)."""
+    second = kind == 'second'
+    resumed = source is not None and source.path == files.last
+    arch = resolve_arch(args, source)
+    net = build_net(arch, rt.ctxs, source)
+    center_loss = None
+    if second or args.center_loss:
+        center_loss = CenterLoss(arch.num_classes, arch.feature_size, args.lmbd, update=args.center_update)
+        center_loss.initialize(mx.init.Normal(0.01), ctx=rt.ctxs)
+        if second or resumed:
+            center_loss.centers.weight.set_data(source.centers)
     if second:
-        # Only the center loss drives this stage: the class layer keeps the first
-        # stage's weights (no weight decay on it either), so softmax accuracy
-        # still reads off the moved features.
+        # Only the center loss drives this stage: the centers are frozen, and the
+        # class layer keeps the first stage's weights (no weight decay on it
+        # either), so softmax accuracy still reads off the moved features.
+        center_loss.collect_params().setattr('grad_req', 'null')
         net.output.collect_params().setattr('grad_req', 'null')
+    trainer, center_trainer, reducer = build_trainers(args, rt, net, None if second else center_loss)
+    if resumed:
+        checkpoints.restore_trainer(trainer, source, 'net')
+        if center_trainer is not None:
+            checkpoints.restore_trainer(center_trainer, source, 'centers')
+    objective = Objective(net, center_loss, softmax=not second)
+    objective.hybridize(static_alloc=True, static_shape=True)
+    state = source.meta if resumed else {}
+    return Stage(kind=kind, files=files, source=source, resumed=resumed, arch=arch, net=net,
+                 center_loss=center_loss, objective=objective, trainer=trainer, center_trainer=center_trainer,
+                 reducer=reducer, metric=args.eval_method or ('center' if second else 'softmax'),
+                 history=state.get('history', []), best=state.get('best', -1.0),
+                 projection=pictures.Projection(**state.get('projection', {})),
+                 plot_idx=pictures.plot_sample(n_train, args.seed))
+
+
+def build_trainers(args, rt, net, center_loss):
+    """(network Trainer, centers' Trainer or None, gradient reducer or None).
+
+    The centers learn by their own plain SGD at rate alpha, whatever the
+    network's schedule. Across workers a GradientReducer sums every gradient,
+    the network's and the centers', through the distributed KVStore, and the
+    two Trainers update locally, so the learning-rate schedule and the
+    centers' alpha stay ours.
+    """
+    kvstore = None if rt.kv else args.kvstore
     params = {k: v for k, v in net.collect_params().items() if v.grad_req != 'null'}
     opt_params = {'learning_rate': args.lr, 'wd': args.wd}
     if args.optimizer == 'sgd':
         opt_params['momentum'] = args.momentum
-    trainer = gluon.Trainer(params, args.optimizer, opt_params, kvstore=None if args.kv else args.kvstore)
+    trainer = gluon.Trainer(params, args.optimizer, opt_params, kvstore=kvstore)
+    center_trainer = None
+    if center_loss is not None:
+        center_trainer = gluon.Trainer(center_loss.collect_params(), 'sgd',
+                                       {'learning_rate': args.alpha, 'momentum': 0.0, 'wd': 0.0}, kvstore=kvstore)
     reducer = None
-    if args.kv:
-        # Across workers one Trainer sums every gradient, the network's and the
-        # centers', over devices and workers through the distributed KVStore
-        # (Trainers number their KVStore keys from 0, so two would collide); it
-        # never updates (update_on_kvstore=False): the two Trainers above update
-        # locally, so the learning-rate schedule and the centers' alpha stay ours.
-        reducer = gradient_reducer(args.kv, params, center_loss.collect_params() if center_trainer else {})
-    if state is not None:
-        utils.restore_trainer(trainer, arrays, 'net')
-        if center_trainer is not None:
-            utils.restore_trainer(center_trainer, arrays, 'centers')
-    objective = Objective(net, center_loss, softmax=not second)
-    objective.hybridize(static_alloc=True, static_shape=True)
+    if rt.kv:
+        reduced = list(params.values()) + (list(center_loss.collect_params().values()) if center_loss else [])
+        reducer = GradientReducer(rt.kv, reduced)
+    return trainer, center_trainer, reducer
 
+
+def run_stage(args, rt, data, stage):
+    """Train ``stage`` epoch by epoch: train, evaluate, report, draw, save; then the GIFs and curves."""
+    if len(stage.history) >= args.epochs:
+        print('%s is complete (%d epochs); nothing to resume' % (stage.files.prefix, len(stage.history)))
+        return
+    start_stage(args, rt, stage)
+    for epoch in range(len(stage.history) + 1, args.epochs + 1):
+        lr = args.lr * args.lr_factor ** ((epoch - 1) // args.lr_step)
+        stage.trainer.set_learning_rate(lr)
+        tic = time.time()
+        sums, train_feat = train_epoch(args, rt, data, stage, epoch)
+        train_time = time.time() - tic
+        if rt.rank != 0:  # the other workers train on their shards; the first evaluates, saves and draws
+            print('[%s] worker %d: epoch %2d/%d  train acc %.4f on its shard  %.1fs'
+                  % (stage.files.prefix, rt.rank, epoch, args.epochs, sums[2] / len(train_feat), train_time))
+            continue
+        record, test_feat, centers = evaluate_epoch(args, data, stage, epoch, lr, sums, train_feat)
+        record.update(time=time.time() - tic, train_time=train_time)
+        stage.history.append(record)
+        report(args, stage, record, len(train_feat))
+        if args.plotting:
+            draw_epoch(args, data, stage, record, train_feat, test_feat, centers)
+        save_epoch(args, rt, stage, record, centers)
+    finish_stage(args, rt, stage)
+
+
+def start_stage(args, rt, stage):
+    """Say what the stage does; a new stage's output set replaces the old one's."""
+    if stage.resumed:
+        print('resuming %s after epoch %d from %s' % (stage.files.prefix, len(stage.history), stage.source.path))
+    elif stage.kind == 'second':
+        print('second stage from %s (epoch %d), centers frozen' % (stage.source.path, stage.source.meta['epoch']))
     os.makedirs(args.ckpt_dir, exist_ok=True)
     os.makedirs(args.out_dir, exist_ok=True)
-    if state is None and args.rank == 0:
-        utils.remove_outputs(args.out_dir, prefix)
-    n = data['train_x'].shape[0]
-    plot_idx = plot_sample(n, args.seed)
-    projection = utils.Projection(**(state or {}).get('projection', {}))
-    history = state['history'] if state else []
-    best = state['best'] if state else -1.0
-    title = {'first': 'softmax + center loss' if use_center else 'softmax', 'second': 'center loss only'}[stage]
+    if not stage.resumed and rt.rank == 0:
+        stage.files.remove_outputs()
     print('%s stage "%s": %s, %d epochs, lr %g (x%g every %d), batch %d, shifts up to %d px%s'
-          % (stage, prefix, title, args.epochs, args.lr, args.lr_factor, args.lr_step, args.batch_size, args.shift,
-             ', lmbd %g, alpha %g, %s update' % (args.lmbd, args.alpha, args.center_update) if use_center else ''))
+          % (stage.kind, stage.files.prefix, stage.title, args.epochs, args.lr, args.lr_factor, args.lr_step,
+             args.batch_size, args.shift, ', lmbd %g, alpha %g, %s update' % (args.lmbd, args.alpha, args.center_update)
+             if stage.center_loss is not None else ''))
 
-    for epoch in range(len(history) + 1, args.epochs + 1):
-        lr = args.lr * args.lr_factor ** ((epoch - 1) // args.lr_step)
-        trainer.set_learning_rate(lr)
-        tic = time.time()
-        sums, train_feat = train_epoch(args, data, ctxs, objective, trainer, center_trainer, epoch, prefix,
-                                       reducer)
-        train_time = time.time() - tic
-        if args.rank != 0:  # the other workers train on their shards; the first evaluates, saves and draws
-            print('[%s] worker %d: epoch %2d/%d  train acc %.4f on its shard  %.1fs'
-                  % (prefix, args.rank, epoch, args.epochs, sums[2] / n, train_time))
-            continue
 
-        if use_center:
-            centers = center_loss.centers.weight.data(ctxs[0])
-        else:  # softmax alone has no centers: use the class means for nearest-center
-            centers = utils.class_means(train_feat, data['train_y'], args.num_classes)
-        test_scores, test_feat = utils.forward_all(net, data['test_x'])
-        test_y = data['test_y']
-        record = dict(epoch=epoch, lr=lr, loss_softmax=None if second else float(sums[0] / n),
-                      loss_center=float(sums[1] / n) if use_center else None, train_acc=float(sums[2] / n),
-                      test_acc_softmax=utils.accuracy(utils.predict_softmax(test_scores), test_y),
-                      test_acc_center=utils.accuracy(utils.predict_center(test_feat, centers), test_y))
-        if metric == 'knn':
-            record['test_acc_knn'] = utils.accuracy(utils.predict_knn(
-                test_feat, train_feat, data['train_y'], args.knn_k, args.num_classes), test_y)
-        record.update(time=time.time() - tic, train_time=train_time)
-        history.append(record)
-        print('[%s] epoch %2d/%d  lr %.4g  loss: softmax %s center %s  train acc %.4f  test acc: softmax %.4f '
-              'center %.4f%s  %.1fs (%d img/s)'
-              % (prefix, epoch, args.epochs, lr,
-                 '-' if record['loss_softmax'] is None else '%.4f' % record['loss_softmax'],
-                 '-' if record['loss_center'] is None else '%.4f' % record['loss_center'],
-                 record['train_acc'], record['test_acc_softmax'], record['test_acc_center'],
-                 '  knn %.4f' % record['test_acc_knn'] if metric == 'knn' else '', record['time'],
-                 n / train_time))
+def evaluate_epoch(args, data, stage, epoch, lr, sums, train_feat):
+    """(the epoch's record, test features, centers): losses and accuracies by each method."""
+    n, test_y = len(train_feat), data['test_y']
+    if stage.center_loss is not None:
+        centers = stage.center_loss.centers.weight.data(train_feat.context)
+    else:  # softmax alone has no centers: use the class means for nearest-center
+        centers = evaluation.class_means(train_feat, data['train_y'], stage.arch.num_classes)
+    test_scores, test_feat = evaluation.forward_all(stage.net, data['test_x'])
+    record = dict(epoch=epoch, lr=lr, loss_softmax=None if stage.kind == 'second' else float(sums[0] / n),
+                  loss_center=float(sums[1] / n) if stage.center_loss is not None else None,
+                  train_acc=float(sums[2] / n),
+                  test_acc_softmax=evaluation.accuracy(evaluation.predict_softmax(test_scores), test_y),
+                  test_acc_center=evaluation.accuracy(evaluation.predict_center(test_feat, centers), test_y))
+    if stage.metric == 'knn':
+        record['test_acc_knn'] = evaluation.accuracy(evaluation.predict_knn(
+            test_feat, train_feat, data['train_y'], args.knn_k, stage.arch.num_classes), test_y)
+    return record, test_feat, centers
 
-        if args.plotting:
-            projection.fit(train_feat.asnumpy()[plot_idx])
-            plot_epoch(args, data, prefix, title, stage, epoch, record, projection, plot_idx,
-                       train_feat, test_feat, centers)
-        improved = record['test_acc_' + metric] > best
-        best = max(best, record['test_acc_' + metric])
-        meta = dict(model=args.model, act=args.act, feature_size=args.feature_size,
-                    num_classes=args.num_classes, dataset=args.dataset, stage=stage, prefix=prefix,
-                    center_loss=use_center, precision=args.precision, epoch=epoch, metrics=record,
-                    best=best, history=history, projection=projection.state())
-        trainers = {'net': trainer}
-        if center_trainer is not None:
-            trainers['centers'] = center_trainer
-        utils.save_checkpoint(last_path, net, centers, meta, trainers)
-        if improved:
-            utils.save_checkpoint(best_path, net, centers, meta)
-        utils.write_json(os.path.join(args.out_dir, '%s-metrics.json' % prefix), history)
 
-    if args.kv:  # dist_sync keeps every worker's copy identical: this lets one check it
-        print('[%s] worker %d: parameter checksum %.10e' % (prefix, args.rank, param_checksum(net, center_loss)))
-    if args.rank != 0:
-        return prefix
+def report(args, stage, record, n):
+    def loss(key):
+        return '-' if record[key] is None else '%.4f' % record[key]
+    print('[%s] epoch %2d/%d  lr %.4g  loss: softmax %s center %s  train acc %.4f  test acc: softmax %.4f '
+          'center %.4f%s  %.1fs (%d img/s)'
+          % (stage.files.prefix, record['epoch'], args.epochs, record['lr'], loss('loss_softmax'), loss('loss_center'),
+             record['train_acc'], record['test_acc_softmax'], record['test_acc_center'],
+             '  knn %.4f' % record['test_acc_knn'] if stage.metric == 'knn' else '', record['time'],
+             n / record['train_time']))
+
+
+def draw_epoch(args, data, stage, record, train_feat, test_feat, centers):
+    """This epoch's feature maps of the plotted training points and of the test set."""
+    train_feat = train_feat.asnumpy()[stage.plot_idx]
+    stage.projection.fit(train_feat)
+    maps = {'train': (train_feat, data['train_y'].asnumpy().astype(int)[stage.plot_idx], record['train_acc']),
+            'test': (test_feat.asnumpy(), data['test_y'].asnumpy().astype(int), record['test_acc_softmax'])}
+    for split, (feat, labels, acc) in maps.items():
+        pictures.plot_features(stage.files.frame(split, record['epoch']), stage.projection(feat), labels,
+                               stage.arch.num_classes, '%s (%s stage), %s set, epoch %d, accuracy %.4f'
+                               % (stage.title, stage.kind, split, record['epoch'], acc),
+                               centers=stage.projection(centers.asnumpy()), class_names=data['class_names'])
+
+
+def save_epoch(args, rt, stage, record, centers):
+    """The last checkpoint (with optimizer states, to resume), the best one when it improved, the metrics."""
+    improved = record['test_acc_' + stage.metric] > stage.best
+    stage.best = max(stage.best, record['test_acc_' + stage.metric])
+    meta = dict(stage.arch._asdict(), dataset=args.dataset, stage=stage.kind, prefix=stage.files.prefix,
+                center_loss=stage.center_loss is not None, precision=rt.precision, epoch=record['epoch'],
+                metrics=record, best=stage.best, history=stage.history, projection=stage.projection.state())
+    trainers = {'net': stage.trainer}
+    if stage.center_trainer is not None:
+        trainers['centers'] = stage.center_trainer
+    checkpoints.save_checkpoint(stage.files.last, stage.net, centers, meta, trainers)
+    if improved:
+        checkpoints.save_checkpoint(stage.files.best, stage.net, centers, meta)
+    checkpoints.write_json(stage.files.metrics, stage.history)
+
+
+def finish_stage(args, rt, stage):
+    """The stage's GIFs and curves, and where its checkpoints are."""
+    if rt.kv:  # dist_sync keeps every worker's copy identical: this lets one check it
+        print('[%s] worker %d: parameter checksum %.10e'
+              % (stage.files.prefix, rt.rank, param_checksum(stage.net, stage.center_loss)))
+    if rt.rank != 0:
+        return
+    files = stage.files
     if args.plotting:
         for split in ('train', 'test'):
-            frames = [frame_path(args, prefix, split, e) for e in range(1, args.epochs + 1)]
-            utils.make_gif(os.path.join(args.out_dir, '%s-%s.gif' % (prefix, split)),
-                           [f for f in frames if os.path.isfile(f)])
-        utils.plot_curves(os.path.join(args.out_dir, '%s-curves.png' % prefix), history, '%s: %s' % (prefix, title))
-        print('pictures: %s/%s-{train,test}.gif, %s-curves.png' % (args.out_dir, prefix, prefix))
-    print('best test accuracy (%s) %.4f; checkpoints: %s, %s' % (metric, best, best_path, last_path))
-    return prefix
+            pictures.make_gif(files.gif(split), files.frames(split, args.epochs))
+        pictures.plot_curves(files.curves, stage.history, '%s: %s' % (files.prefix, stage.title))
+        print('pictures: %s, %s' % (', '.join(files.gif(s) for s in ('train', 'test')), files.curves))
+    print('best test accuracy (%s) %.4f; checkpoints: %s, %s' % (stage.metric, stage.best, files.best, files.last))
 
 
-def gradient_reducer(kvstore, *param_dicts):
-    """A Trainer that only sums the gradients of all ``param_dicts`` through
-    ``kvstore`` (``allreduce_grads``); Trainers without a KVStore then update."""
-    reduced = {}
-    for params in param_dicts:
-        reduced.update(params)
-    reducer = gluon.Trainer(reduced, 'sgd', {'learning_rate': 0.0}, kvstore=kvstore, update_on_kvstore=False)
-    if not isinstance(kvstore, str) and kvstore.type.startswith('dist'):
-        # The Trainer hands every worker rank 0's parameters (init, then pull)
-        # lazily, just before its first gradient push on the same keys. In MXNet
-        # 1.9 that push can overtake the pull (KVStoreDist aliases its send
-        # buffer to the gradient), and a parameter then receives the summed
-        # gradient instead: a worker that learns nothing, different parameters
-        # on each worker, or NaN (5 runs of 31 of the two-worker test). So:
-        # hand the parameters over now and wait until they have landed.
-        reducer._init_kvstore()
-        reducer._init_params()
+class GradientReducer(object):
+    """Sums the gradients of ``params`` over devices and worker processes through ``kv``
+    (a KVStore: 'local' for one process, dist_sync across processes); Trainers
+    without a KVStore then update, so every worker takes the same step.
+
+    Every worker starts from rank 0's parameters. Gluon's Trainer would hand
+    them over lazily (init, then pull) just before the first gradient push, and
+    in MXNet 1.9 that goes wrong: KVStoreDist aliases its send buffer to the
+    array it pushes, so ``init`` returns (and passes its barrier) before rank
+    0's values have reached the servers. A worker's pull can then reach a
+    server first (the server aborts: "init N first"), or a push can overtake
+    the pull (a worker that learns nothing, or NaN): README, "Several devices
+    and machines". So the values are pushed, rank 0 waits for the servers to
+    acknowledge them, all workers meet at a barrier, and only then pull.
+    """
+
+    def __init__(self, kv, params):
+        self.kv = mx.kv.create(kv) if isinstance(kv, str) else kv
+        self.params = list(params)
+        keys = list(range(len(self.params)))
+        # Plain copies: oneDNN may hold a parameter in a layout the KVStore cannot send.
+        values = [nd.array(p.list_data()[0].asnumpy()) for p in self.params]
+        self.kv.init(keys, values)
+        nd.waitall()          # rank 0: its pushes are acknowledged
+        self.kv._barrier()    # nobody pulls before that
+        self.kv.pull(keys, out=values)
         nd.waitall()
-    return reducer
+        for p, value in zip(self.params, values):
+            p.set_data(value)
+
+    def allreduce_grads(self):
+        for key, p in enumerate(self.params):
+            self.kv.pushpull(key, p.list_grad(), out=p.list_grad(), priority=-key)
 
 
 def param_checksum(*blocks):
@@ -498,14 +675,14 @@ def param_checksum(*blocks):
                      for block in blocks if block is not None for p in block.collect_params().values()))
 
 
-def train_epoch(args, data, ctxs, objective, trainer, center_trainer, epoch, prefix, reducer=None):
+def train_epoch(args, rt, data, stage, epoch):
     """One pass over the shuffled training set.
 
     Returns (sums of softmax loss, center loss and correct predictions, as
-    numpy) and the training features in the dataset's order, on ``ctx``.
+    numpy) and the training features in the dataset's order, on the first device.
     """
     train_x, train_y = data['train_x'], data['train_y']
-    n, bs, ctx = train_x.shape[0], args.batch_size, ctxs[0]
+    n, bs, ctx = train_x.shape[0], args.batch_size, rt.ctxs[0]
     # Each epoch's order depends only on (seed, epoch): a resumed run sees the same batches.
     rng = np.random.RandomState([args.seed, epoch])
     order = rng.permutation(n)
@@ -517,31 +694,38 @@ def train_epoch(args, data, ctxs, objective, trainer, center_trainer, epoch, pre
     sums = nd.zeros((3,), ctx=ctx)                   # softmax loss, center loss, correct predictions
     batch_loss = nd.zeros((num_batches,), ctx=ctx)   # to name the batch where a loss went NaN
     feats, sync_every = [], 50
-    bar = tqdm(range(num_batches), desc='%s %d/%d' % (prefix, epoch, args.epochs), leave=False, disable=None)
+    bar = tqdm(range(num_batches), desc='%s %d/%d' % (stage.files.prefix, epoch, args.epochs), leave=False,
+               disable=None)
     for b in bar:
         idx = nd.array(order[b * bs:(b + 1) * bs], ctx=ctx, dtype='int32')
         x, y = nd.take(train_x, idx), nd.take(train_y, idx)
         if args.shift:
             x = utils.random_shift(x, shifts[b * bs:(b + 1) * bs], data['background'], args.shift)
         for loss, l_s, l_c, scores, features, y_dev in train_step(
-                objective, trainer, center_trainer, x, y, ctxs, args.num_classes, reducer, args.num_workers):
+                stage.objective, stage.trainer, stage.center_trainer, x, y, rt.ctxs, stage.arch.num_classes,
+                stage.reducer, rt.num_workers):
             batch_loss[b] += loss.sum().as_in_context(ctx)
             sums += nd.concat(l_s.sum(), l_c.sum(), (nd.argmax(scores, axis=1) == y_dev).sum(),
                               dim=0).as_in_context(ctx)
             feats.append(features.as_in_context(ctx))
         if (b + 1) % sync_every == 0 or b + 1 == num_batches:
-            bad = np.flatnonzero(~np.isfinite(batch_loss[:b + 1].asnumpy()))
-            if len(bad):
-                raise UserError('the loss became %s in epoch %d at batch %d of %d; the stage stopped and its '
-                                'checkpoints of earlier epochs are kept: lower --lr%s'
-                                % (batch_loss[int(bad[0])].asscalar(), epoch, bad[0] + 1, num_batches,
-                                   ' or --lmbd' if objective.center_loss is not None else ''))
+            check_finite(batch_loss, b, epoch, num_batches, stage)
             s, seen = sums.asnumpy(), min((b + 1) * bs, n)
             bar.set_postfix(loss='%.4f' % ((s[0] + s[1]) / seen), acc='%.4f' % (s[2] / seen))
     bar.close()
     # Features of the training set as this epoch's forward passes saw them, in dataset order.
     train_feat = nd.take(nd.concat(*feats, dim=0), nd.array(np.argsort(order), ctx=ctx, dtype='int32'))
     return sums.asnumpy(), train_feat
+
+
+def check_finite(batch_loss, b, epoch, num_batches, stage):
+    """Stop the stage at the first batch (up to ``b``) whose loss is NaN or infinite."""
+    bad = np.flatnonzero(~np.isfinite(batch_loss[:b + 1].asnumpy()))
+    if len(bad):
+        raise UserError('the loss became %s in epoch %d at batch %d of %d; the stage stopped and its '
+                        'checkpoints of earlier epochs are kept: lower --lr%s'
+                        % (batch_loss[int(bad[0])].asscalar(), epoch, bad[0] + 1, num_batches,
+                           ' or --lmbd' if stage.center_loss is not None else ''))
 
 
 def train_step(objective, trainer, center_trainer, x, y, ctxs, num_classes, reducer=None, num_workers=1):
@@ -575,120 +759,115 @@ def train_step(objective, trainer, center_trainer, x, y, ctxs, num_classes, redu
     return [tuple(out) + (y_dev,) for out, y_dev in zip(outs, ys)]
 
 
-def plot_sample(n, seed, size=10000):
-    """Indices of the training points drawn: the same in every frame and in --compare."""
-    return np.sort(np.random.RandomState(seed).choice(n, min(n, size), replace=False))
+# --------------------------------------------------------------------------- test and compare
 
-
-def frame_path(args, prefix, split, epoch):
-    return utils.frame_path(args.out_dir, prefix, split, epoch)
-
-
-def plot_epoch(args, data, prefix, title, stage, epoch, record, projection, plot_idx,
-               train_feat, test_feat, centers):
-    labels = {'train': data['train_y'].asnumpy().astype(int)[plot_idx],
-              'test': data['test_y'].asnumpy().astype(int)}
-    feats = {'train': train_feat.asnumpy()[plot_idx], 'test': test_feat.asnumpy()}
-    accs = {'train': record['train_acc'], 'test': record['test_acc_softmax']}
-    for split in ('train', 'test'):
-        utils.plot_features(frame_path(args, prefix, split, epoch), projection(feats[split]), labels[split],
-                            args.num_classes, '%s (%s stage), %s set, epoch %d, accuracy %.4f'
-                            % (title, stage, split, epoch, accs[split]),
-                            centers=projection(centers.asnumpy()), class_names=data['class_names'])
-
-
-# --------------------------------------------------------------------------- test
-
-def test(args, data, ctxs, prefix):
-    """Accuracy of the best checkpoint of ``prefix`` by each evaluation method."""
-    net, centers, meta = load_stage(args, prefix, ctxs, first_stage_hint(args, prefix))
-    test_scores, test_feat = utils.forward_all(net, data['test_x'])
+def test(args, rt, data, ckpt):
+    """Accuracy of checkpoint ``ckpt`` by each evaluation method."""
+    arch = resolve_arch(args, ckpt)
+    net = build_net(arch, rt.ctxs, ckpt)
+    test_scores, test_feat = evaluation.forward_all(net, data['test_x'])
     nd.waitall()  # the times below are of the evaluation alone, once the features exist
-    test_y = data['test_y']
+    test_y, name = data['test_y'], ckpt.meta.get('prefix', os.path.basename(ckpt.path))
     results = {}
     for method in ([args.eval_method] if args.eval_method else EVAL_METHODS):
         tic = time.time()
         if method == 'softmax':
-            pred = utils.predict_softmax(test_scores)
+            pred = evaluation.predict_softmax(test_scores)
         elif method == 'center':
-            pred = utils.predict_center(test_feat, centers)
+            pred = evaluation.predict_center(test_feat, ckpt.centers.as_in_context(rt.ctxs[0]))
         else:  # the gallery: features of the whole training set
-            _, train_feat = utils.forward_all(net, data['train_x'])
+            _, train_feat = evaluation.forward_all(net, data['train_x'])
             nd.waitall()
             tic = time.time()
-            pred = utils.predict_knn(test_feat, train_feat, data['train_y'], args.knn_k, args.num_classes)
-        results[method] = utils.accuracy(pred, test_y)
+            pred = evaluation.predict_knn(test_feat, train_feat, data['train_y'], args.knn_k, arch.num_classes)
+        results[method] = evaluation.accuracy(pred, test_y)
         print('test %s (epoch %d): %s accuracy %.4f  (%.2fs)'
-              % (prefix, meta['epoch'], method if method != 'knn' else 'knn (k=%d)' % args.knn_k,
+              % (name, ckpt.meta['epoch'], method if method != 'knn' else 'knn (k=%d)' % args.knn_k,
                  results[method], time.time() - tic))
     return results
 
 
-def compare(args, data, ctxs):
-    """The original port's figure from the saved best checkpoints of the three runs."""
-    rows = []
-    n = data['train_x'].shape[0]
-    plot_idx = plot_sample(n, args.seed)
-    for prefix, title in COMPARED:
-        path = ckpt_path(args, prefix, 'best')
-        if not os.path.isfile(path):
-            print('compare: skipping %s (%s not found%s)' % (prefix, path, first_stage_hint(args, prefix)))
+def compared_runs(args):
+    return [RunFiles(args.ckpt_dir, args.out_dir, prefix) for prefix, _ in COMPARED]
+
+
+def compare(args, rt, data, opened=None):
+    """The original port's figure from the saved best checkpoints of the three runs
+    (``opened``: one of them, already read)."""
+    rows, num_classes = [], 0
+    plot_idx = pictures.plot_sample(data['train_x'].shape[0], args.seed)
+    train_y, test_y = (data[k].asnumpy().astype(int) for k in ('train_y', 'test_y'))
+    for files, (_, title) in zip(compared_runs(args), COMPARED):
+        if not os.path.isfile(files.best):
+            print('compare: skipping %s (%s not found%s)' % (files.prefix, files.best, make_hint(files)))
             continue
-        run_args = argparse.Namespace(**dict(vars(args), **{k: None for k in ARCH_DEFAULTS}))
-        net, centers, meta = load_stage(run_args, prefix, ctxs, '')
-        _, train_feat = utils.forward_all(net, data['train_x'])
-        test_scores, test_feat = utils.forward_all(net, data['test_x'])
-        projection = utils.Projection(**meta.get('projection', {})).fit(train_feat.asnumpy()[plot_idx])
-        acc = utils.accuracy(utils.predict_softmax(test_scores), data['test_y'])
+        ckpt = opened if opened is not None and opened.path == files.best else open_checkpoint(files.best)
+        arch = Arch.of(ckpt)
+        num_classes = max(num_classes, arch.num_classes)
+        net = build_net(arch, rt.ctxs, ckpt)
+        _, train_feat = evaluation.forward_all(net, data['train_x'])
+        test_scores, test_feat = evaluation.forward_all(net, data['test_x'])
+        train_feat = train_feat.asnumpy()[plot_idx]
+        projection = pictures.Projection(**ckpt.meta.get('projection', {})).fit(train_feat)
+        acc = evaluation.accuracy(evaluation.predict_softmax(test_scores), data['test_y'])
         rows.append(('%s (test acc %.4f)' % (title, acc),
-                     {'train': (projection(train_feat.asnumpy()[plot_idx]),
-                                data['train_y'].asnumpy().astype(int)[plot_idx]),
-                      'test': (projection(test_feat.asnumpy()), data['test_y'].asnumpy().astype(int))},
-                     projection(centers.asnumpy())))
+                     {'train': (projection(train_feat), train_y[plot_idx]),
+                      'test': (projection(test_feat.asnumpy()), test_y)},
+                     projection(ckpt.centers.asnumpy())))
     if not rows:
         raise UserError('--compare found none of %s in %s: train them first'
-                        % (', '.join(p + '-best.params' for p, _ in COMPARED), args.ckpt_dir))
+                        % (', '.join(os.path.basename(f.best) for f in compared_runs(args)), args.ckpt_dir))
     os.makedirs(args.out_dir, exist_ok=True)
-    path = os.path.join(args.out_dir, 'comparison-%s.png' % args.dataset)
-    utils.plot_comparison(path, rows, args.num_classes, data['class_names'])
+    path = comparison_path(args.out_dir, args.dataset)
+    pictures.plot_comparison(path, rows, num_classes, data['class_names'])
     print('comparison figure: %s (%d rows)' % (path, len(rows)))
     return path
+
+
+# --------------------------------------------------------------------------- the command
+
+def run(args):
+    """Everything the flags ask for, in order: first stage, second stage, test, compare."""
+    devices = get_contexts(args, gpu_cards() if args.use_gpu else [])
+    files = RunFiles(args.ckpt_dir, args.out_dir, args.prefix)
+    # Read first: it gives the network's shape (and so the number of classes the
+    # labels are checked against) and the precision a continued stage keeps.
+    source = starting_checkpoint(args, files)
+    arch = resolve_arch(args, source)
+    rt = setup_runtime(args, devices, arch, source)
+    print('mxnet %s (%s build), context %s%s, %s, OMP_NUM_THREADS=%s; precision %s'
+          % (mx.__version__, 'CUDA' if mx.runtime.Features().is_enabled('CUDA') else 'CPU',
+             ', '.join(str(c) for c in rt.ctxs), rt.note, rt.precision, os.environ.get('OMP_NUM_THREADS'), rt.why))
+    if rt.kv:
+        print('worker %d of %d, kvstore %s' % (rt.rank, rt.num_workers, args.kvstore))
+    mx.random.seed(args.seed)
+    np.random.seed(args.seed)
+    data = load_data(args, arch, rt)
+    n_train = data['train_x'].shape[0]
+    if args.test and args.knn_k > n_train and args.eval_method in (None, 'knn'):
+        raise UserError('--knn_k %d is larger than the %d training images it votes among' % (args.knn_k, n_train))
+    if args.train:
+        run_stage(args, rt, data, build_stage(args, rt, files, 'first', source, n_train))
+        source = None
+    if args.second_train:
+        second = files.second()
+        if source is None:  # after a first stage in this command: resume only a second stage that started
+            resume = args.resume and os.path.isfile(second.last)
+            source = open_checkpoint(second.last) if resume else open_checkpoint(files.best, make_hint(files))
+        run_stage(args, rt, data, build_stage(args, rt, second, 'second', source, n_train))
+        files, source = second, None
+    if rt.rank == 0:  # with several workers, the first alone evaluates and draws
+        if args.test:
+            test(args, rt, data, source or open_checkpoint(files.best, make_hint(files)))
+        if args.compare:
+            compare(args, rt, data, source)
 
 
 def main(argv=None):
     args = parse_args(argv)
     try:
-        ctxs = get_contexts(args)
-        setup_precision(args, ctxs)
-        setup_workers(args)
-        print('mxnet %s (%s build), context %s, %s, OMP_NUM_THREADS=%s'
-              % (mx.__version__, 'CUDA' if mx.runtime.Features().is_enabled('CUDA') else 'CPU',
-                 ', '.join(str(c) for c in ctxs), args.precision, os.environ.get('OMP_NUM_THREADS')))
-        if args.kv:
-            print('worker %d of %d, kvstore %s' % (args.rank, args.num_workers, args.kvstore))
-        mx.random.seed(args.seed)
-        np.random.seed(args.seed)
-        # A later stage takes the network's shape from its checkpoint: read it
-        # before the data so that --num_classes is known when labels are checked.
-        source = arch_source(args)
-        resolve_arch(args, utils.load_checkpoint(source, first_stage_hint(args))[1] if source else None)
-        data = load_data(args, ctxs[0])
-        if args.test and args.knn_k > data['train_x'].shape[0] and args.eval_method in (None, 'knn'):
-            raise UserError('--knn_k %d is larger than the %d training images it votes among'
-                            % (args.knn_k, data['train_x'].shape[0]))
-        prefix = args.prefix
-        if args.train:
-            prefix = train_stage(args, data, ctxs, 'first', args.resume)
-        if args.second_train:
-            # With --train --second_train --resume, a second stage that never started starts fresh.
-            resume = args.resume and (not args.train or os.path.isfile(ckpt_path(args, prefix + '-second', 'last')))
-            prefix = train_stage(args, data, ctxs, 'second', resume)
-        if args.rank == 0:  # with several workers, the first alone evaluates and draws
-            if args.test:
-                test(args, data, ctxs, prefix)
-            if args.compare:
-                compare(args, data, ctxs)
-    except UserError as e:
+        run(args)
+    except (UserError, DataError, CheckpointError) as e:
         print('error: %s' % e, file=sys.stderr)
         return 2
     except KeyboardInterrupt:

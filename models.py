@@ -5,6 +5,9 @@ from mxnet import init
 from mxnet.gluon import nn
 
 ACTIVATIONS = ('prelu', 'leaky', 'relu')
+# This project's slope, with which its README results were made. The original
+# Gluon port's LeNet++ uses LeakyReLU(alpha=0.01); the two were not compared.
+LEAKY_SLOPE = 0.2
 
 
 class PReLU(nn.HybridBlock):
@@ -12,15 +15,14 @@ class PReLU(nn.HybridBlock):
 
     y = max(x, 0) + a_c * min(x, 0), with one learned slope a_c per channel.
 
-    MXNet's own ``LeakyReLU(act_type='prelu')`` and a broadcast multiply both
-    ran at about 360 images/s for a LeNet++ training step on 2 CPU cores
-    (against about 1000 with a fixed-slope LeakyReLU); applying the slopes as a
-    depthwise 1x1 convolution goes through oneDNN and ran at about 690.
+    The slopes are applied as a depthwise 1x1 convolution, which goes through
+    oneDNN: on the CPU that is faster than MXNet's own
+    ``LeakyReLU(act_type='prelu')`` or a broadcast multiply (README, Speed,
+    and bench/step_speed.py measure them).
 
     Under bfloat16 mixed precision (main.py --precision) the convolution before
     it hands over bfloat16, and MXNet's elementwise kernels are slow on that
-    type (250 images/s): the input is cast to float32 first (1000 images/s;
-    a no-op in float32).
+    type: the input is cast to float32 first (a no-op in float32).
     """
 
     def __init__(self, channels, spatial=True, alpha=0.25, **kwargs):
@@ -47,7 +49,7 @@ def activation(kind, channels, spatial=True):
     if kind == 'prelu':
         return PReLU(channels, spatial)
     if kind == 'leaky':
-        return nn.LeakyReLU(0.2)  # the slope the original Gluon port used
+        return nn.LeakyReLU(LEAKY_SLOPE)
     if kind == 'relu':
         return nn.Activation('relu')
     raise ValueError('activation must be one of %s, got %r' % (ACTIVATIONS, kind))
@@ -72,11 +74,14 @@ class LeNetPlus(_Net):
     ----------
     classes : int
     feature_size : int
-    act : {'prelu', 'leaky', 'relu'}
-        'prelu' as in the paper; 'leaky' (slope 0.2) as the original Gluon port.
+    act : {'leaky', 'prelu', 'relu'}, default 'leaky'
+        'prelu' is the paper's. 'leaky' (slope 0.2) is this project's default:
+        faster than PReLU on the CPU, and the README's results were made with
+        it. The original Gluon port's LeNet++ is this network with
+        LeakyReLU(0.01).
     """
 
-    def __init__(self, classes=10, feature_size=2, act='prelu', **kwargs):
+    def __init__(self, classes=10, feature_size=2, act='leaky', **kwargs):
         super(LeNetPlus, self).__init__(**kwargs)
         with self.name_scope():
             self.body = nn.HybridSequential(prefix='')
@@ -91,8 +96,10 @@ class LeNetPlus(_Net):
 
 
 class LeNet(_Net):
-    """The small LeNet of the original port: two 5x5 conv layers (20, 50) with
-    pooling, a 500-unit dense layer, then features and classes."""
+    """The small LeNet of the original Gluon port, as its ``lenet.py`` has it:
+    5x5 conv (20), 2x2 max pool, 5x5 conv (50), 2x2 max pool, then a dense
+    layer to the features and one to the classes (ReLU after the convolutions
+    by default, as there)."""
 
     def __init__(self, classes=10, feature_size=2, act='relu', **kwargs):
         super(LeNet, self).__init__(**kwargs)
@@ -102,8 +109,7 @@ class LeNet(_Net):
                           nn.MaxPool2D(pool_size=2, strides=2),
                           nn.Conv2D(50, kernel_size=5), activation(act, 50),
                           nn.MaxPool2D(pool_size=2, strides=2),
-                          nn.Flatten(),
-                          nn.Dense(500), activation(act, 500, spatial=False))
+                          nn.Flatten())
             self.embedding = nn.Dense(feature_size)
             self.output = nn.Dense(classes)
 

@@ -6,7 +6,7 @@ Runs on its own, without this project's compat.py, so MXNet keeps its default
 thread count as the original did (bench/speed.py starts it with
 OMP_NUM_THREADS removed from the environment). The recipe:
 - a DataLoader over a uint8 dataset with a per-sample ToTensor/Normalize transform;
-- LeNet++ with LeakyReLU(0.2), hybridized without static_alloc;
+- the original's own LeNet++ (its lenet.py: LeakyReLU(0.01)), hybridized without static_alloc;
 - the center loss's class counts through asnumpy + np.bincount every batch;
 - the mean loss read back every batch;
 - a full pass over the training set for its accuracy after each epoch.
@@ -35,7 +35,7 @@ class LeNetPlus(nn.HybridBlock):
             self.body = nn.HybridSequential()
             for channels in (32, 64, 128):
                 for _ in range(2):
-                    self.body.add(nn.Conv2D(channels, kernel_size=5, padding=2), nn.LeakyReLU(0.2))
+                    self.body.add(nn.Conv2D(channels, kernel_size=5, padding=2), nn.LeakyReLU(0.01))
                 self.body.add(nn.MaxPool2D(pool_size=2, strides=2))
             self.body.add(nn.Flatten())
             self.features = nn.Dense(2)

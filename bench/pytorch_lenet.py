@@ -2,7 +2,7 @@
 
     python bench/pytorch_lenet.py SLICE.npz [--act prelu|leaky] [--bf16]
 
-LeNet++ (PReLU as in the paper, or LeakyReLU(0.2) as our default) with 2-D
+LeNet++ (PReLU as in the paper, or LeakyReLU(0.2) as our default; the original port used 0.01) with 2-D
 features, softmax + the same count-balanced center loss, SGD (momentum 0.9,
 wd 5e-4) and plain SGD at alpha = 0.5 for the centers, batch 128, batches
 sliced from in-memory tensors, one thread per core. ``--bf16`` runs the

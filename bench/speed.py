@@ -8,7 +8,7 @@ Every contender runs in a process of its own (MXNet's mixed precision and the
 thread count are per process), on the same images, batch 128, LeNet++ with
 2-D features, softmax + center loss; each first warms up on 20 batches, then
 times one epoch:
-- ours: main.train_epoch, batches sliced from arrays held on the device, one
+- ours: main.build_stage and main.train_epoch, batches sliced from arrays held on the device, one
   hybridized graph per step, sums read back every 50 batches; --precision auto
   (bfloat16 convolutions on a CPU that has the instructions) and float32. The
   contenders do not augment, so the ratios use ours with --shift 0; ours at
@@ -54,17 +54,20 @@ def ours(slice_path, precision, act, shift):
     import compat  # noqa: F401  (before mxnet)
     import numpy as np
     import mxnet as mx
-    from mxnet import gluon
+    import evaluation
     import main as trainer_mod
+    import pictures
     import utils
+    from runfiles import RunFiles
 
     args = trainer_mod.parse_args(['--train', '--center_loss', '--use_gpu', 'False', '--precision', precision,
                                    '--act', act, '--shift', shift,
                                    '--out_dir', tempfile.mkdtemp(), '--ckpt_dir', tempfile.mkdtemp()])
     ctxs = [mx.cpu()]
-    trainer_mod.setup_precision(args, ctxs)
-    args.kv, args.rank, args.num_workers = None, 0, 1
-    trainer_mod.resolve_arch(args)
+    chosen, why = trainer_mod.choose_precision(args, ctxs, trainer_mod.resolve_arch(args))
+    rt = trainer_mod.Runtime(ctxs, chosen, None, 0, 1, '', why)
+    if rt.precision == 'bfloat16':
+        trainer_mod.enable_bfloat16()
     arrays = np.load(slice_path)
     images, labels = arrays['images'], arrays['labels']
     n = len(labels)
@@ -75,36 +78,22 @@ def ours(slice_path, precision, act, shift):
     test_x, test_y = utils.to_nd(test_img, test_lbl, mean, std, ctxs[0])
     data = dict(train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y,
                 class_names=utils.CLASS_NAMES['mnist'], background=float(-mean / std))
-    net = trainer_mod.build_net(args, ctxs)
-    closs = trainer_mod.CenterLoss(10, 2, args.lmbd)
-    closs.initialize(ctx=ctxs)
-    objective = trainer_mod.Objective(net, closs)
-    objective.hybridize(static_alloc=True, static_shape=True)
-    trainer = gluon.Trainer(net.collect_params(), 'sgd', {'learning_rate': args.lr, 'momentum': 0.9, 'wd': args.wd})
-    ctrainer = gluon.Trainer(closs.collect_params(), 'sgd', {'learning_rate': args.alpha})
+    stage = trainer_mod.build_stage(args, rt, RunFiles(args.ckpt_dir, args.out_dir, 'bench'), 'first', None, n)
+    stage.plot_idx = pictures.plot_sample(n, args.seed, size=n // 6)
 
     warm = dict(data, train_x=train_x[:WARMUP * BATCH], train_y=train_y[:WARMUP * BATCH])
-    trainer_mod.train_epoch(args, warm, ctxs, objective, trainer, ctrainer, 1, 'warm-up')
-    utils.forward_all(net, test_x)[1].wait_to_read()
-    plot_idx = trainer_mod.plot_sample(n, args.seed, size=n // 6)
-    projection = utils.Projection()
+    trainer_mod.train_epoch(args, rt, warm, stage, 1)
+    evaluation.forward_all(stage.net, test_x)[1].wait_to_read()
 
     tic = time.time()
-    sums, train_feat = trainer_mod.train_epoch(args, data, ctxs, objective, trainer, ctrainer, 1, 'bench')
+    sums, train_feat = trainer_mod.train_epoch(args, rt, data, stage, 1)
     loop = time.time() - tic
-    # the rest of an epoch of main.train_stage: evaluation, two frames, the checkpoint
-    centers = closs.centers.weight.data()
-    test_scores, test_feat = utils.forward_all(net, test_x)
-    record = dict(train_acc=float(sums[2] / n),
-                  test_acc_softmax=utils.accuracy(utils.predict_softmax(test_scores), test_y),
-                  test_acc_center=utils.accuracy(utils.predict_center(test_feat, centers), test_y))
-    projection.fit(train_feat.asnumpy()[plot_idx])
-    trainer_mod.plot_epoch(args, data, 'bench', 'bench', 'first', 1, record, projection, plot_idx,
-                           train_feat, test_feat, centers)
-    utils.save_checkpoint(os.path.join(args.ckpt_dir, 'bench.params'), net, centers, dict(epoch=1),
-                          {'net': trainer, 'centers': ctrainer})
+    # the rest of an epoch of main.run_stage: evaluation, two frames, the checkpoint
+    record, test_feat, centers = trainer_mod.evaluate_epoch(args, data, stage, 1, args.lr, sums, train_feat)
+    trainer_mod.draw_epoch(args, data, stage, record, train_feat, test_feat, centers)
+    trainer_mod.save_epoch(args, rt, stage, record, centers)
     whole = time.time() - tic
-    return dict(loop=n / loop, epoch=n / whole, ratio=whole / loop, precision=args.precision)
+    return dict(loop=n / loop, epoch=n / whole, ratio=whole / loop, precision=rt.precision, why=rt.why)
 
 
 def evaluation_times():
@@ -112,17 +101,17 @@ def evaluation_times():
     import compat  # noqa: F401  (before mxnet)
     import numpy as np
     from mxnet import nd
-    import utils
+    import evaluation
     rng = np.random.RandomState(0)
     gallery = nd.array(rng.randn(60000, 2))
     gallery_labels = nd.array(rng.randint(0, 10, 60000))
     queries, centers = nd.array(rng.randn(10000, 2)), nd.array(rng.randn(10, 2))
     nd.waitall()
     tic = time.time()
-    utils.predict_center(queries, centers).asnumpy()
+    evaluation.predict_center(queries, centers).asnumpy()
     center_s = time.time() - tic
     tic = time.time()
-    utils.predict_knn(queries, gallery, gallery_labels, 10, 10).asnumpy()
+    evaluation.predict_knn(queries, gallery, gallery_labels, 10, 10).asnumpy()
     return dict(center=center_s, knn=time.time() - tic)
 
 
@@ -165,9 +154,12 @@ def main():
     tmp = tempfile.mkdtemp()
     slice_path = os.path.join(tmp, 'slice.npz')
     np.savez(slice_path, images=images[:n], labels=labels[:n])
-    print('CPU: %s, %d cores (bfloat16 instructions: %s); %d images, batch %d, LeNet++ 2-D features, '
+    flags = compat.cpu_flags()
+    print('CPU: %s, %d cores (AVX512-BF16: %s, AMX: %s, AVX512: %s); %d images, batch %d, LeNet++ 2-D features, '
           'softmax + center loss' % (compat.cpu_field('model name') or 'unknown', len(os.sched_getaffinity(0)),
-                                     'yes' if compat.cpu_has_bf16() else 'no', n, BATCH), flush=True)
+                                     'yes' if 'avx512_bf16' in flags else 'no',
+                                     'yes' if 'amx_bf16' in flags else 'no', 'yes' if 'avx512f' in flags else 'no',
+                                     n, BATCH), flush=True)
 
     me = [sys.executable, os.path.abspath(__file__)]
     rows = {}
@@ -189,9 +181,10 @@ def main():
             ['--bf16'] if rows['ours']['precision'] == 'bfloat16' else []))
         if args.prelu:
             rows['torch-prelu-same'] = child(torch_cmd + ['--act', 'prelu'] + (
-                ['--bf16'] if rows['ours']['precision'] == 'bfloat16' else []))
+                ['--bf16'] if rows['ours-prelu']['precision'] == 'bfloat16' else []))
 
     o, prec = rows['ours'], rows['ours']['precision']
+    print('--precision auto chose %s (%s)' % (prec, o['why']))
     same = 'bfloat16 autocast' if prec == 'bfloat16' else 'float32'
     line = '%-44s %6.0f images/s training loop%s'
     print(line % ('ours, leaky, %s, no shifts' % prec, o['loop'], ', %6.0f whole epoch' % o['epoch']))
@@ -200,14 +193,15 @@ def main():
     print(line % ('ours, leaky, float32, no shifts', rows['ours-fp32']['loop'],
                   ', %6.0f whole epoch' % rows['ours-fp32']['epoch']))
     if args.prelu:
-        print(line % ('ours, prelu, %s, no shifts' % prec, rows['ours-prelu']['loop'], ''))
+        print(line % ('ours, prelu, %s, no shifts' % rows['ours-prelu']['precision'], rows['ours-prelu']['loop'], ''))
     print(line % ('original-style (MXNet default threads)', rows['original']['loop'],
                   ', %6.0f with its training-set pass' % rows['original']['epoch']))
     if has_torch:
         print(line % ('PyTorch %s, prelu, float32' % rows['torch-prelu']['torch'], rows['torch-prelu']['loop'], ''))
         print(line % ('PyTorch, leaky, %s' % same, rows['torch-same']['loop'], ''))
         if args.prelu:
-            print(line % ('PyTorch, prelu, %s' % same, rows['torch-prelu-same']['loop'], ''))
+            print(line % ('PyTorch, prelu, %s' % ('bfloat16 autocast' if rows['ours-prelu']['precision'] == 'bfloat16'
+                                                  else 'float32'), rows['torch-prelu-same']['loop'], ''))
     else:
         print('PyTorch: not installed (pip install torch==2.13.0)')
     print('ratio ours / original-style:                    %.2fx loop (target 2.5x), %.2fx epoch'

@@ -1,14 +1,16 @@
 """The CUDA set-up, tested on CPU: library discovery and load order on a fake
-nvidia/*/lib tree, the requirements file `make` picks, and the pins."""
+nvidia/*/lib tree, the requirements file `make` picks by the cards' compute
+capabilities, the GPU the trainer picks, and the pins."""
 import os
 import re
 import subprocess
 
+import mxnet as mx
 import pytest
 
 import compat
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import main as trainer
+from helpers import ROOT, assert_clean_error, dirs
 
 
 def fake_site(tmp_path, skip=()):
@@ -64,6 +66,8 @@ def test_no_driver_says_so(tmp_path):
 
 
 def test_cpu_build_is_not_a_cuda_build():
+    if mx.runtime.Features().is_enabled('CUDA'):
+        pytest.skip('the CUDA build of MXNet is installed here: this checks the CPU build')
     assert not compat.mxnet_is_cuda_build()
 
 
@@ -75,6 +79,7 @@ def test_cuda_build_is_recognised(tmp_path):
 
 
 def make_reqs(tmp_path, nvidia_smi):
+    """(requirements file, stderr) that `make print-reqs` picks with ``nvidia_smi`` as the nvidia-smi script."""
     env = dict(os.environ)
     env.pop('GPU', None)
     bin_dir = tmp_path / 'bin'
@@ -84,18 +89,77 @@ def make_reqs(tmp_path, nvidia_smi):
         tool.write_text('#!/bin/sh\n' + nvidia_smi)
         tool.chmod(0o755)
     env['PATH'] = '%s:/usr/bin:/bin' % bin_dir
-    out = subprocess.run(['make', '-s', '-C', ROOT, 'print-reqs'], env=env, stdout=subprocess.PIPE,
-                         universal_newlines=True, check=True).stdout
-    return out.split()[0]
+    proc = subprocess.run(['make', '-s', '-C', ROOT, 'print-reqs'], env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, universal_newlines=True, check=True)
+    return proc.stdout.split()[0], proc.stderr
+
+
+def fake_smi(*cards):
+    """An nvidia-smi that lists ``cards`` ((name, compute capability) each) for -L and for the query."""
+    listing = ''.join('echo "GPU %d: %s (UUID: GPU-%d)"; ' % (i, name, i) for i, (name, _) in enumerate(cards))
+    query = ''.join('echo "%d, %s, %s"; ' % (i, name, cap) for i, (name, cap) in enumerate(cards))
+    return 'case "$1" in -L) %s;; *) %s;; esac\n' % (listing or 'exit 6', query or 'exit 6')
+
+
+OLD_DRIVER = ('case "$1" in -L) echo "GPU 0: Tesla V100-SXM2-16GB (UUID: GPU-0)";; '
+              '*) echo \'Field "compute_cap" is not a valid field to query.\'; exit 2;; esac\n')
 
 
 @pytest.mark.parametrize('nvidia_smi,expected', [
     (None, 'requirements.txt'),                                        # no nvidia-smi at all
     ('echo "No devices were found"; exit 6\n', 'requirements.txt'),    # driver, no GPU
-    ('echo "GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-1234)"\n', 'requirements-gpu.txt'),
+    (fake_smi(('NVIDIA GeForce RTX 3090', '8.6')), 'requirements-gpu.txt'),
+    (fake_smi(('NVIDIA L4', '8.9')), 'requirements-gpu.txt'),          # Ada runs the sm_86 code
+    (fake_smi(('NVIDIA H100 80GB HBM3', '9.0'), ('NVIDIA A100-SXM4-40GB', '8.0')), 'requirements-gpu.txt'),
+    (OLD_DRIVER, 'requirements-gpu.txt'),                               # no compute_cap field: as before
 ])
-def test_make_picks_requirements_by_nvidia_smi(tmp_path, nvidia_smi, expected):
-    assert make_reqs(tmp_path, nvidia_smi) == expected
+def test_make_picks_requirements_by_compute_capability(tmp_path, nvidia_smi, expected):
+    reqs, err = make_reqs(tmp_path, nvidia_smi)
+    assert reqs == expected and err == ''
+
+
+@pytest.mark.parametrize('cards', [[('NVIDIA H100 80GB HBM3', '9.0')],
+                                   [('NVIDIA H200', '9.0'), ('NVIDIA B200', '10.0')]])
+def test_make_takes_the_cpu_build_when_every_card_is_too_new(tmp_path, cards):
+    reqs, err = make_reqs(tmp_path, fake_smi(*cards))
+    assert reqs == 'requirements.txt'
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and 'GPU 0 (%s, compute capability %s)' % cards[0] in lines[0]
+    assert '5.0 to 8.9' in lines[0] and 'CPU environment' in lines[0]
+
+
+CARDS_86 = [(0, 'NVIDIA GeForce RTX 3090', (8, 6))]
+CARDS_90_80 = [(0, 'NVIDIA H100 80GB HBM3', (9, 0)), (1, 'NVIDIA A100-SXM4-40GB', (8, 0))]
+
+
+@pytest.mark.parametrize('capability,runs', [((5, 0), True), ((5, 2), True), ((6, 1), True), ((7, 5), True),
+                                             ((8, 0), True), ((8, 6), True), ((8, 9), True), ((3, 7), False),
+                                             ((9, 0), False), ((10, 0), False), ((12, 0), False)])
+def test_which_architectures_the_cuda_build_runs_on(capability, runs):
+    assert compat.runs_cuda_build(capability) == runs
+
+
+def test_the_trainer_picks_the_first_card_the_build_runs_on():
+    args = trainer.parse_args(['--train'])
+    assert trainer.get_contexts(args, CARDS_86) == ([mx.gpu(0)], '')
+    assert trainer.get_contexts(args, CARDS_90_80) == ([mx.gpu(1)], '')   # the 8.0 card, not the first
+    ctxs, note = trainer.get_contexts(args, CARDS_90_80[:1])              # Hopper alone: the CPU, said so
+    assert ctxs == [mx.cpu()] and 'GPU 0 (NVIDIA H100 80GB HBM3) has compute capability 9.0' in note
+    assert trainer.get_contexts(args, []) == ([mx.cpu()], '')
+    assert trainer.get_contexts(trainer.parse_args(['--train', '--gpus', '1']), CARDS_90_80) == ([mx.gpu(1)], '')
+
+
+def test_gpus_naming_a_card_the_build_cannot_run_exits_2(monkeypatch, capsys, tmp_path):
+    monkeypatch.setattr(trainer, 'gpu_cards', lambda: CARDS_90_80)
+    rc = trainer.main(['--train', '--gpus', '0', '--epochs', '1', '--train_samples', '600'] + dirs(tmp_path))
+    out, err = capsys.readouterr()
+    assert_clean_error((rc, out, err), '--gpus 0', 'NVIDIA H100 80GB HBM3', 'compute capability 9.0',
+                       'sm_50, sm_60, sm_70, sm_80 and sm_86', 'CPU build', 'CUDA 11.8 or later for sm_90')
+    assert not os.path.exists(str(tmp_path / 'ckpt'))
+
+
+def test_capabilities_are_read_through_the_cuda_runtime_or_not_at_all():
+    assert compat.gpu_cards('libcudart-that-is-not-there.so') == []
 
 
 def test_gpu_variable_forces_the_choice(tmp_path):

@@ -5,7 +5,7 @@ import re
 import imageio.v2 as imageio
 import pytest
 
-from conftest import run_main as main
+from helpers import run_main as main
 
 
 @pytest.fixture(scope='module')

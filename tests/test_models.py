@@ -46,3 +46,20 @@ def test_lenet_plus_is_the_papers_architecture():
     assert sum(b.__class__.__name__ == 'MaxPool2D' for b in net.body) == 3
     assert net.embedding.weight.shape == (2, 128 * 3 * 3)
     assert net.output.weight.shape == (10, 2)
+
+
+def test_lenet_is_the_original_ports_small_network():
+    net = models.LeNet()
+    net.initialize()
+    net(nd.zeros((1, 1, 28, 28)))
+    convs = [b for b in net.body if b.__class__.__name__ == 'Conv2D']
+    assert [c.weight.shape for c in convs] == [(20, 1, 5, 5), (50, 20, 5, 5)]
+    assert not [b for b in net.body if b.__class__.__name__ == 'Dense']  # no hidden dense layer
+    assert net.embedding.weight.shape == (2, 50 * 4 * 4)
+
+
+def test_default_activation_is_the_trainers():
+    import main
+    net = models.LeNetPlus()
+    acts = [b for b in net.body if b.__class__.__name__ == 'LeakyReLU']
+    assert len(acts) == 6 and main.ARCH_DEFAULTS['act'] == 'leaky'

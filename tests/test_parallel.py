@@ -13,7 +13,7 @@ from mxnet import gluon, nd
 import main as trainer_mod
 import models
 from center_loss import CenterLoss
-from conftest import ROOT
+from helpers import ROOT
 
 
 def one_step(ctxs, update, x, y, init, reduce=False):
@@ -27,13 +27,14 @@ def one_step(ctxs, update, x, y, init, reduce=False):
     closs.centers.weight.set_data(init['centers'])
     objective = trainer_mod.Objective(net, closs)
     objective.hybridize(static_alloc=True, static_shape=True)
-    # reduce: the dist_sync arrangement (one Trainer sums all gradients, two
+    # reduce: the dist_sync arrangement (a GradientReducer sums all gradients, two
     # Trainers without a KVStore update), on a local KVStore
     kv = None if reduce else 'device'
     trainer = gluon.Trainer(net.collect_params(), 'sgd', {'learning_rate': 0.05, 'momentum': 0.9, 'wd': 5e-4},
                             kvstore=kv)
     center_trainer = gluon.Trainer(closs.collect_params(), 'sgd', {'learning_rate': 0.5}, kvstore=kv)
-    reducer = trainer_mod.gradient_reducer('local', net.collect_params(), closs.collect_params()) if reduce else None
+    reducer = trainer_mod.GradientReducer('local', list(net.collect_params().values()) +
+                                          list(closs.collect_params().values())) if reduce else None
     outs = trainer_mod.train_step(objective, trainer, center_trainer, x.as_in_context(ctxs[0]),
                                   y.as_in_context(ctxs[0]), ctxs, 10, reducer)
     loss = np.concatenate([o[0].asnumpy() for o in outs])
@@ -62,8 +63,8 @@ def test_two_devices_take_the_same_step_as_one(update, reduce):
 
 
 def test_dist_sync_two_workers(tmp_path):
-    """Without the wait in main.gradient_reducer, 4 of 19 runs of this test failed
-    (a worker that did not learn, different checksums, or NaN); with it, 30 of 30 passed."""
+    """Without the hand-over in main.GradientReducer this test failed intermittently (a worker
+    that did not learn, different checksums, or NaN; README, "Several devices and machines")."""
     args = [sys.executable, os.path.join(ROOT, 'launch.py'), '-n', '2', '-s', '1', '--timeout', '400', '--',
             sys.executable, os.path.join(ROOT, 'main.py'), '--train', '--center_loss', '--kvstore', 'dist_sync',
             # 2 workers x 64 = the single process's batch of 128, same number of steps

@@ -5,24 +5,24 @@ import imageio.v2 as imageio
 import numpy as np
 import pytest
 
-import utils
+import pictures
 
 
 def test_projection_is_identity_in_2d_and_pca_once_otherwise():
     rng = np.random.RandomState(0)
     f2 = rng.randn(50, 2)
-    p = utils.Projection().fit(f2)
+    p = pictures.Projection().fit(f2)
     assert p(f2) is f2 and p.state() == {}
     # 5-D features lying mostly in the plane of the first two axes
     f5 = np.hstack([rng.randn(200, 2) * [10, 5], rng.randn(200, 3) * 0.01])
-    p = utils.Projection().fit(f5)
+    p = pictures.Projection().fit(f5)
     out = p(f5)
     assert out.shape == (200, 2)
     np.testing.assert_allclose(np.abs(p.components[:2]), np.eye(2), atol=0.01)
     first = p.components.copy()
     p.fit(rng.randn(200, 5))  # later frames reuse the first plane
     np.testing.assert_array_equal(p.components, first)
-    q = utils.Projection(**p.state())
+    q = pictures.Projection(**p.state())
     np.testing.assert_allclose(q(f5), out)
 
 
@@ -30,11 +30,11 @@ def test_colours_fixed_per_class_whatever_classes_a_frame_holds():
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    colors = utils.class_colors(10)
-    assert colors == utils.class_colors(10) and len(set(colors)) == 10
+    colors = pictures.class_colors(10)
+    assert colors == pictures.class_colors(10) and len(set(colors)) == 10
     fig, ax = plt.subplots()
     labels = np.array([3, 3, 7, 7, 7])
-    utils.draw_features(ax, np.random.RandomState(0).randn(5, 2), labels, 10, 't')
+    pictures.draw_features(ax, np.random.RandomState(0).randn(5, 2), labels, 10, 't')
     for k in (3, 7):  # the k-th scatter has class k's colour, even with classes 0-2 absent
         np.testing.assert_allclose(ax.collections[k].get_facecolor()[0][:3], colors[k][:3])
         assert len(ax.collections[k].get_offsets()) == (labels == k).sum()
@@ -46,10 +46,10 @@ def test_gif_has_every_frame_and_loops(tmp_path, num_frames):
     frames = []
     for e in range(num_frames):
         path = str(tmp_path / ('f%d.png' % e))
-        utils.plot_features(path, np.random.RandomState(e).randn(30, 2), np.arange(30) % 10, 10, 'epoch %d' % e)
+        pictures.plot_features(path, np.random.RandomState(e).randn(30, 2), np.arange(30) % 10, 10, 'epoch %d' % e)
         frames.append(path)
     gif = str(tmp_path / 'a.gif')
-    utils.make_gif(gif, frames)
+    pictures.make_gif(gif, frames)
     assert len(imageio.mimread(gif)) == num_frames
     reader = imageio.get_reader(gif)
     assert reader.get_meta_data().get('loop') == 0
@@ -60,6 +60,6 @@ def test_comparison_figure(tmp_path):
     rng = np.random.RandomState(0)
     row = lambda t: (t, {s: (rng.randn(40, 2), np.arange(40) % 10) for s in ('train', 'test')}, rng.randn(10, 2))  # noqa
     path = str(tmp_path / 'c.png')
-    utils.plot_comparison(path, [row('a'), row('b'), row('c')], 10)
+    pictures.plot_comparison(path, [row('a'), row('b'), row('c')], 10)
     h, w = imageio.imread(path).shape[:2]
     assert h > w  # three rows of two maps

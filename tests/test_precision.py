@@ -1,5 +1,6 @@
-"""--precision: which machines get bfloat16, and the errors when it cannot run."""
-import argparse
+"""--precision: the measured choice of auto, its cache, the precision a continued stage keeps, and the errors."""
+import json
+import os
 import re
 
 import mxnet as mx
@@ -7,11 +8,14 @@ import pytest
 
 import compat
 import main as trainer
-from conftest import run_main
-from utils import UserError
+import precision
+from checkpoints import Checkpoint
+from helpers import QUICK, dirs, run_main
+from main import UserError
 
-SMALL = ['--train', '--center_loss', '--epochs', '1', '--train_samples', '600', '--test_samples', '200',
-         '--use_gpu', 'False', '--no_plotting']
+ONE_EPOCH = ['--train', '--center_loss', '--epochs', '1'] + QUICK
+ARCH = trainer.Arch('lenet++', 'leaky', 2, 10)
+SPEC = dict(ARCH._asdict(), batch_size=128)
 
 
 def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
@@ -23,37 +27,126 @@ def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
     assert not compat.cpu_has_bf16({'avx512f', 'avx2'})
 
 
-def args_with(precision):
-    return argparse.Namespace(precision=precision)
+@pytest.mark.parametrize('bf16,fp32,expected', [(1709, 984, 'bfloat16'), (467, 692, 'float32'),
+                                                (110, 100, 'bfloat16'), (109.9, 100, 'float32'),
+                                                (100, 100, 'float32')])
+def test_bfloat16_only_when_ten_percent_faster(bf16, fp32, expected):
+    assert precision.decide({'bfloat16': bf16, 'float32': fp32}) == expected
 
 
-def test_auto_is_float32_without_bfloat16_instructions(monkeypatch):
+class FakeTimer(object):
+    """Stands in for the child processes: fixed rates, and a count of the measurements."""
+
+    def __init__(self, **rates):
+        self.rates, self.calls = rates, []
+
+    def __call__(self, candidate, spec):
+        self.calls.append((candidate, spec['batch_size']))
+        return self.rates[candidate]
+
+
+def test_auto_measures_once_then_reads_the_cache(tmp_path):
+    path = str(tmp_path / 'cache' / 'precision.json')
+    timer = FakeTimer(bfloat16=1500.0, float32=900.0)
+    first = precision.choose(SPEC, measure=timer, path=path)
+    assert first == precision.Choice('bfloat16', {'bfloat16': 1500.0, 'float32': 900.0}, 'measured')
+    assert sorted(timer.calls) == [('bfloat16', 128), ('float32', 128)]
+    again = precision.choose(SPEC, measure=timer, path=path)
+    assert again.precision == 'bfloat16' and again.how == 'cached' and len(timer.calls) == 2
+    precision.choose(dict(SPEC, batch_size=64), measure=timer, path=path)  # another setting: measured anew
+    assert len(timer.calls) == 4
+    entries = json.load(open(path))
+    assert len(entries) == 2 and all('OMP_NUM_THREADS' not in k and 'threads=' in k for k in entries)
+    key = precision.cache_key(SPEC)
+    assert (compat.cpu_field('model name') or '') in key and 'mxnet=1.9.1' in key and 'leaky' in key
+
+
+def test_a_broken_cache_never_stops_the_choice(tmp_path):
+    timer = FakeTimer(bfloat16=600.0, float32=700.0)
+    garbage = tmp_path / 'garbage.json'
+    garbage.write_text('{not json')
+    assert precision.choose(SPEC, measure=timer, path=str(garbage)).precision == 'float32'
+    blocked = tmp_path / 'a-file'
+    blocked.write_text('')
+    # the cache's folder is a file: nothing can be written, the choice is still made
+    assert precision.choose(SPEC, measure=timer, path=str(blocked / 'precision.json')).how == 'measured'
+    assert len(timer.calls) == 4
+
+
+def test_cache_location(monkeypatch):
+    assert precision.cache_path({'CENTER_LOSS_CACHE': '/x'}) == '/x/precision.json'
+    assert precision.cache_path({'XDG_CACHE_HOME': '/c'}) == '/c/center-loss-gluon/precision.json'
+    home = os.path.expanduser('~')
+    assert precision.cache_path({}) == os.path.join(home, '.cache', 'center-loss-gluon', 'precision.json')
+
+
+def choose(argv, ctxs=(mx.cpu(),), source=None, **kwargs):
+    return trainer.choose_precision(trainer.parse_args(argv), list(ctxs), ARCH, source, **kwargs)
+
+
+def test_auto_measures_only_where_bfloat16_can_run(monkeypatch):
+    def no_measurement(*args, **kwargs):
+        raise AssertionError('measured')
+    monkeypatch.setattr(precision, 'choose', no_measurement)
     monkeypatch.setattr(compat, 'cpu_has_bf16', lambda flags=None: False)
-    args = args_with('auto')
-    trainer.setup_precision(args, [mx.cpu()])
-    assert args.precision == 'float32'
+    assert choose(['--train'])[0] == 'float32'
+    monkeypatch.setattr(compat, 'cpu_has_bf16', lambda flags=None: True)
+    assert choose(['--train'], ctxs=[mx.gpu(0)])[0] == 'float32'  # no GPU is touched: only its type is read
+    assert choose(['--train', '--precision', 'float32']) == ('float32', 'asked for')
+    assert choose(['--train', '--precision', 'bfloat16']) == ('bfloat16', 'asked for')
+    assert choose(['--train'], may_measure=False) == (None, '')  # a worker but the first: rank 0 decides
 
 
-def test_auto_is_float32_on_a_gpu():
-    args = args_with('auto')
-    trainer.setup_precision(args, [mx.gpu(0)])  # no GPU is touched: only its type is read
-    assert args.precision == 'float32'
+def test_auto_takes_the_measured_choice_and_says_both_rates(monkeypatch):
+    monkeypatch.setattr(compat, 'cpu_has_bf16', lambda flags=None: True)
+    monkeypatch.setattr(precision, 'choose', lambda spec: precision.Choice('float32', {'bfloat16': 467.0,
+                                                                                       'float32': 692.0}, 'measured'))
+    chosen, why = choose(['--train'])
+    assert chosen == 'float32' and 'bfloat16 467' in why and 'float32 692' in why and '1.10x' in why
+
+
+def ckpt(recorded):
+    return Checkpoint('ck/center-loss-last.params', {}, {'precision': recorded, 'epoch': 1})
+
+
+def test_a_continued_stage_keeps_the_recorded_precision(monkeypatch):
+    monkeypatch.setattr(precision, 'choose', lambda spec: precision.Choice('float32', {}, 'measured'))
+    monkeypatch.setattr(compat, 'cpu_has_bf16', lambda flags=None: True)
+    assert choose(['--train', '--resume'], source=ckpt('bfloat16'))[0] == 'bfloat16'
+    assert choose(['--second_train'], source=ckpt('bfloat16'))[0] == 'bfloat16'
+    assert choose(['--train', '--resume'], source=ckpt('float32'))[0] == 'float32'
+    with pytest.raises(UserError, match='was trained in bfloat16: resume it without --precision float32'):
+        choose(['--train', '--resume', '--precision', 'float32'], source=ckpt('bfloat16'))
+    monkeypatch.setattr(compat, 'cpu_has_bf16', lambda flags=None: False)
+    with pytest.raises(UserError, match='no bfloat16 instructions.*was trained in bfloat16'):
+        choose(['--train', '--resume'], source=ckpt('bfloat16'))
+    assert choose(['--test'], source=ckpt('bfloat16'))[0] == 'float32'  # evaluation only: it may
 
 
 def test_bfloat16_where_it_cannot_run_is_a_clear_error(monkeypatch):
     with pytest.raises(UserError, match='for the CPU'):
-        trainer.setup_precision(args_with('bfloat16'), [mx.gpu(0)])
+        choose(['--train', '--precision', 'bfloat16'], ctxs=[mx.gpu(0)])
     monkeypatch.setattr(compat, 'cpu_has_bf16', lambda flags=None: False)
     with pytest.raises(UserError, match='no bfloat16 instructions'):
-        trainer.setup_precision(args_with('bfloat16'), [mx.cpu()])
+        choose(['--train', '--precision', 'bfloat16'])
+
+
+def test_one_candidate_measured_for_real():
+    """The child that times a candidate runs and reports a rate (float32: every CPU has it)."""
+    rate = precision.measure_steps('float32', 'lenet', 'relu', 16, 2, 10, warmup=1, steps=2)
+    assert rate > 0
 
 
 def test_the_first_line_names_the_precision_used(tmp_path):
-    dirs = ['--ckpt_dir', str(tmp_path / 'ckpt'), '--out_dir', str(tmp_path / 'out')]
-    rc, out, err = run_main(*SMALL, *dirs)
+    rc, out, err = run_main(*ONE_EPOCH, *dirs(tmp_path))
     assert rc == 0, err
-    expected = 'bfloat16' if compat.cpu_has_bf16() else 'float32'
-    assert re.search(r'context cpu\(0\), %s,' % expected, out.splitlines()[0]), out
-    rc, out, err = run_main(*SMALL, '--precision', 'float32', '--shift', '2', *dirs)
+    first = out.splitlines()[0]
+    chosen = re.search(r'context cpu\(0\), (float32|bfloat16),', first).group(1)
+    if compat.cpu_has_bf16():  # measured (or cached by an earlier test): the line gives both rates
+        rates = dict((p, float(r)) for p, r in re.findall(r'(bfloat16|float32) ([0-9.]+)', first.split(';')[1]))
+        assert chosen == precision.decide(rates), first
+    else:
+        assert chosen == 'float32' and 'no bfloat16 instructions' in first, first
+    rc, out, err = run_main(*ONE_EPOCH, '--precision', 'float32', '--shift', '2', *dirs(tmp_path))
     assert rc == 0, err
     assert 'context cpu(0), float32,' in out.splitlines()[0]

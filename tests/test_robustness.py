@@ -1,5 +1,6 @@
 """Bad input, interrupted runs and diverging training: clear one-line errors, nothing lost."""
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -8,34 +9,16 @@ import time
 import numpy as np
 import pytest
 
+import checkpoints
 import utils
-from conftest import ROOT, make_dataset, run_main, write_idx
-
-SMALL = ['--train_samples', '600', '--test_samples', '200', '--use_gpu', 'False', '--no_plotting']
-
-
-run = run_main
-
-
-def assert_clean_error(result, *fragments):
-    rc, out, err = result
-    assert rc == 2, (rc, out, err)
-    assert 'Traceback' not in err and 'Traceback' not in out, err
-    lines = [l for l in err.splitlines() if l.strip()]
-    assert len(lines) == 1, err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-
-
-def dirs(tmp_path):
-    return ['--ckpt_dir', str(tmp_path / 'ckpt'), '--out_dir', str(tmp_path / 'out')]
+from helpers import QUICK, ROOT, assert_clean_error, dirs, make_dataset, run_main as run, write_idx
 
 
 @pytest.fixture(scope='module')
 def trained(tmp_path_factory):
     """A one-epoch first stage with 3-D features, to test later stages against."""
     tmp = tmp_path_factory.mktemp('trained')
-    rc, out, err = run('--train', '--center_loss', '--epochs', '1', '--feature_size', '3', *SMALL, *dirs(tmp))
+    rc, out, err = run('--train', '--center_loss', '--epochs', '1', '--feature_size', '3', *QUICK, *dirs(tmp))
     assert rc == 0, err
     return tmp
 
@@ -56,30 +39,50 @@ def trained(tmp_path_factory):
     (['--train', '--shift', '-1'], ['--shift', 'must be 0 or more']),
     (['--train', '--shift', '1.5'], ['--shift', 'whole number']),
     (['--train', '--precision', 'fp8'], ['--precision', "invalid choice: 'fp8'"]),
+    (['--train', '--wd', 'x'], ['--wd', "expected a float, got 'x'"]),
+    (['--train', '--momentum', 'x'], ['--momentum', "expected a float, got 'x'"]),
+    (['--train', '--lmbd', '-1'], ['--lmbd', 'must be 0 or more']),
+    (['--train', '--lmbd', 'nan'], ['--lmbd', 'expected a finite number']),
+    (['--train', '--alpha', 'inf'], ['--alpha', 'expected a finite number']),
+    (['--train', '--seed', '1.5'], ['--seed', "expected a whole number, got '1.5'"]),
+    (['--train', '--knn_k', 'ten'], ['--knn_k', "expected a whole number, got 'ten'"]),
 ])
 def test_bad_flags(args, fragments):
     assert_clean_error(run(*args), *fragments)
 
 
 def test_num_classes_smaller_than_labels(tmp_path):
-    assert_clean_error(run('--train', '--num_classes', '5', *SMALL, *dirs(tmp_path)),
+    assert_clean_error(run('--train', '--num_classes', '5', *QUICK, *dirs(tmp_path)),
                        'labels go up to 9', '--num_classes is 5')
 
 
 def test_knn_k_larger_than_gallery(trained):
-    assert_clean_error(run('--test', '--knn_k', '601', *SMALL, *dirs(trained)), '--knn_k 601', '600 training images')
+    assert_clean_error(run('--test', '--knn_k', '601', *QUICK, *dirs(trained)), '--knn_k 601', '600 training images')
 
 
 # ----------------------------------------------------------------- data
 
 def test_missing_data_dir(tmp_path):
-    assert_clean_error(run('--train', '--data_dir', str(tmp_path / 'nope'), *SMALL, *dirs(tmp_path)),
+    assert_clean_error(run('--train', '--data_dir', str(tmp_path / 'nope'), *QUICK, *dirs(tmp_path)),
                        'does not exist')
+
+
+def test_no_data_anywhere_names_the_flag(monkeypatch, tmp_path, capsys):
+    import main as trainer
+
+    def offline(dataset, directory):
+        raise utils.DataError('no network')
+    monkeypatch.setattr(utils, '_download', offline)
+    monkeypatch.setitem(utils.SYSTEM_DIRS, 'fashion-mnist', str(tmp_path / 'none'))
+    monkeypatch.setenv('MXNET_HOME', str(tmp_path / 'home'))
+    rc = trainer.main(['--train', '--dataset', 'fashion-mnist', '--precision', 'float32'] + QUICK + dirs(tmp_path))
+    assert_clean_error((rc, '', capsys.readouterr().err), 'fashion-mnist not found', str(tmp_path / 'none'),
+                       'Pass --data_dir DIR')
 
 
 def test_missing_file(tmp_path):
     d = make_dataset(str(tmp_path / 'd'), drop='train-labels-idx1-ubyte')
-    assert_clean_error(run('--train', '--data_dir', d, *SMALL, *dirs(tmp_path)), 'lacks train-labels-idx1-ubyte')
+    assert_clean_error(run('--train', '--data_dir', d, *QUICK, *dirs(tmp_path)), 'lacks train-labels-idx1-ubyte')
 
 
 def test_corrupt_gz(tmp_path):
@@ -87,24 +90,25 @@ def test_corrupt_gz(tmp_path):
     path = os.path.join(d, 't10k-images-idx3-ubyte.gz')
     blob = open(path, 'rb').read()
     open(path, 'wb').write(blob[:len(blob) // 2])
-    assert_clean_error(run('--train', '--data_dir', d, *SMALL, *dirs(tmp_path)),
+    assert_clean_error(run('--train', '--data_dir', d, *QUICK, *dirs(tmp_path)),
                        't10k-images-idx3-ubyte.gz', 'corrupt or truncated')
 
 
 def test_wrong_magic(tmp_path):
     d = make_dataset(str(tmp_path / 'd'))
     write_idx(os.path.join(d, 'train-labels-idx1-ubyte.gz'), np.zeros(6), magic=0x00000803)
-    assert_clean_error(run('--train', '--data_dir', d, *SMALL, *dirs(tmp_path)), 'wrong magic number')
+    assert_clean_error(run('--train', '--data_dir', d, *QUICK, *dirs(tmp_path)), 'wrong magic number')
 
 
 def test_lengths_differ(tmp_path):
     d = make_dataset(str(tmp_path / 'd'), label_len=5)
-    assert_clean_error(run('--train', '--data_dir', d, *SMALL, *dirs(tmp_path)), '6 images but 5 labels')
+    assert_clean_error(run('--train', '--data_dir', d, *QUICK, *dirs(tmp_path)), '6 images but 5 labels')
 
 
 def test_labels_outside_num_classes(tmp_path):
     d = make_dataset(str(tmp_path / 'd'), top_label=12)
-    assert_clean_error(run('--train', '--data_dir', d, *SMALL, *dirs(tmp_path)), 'labels go up to 1', '--num_classes is 10')
+    assert_clean_error(run('--train', '--data_dir', d, *QUICK, *dirs(tmp_path)),
+                       'labels go up to 1', '--num_classes is 10')
 
 
 # ----------------------------------------------------------------- checkpoints
@@ -116,12 +120,12 @@ def test_labels_outside_num_classes(tmp_path):
     (['--train', '--resume'], ['softmax-last.params not found', 'nothing to resume']),
 ])
 def test_missing_checkpoint_names_file_and_command(tmp_path, args, fragments):
-    assert_clean_error(run(*(args + SMALL + dirs(tmp_path))), *fragments)
+    assert_clean_error(run(*(args + QUICK + dirs(tmp_path))), *fragments)
 
 
 @pytest.mark.parametrize('flag,value', [('--feature_size', '2'), ('--num_classes', '12'), ('--model', 'lenet')])
 def test_checkpoint_of_another_shape(trained, flag, value):
-    assert_clean_error(run('--second_train', flag, value, *SMALL, *dirs(trained)),
+    assert_clean_error(run('--second_train', flag, value, *QUICK, *dirs(trained)),
                        'checkpoint was made with %s' % flag)
 
 
@@ -130,21 +134,21 @@ def test_truncated_or_foreign_checkpoint(tmp_path, trained):
     ckpt.mkdir()
     blob = open(str(trained / 'ckpt' / 'center-loss-best.params'), 'rb').read()
     (ckpt / 'center-loss-best.params').write_bytes(blob[:len(blob) // 3])
-    assert_clean_error(run('--test', *SMALL, *dirs(tmp_path)), 'center-loss-best.params', 'truncated')
+    assert_clean_error(run('--test', *QUICK, *dirs(tmp_path)), 'center-loss-best.params', 'truncated')
     (ckpt / 'center-loss-best.params').write_bytes(b'PK\x03\x04 a zip file, not a checkpoint')
-    assert_clean_error(run('--second_train', *SMALL, *dirs(tmp_path)), 'not a checkpoint')
+    assert_clean_error(run('--second_train', *QUICK, *dirs(tmp_path)), 'not a checkpoint')
 
 
 # ----------------------------------------------------------------- nothing lost
 
 def params_of(path):
-    arrays, meta = utils.load_checkpoint(path)
-    return {k: v.asnumpy() for k, v in arrays.items() if k.startswith('net.') or k == 'centers'}, meta
+    ckpt = checkpoints.load_checkpoint(path)
+    return {k: v.asnumpy() for k, v in ckpt.arrays.items() if k.startswith('net.') or k == 'centers'}, ckpt.meta
 
 
 def test_resume_equals_uninterrupted(tmp_path):
     a, b = tmp_path / 'a', tmp_path / 'b'
-    common = ['--train', '--center_loss', '--lr_step', '1'] + SMALL
+    common = ['--train', '--center_loss', '--lr_step', '1'] + QUICK
     assert run(*common, '--epochs', '3', *dirs(a))[0] == 0
     assert run(*common, '--epochs', '1', *dirs(b))[0] == 0
     rc, out, err = run(*common, '--epochs', '3', '--resume', *dirs(b))
@@ -159,18 +163,18 @@ def test_resume_equals_uninterrupted(tmp_path):
 
 
 def test_divergence_stops_cleanly_and_keeps_the_best(tmp_path):
-    assert run('--train', '--epochs', '1', *SMALL, *dirs(tmp_path))[0] == 0
+    assert run('--train', '--epochs', '1', *QUICK, *dirs(tmp_path))[0] == 0
     best = str(tmp_path / 'ckpt' / 'softmax-best.params')
     before = open(best, 'rb').read()
-    result = run('--train', '--epochs', '2', '--resume', '--lr', '1e12', *SMALL, *dirs(tmp_path))
+    result = run('--train', '--epochs', '2', '--resume', '--lr', '1e12', *QUICK, *dirs(tmp_path))
     assert_clean_error(result, 'epoch 2 at batch', 'lower --lr')
     assert open(best, 'rb').read() == before
-    assert utils.load_checkpoint(str(tmp_path / 'ckpt' / 'softmax-last.params'))[1]['epoch'] == 1
+    assert checkpoints.load_checkpoint(str(tmp_path / 'ckpt' / 'softmax-last.params')).meta['epoch'] == 1
 
 
 def test_ctrl_c_keeps_the_last_epoch_and_says_how_to_resume(tmp_path):
     last = tmp_path / 'ckpt' / 'softmax-last.params'
-    args = [sys.executable, os.path.join(ROOT, 'main.py'), '--train', '--epochs', '50'] + SMALL + dirs(tmp_path)
+    args = [sys.executable, os.path.join(ROOT, 'main.py'), '--train', '--epochs', '50'] + QUICK + dirs(tmp_path)
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
     deadline = time.time() + 240
     while not last.exists() and time.time() < deadline and proc.poll() is None:
@@ -179,7 +183,7 @@ def test_ctrl_c_keeps_the_last_epoch_and_says_how_to_resume(tmp_path):
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert 'Traceback' not in err and '--resume' in err and 'softmax' not in err.split('--resume')[1]
-    meta = utils.load_checkpoint(str(last))[1]
+    meta = checkpoints.load_checkpoint(str(last)).meta
     assert 1 <= meta['epoch'] < 50
 
 
@@ -203,17 +207,18 @@ def test_nan_in_the_features_names_the_exact_batch(tmp_path, monkeypatch, capsys
     monkeypatch.setattr(utils, 'to_nd', poisoned)
     # float32: in this process bfloat16 would switch on MXNet's mixed precision for the tests after it
     rc = trainer.main(['--train', '--center_loss', '--epochs', '2', '--seed', '3', '--precision', 'float32']
-                      + SMALL + dirs(tmp_path))
+                      + QUICK + dirs(tmp_path))
     err = capsys.readouterr().err
     order = np.random.RandomState([3, 1]).permutation(600)
     batch = int(np.flatnonzero(order == 5)[0]) // 128 + 1
     assert rc == 2 and 'Traceback' not in err
-    assert 'became nan in epoch 1 at batch %d of 5' % batch in err, err
+    # NaN, or inf where the CPU's pooling kernels drop the NaN: either way the batch is named
+    assert re.search('became (nan|inf) in epoch 1 at batch %d of 5' % batch, err), err
     assert not os.path.exists(str(tmp_path / 'ckpt' / 'center-loss-best.params'))
 
 
 def test_train_and_second_train_in_one_command(tmp_path):
-    rc, out, err = run('--train', '--center_loss', '--second_train', '--epochs', '1', *SMALL, *dirs(tmp_path))
+    rc, out, err = run('--train', '--center_loss', '--second_train', '--epochs', '1', *QUICK, *dirs(tmp_path))
     assert rc == 0, err
     assert out.index('first stage "center-loss"') < out.index('second stage "center-loss-second"')
     assert sorted(os.listdir(str(tmp_path / 'ckpt'))) == [
@@ -222,5 +227,5 @@ def test_train_and_second_train_in_one_command(tmp_path):
 
 
 def test_dist_kvstore_wants_one_stage_and_a_launcher(tmp_path):
-    assert_clean_error(run('--train', '--second_train', '--kvstore', 'dist_sync', *SMALL), 'one stage per launch')
-    assert_clean_error(run('--train', '--kvstore', 'dist_sync', *SMALL, *dirs(tmp_path)), 'launch.py')
+    assert_clean_error(run('--train', '--second_train', '--kvstore', 'dist_sync', *QUICK), 'one stage per launch')
+    assert_clean_error(run('--train', '--kvstore', 'dist_sync', *QUICK, *dirs(tmp_path)), 'launch.py')

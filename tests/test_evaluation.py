@@ -3,14 +3,14 @@ import numpy as np
 import pytest
 from mxnet import nd
 
-import utils
+import evaluation
 
 
 def test_nearest_center_brute_force():
     rng = np.random.RandomState(0)
     f, c = rng.randn(500, 3), rng.randn(6, 3)
     ref = np.argmin(((f[:, None, :] - c[None]) ** 2).sum(-1), axis=1)
-    got = utils.predict_center(nd.array(f), nd.array(c)).asnumpy()
+    got = evaluation.predict_center(nd.array(f), nd.array(c)).asnumpy()
     np.testing.assert_array_equal(got, ref)
 
 
@@ -23,18 +23,18 @@ def test_knn_brute_force(k, chunk, dim):
     d = ((queries[:, None, :] - gallery[None]) ** 2).sum(-1)
     nearest = np.argsort(d, axis=1)[:, :k]
     ref = np.array([np.argmax(np.bincount(labels[row], minlength=5)) for row in nearest])
-    got = utils.predict_knn(nd.array(queries), nd.array(gallery), nd.array(labels), k, 5, chunk=chunk).asnumpy()
+    got = evaluation.predict_knn(nd.array(queries), nd.array(gallery), nd.array(labels), k, 5, chunk=chunk).asnumpy()
     np.testing.assert_array_equal(got, ref)
 
 
 def test_knn_k_larger_than_gallery_is_an_error():
-    with pytest.raises(utils.UserError, match='knn_k'):
-        utils.predict_knn(nd.zeros((2, 2)), nd.zeros((3, 2)), nd.zeros((3,)), 4, 2)
+    with pytest.raises(ValueError, match='k=4 must be between 1 and the gallery size 3'):
+        evaluation.predict_knn(nd.zeros((2, 2)), nd.zeros((3, 2)), nd.zeros((3,)), 4, 2)
 
 
 def test_class_means_and_accuracy():
     f = np.array([[0., 0.], [2., 2.], [10., 0.], [0, 0]])
     y = np.array([0, 0, 1, 1])
-    means = utils.class_means(nd.array(f), nd.array(y), 3).asnumpy()
+    means = evaluation.class_means(nd.array(f), nd.array(y), 3).asnumpy()
     np.testing.assert_allclose(means, [[1, 1], [5, 0], [0, 0]])
-    assert utils.accuracy(nd.array([0, 1, 1, 0]), nd.array(y)) == 0.5
+    assert evaluation.accuracy(nd.array([0, 1, 1, 0]), nd.array(y)) == 0.5

@@ -1,0 +1,128 @@
+"""Pictures: 2-D feature maps (PCA for wider features), their GIFs, training curves, the comparison figure."""
+import numpy as np
+
+
+def plot_sample(n, seed, size=10000):
+    """Indices of the training points drawn: the same in every frame and in the comparison figure."""
+    return np.sort(np.random.RandomState(seed).choice(n, min(n, size), replace=False))
+
+
+class Projection(object):
+    """Identity for 2-D features; otherwise PCA to 2-D, fitted once per run so
+    that every frame of a GIF is drawn in the same plane."""
+
+    def __init__(self, mean=None, components=None):
+        self.mean = None if mean is None else np.asarray(mean)
+        self.components = None if components is None else np.asarray(components)
+
+    def state(self):
+        """JSON-able, to carry the same plane over a resumed run."""
+        if self.components is None:
+            return {}
+        return {'mean': self.mean.tolist(), 'components': self.components.tolist()}
+
+    def fit(self, features):
+        if features.shape[1] > 2 and self.components is None:
+            self.mean = features.mean(axis=0)
+            _, _, vt = np.linalg.svd(features - self.mean, full_matrices=False)
+            self.components = vt[:2].T
+        return self
+
+    def __call__(self, features):
+        if features.shape[1] <= 2:
+            return features
+        return (features - self.mean) @ self.components
+
+
+def class_colors(num_classes):
+    """A fixed colour per class, the same in every frame and run."""
+    import matplotlib
+    cmap = matplotlib.colormaps['tab10' if num_classes <= 10 else 'tab20' if num_classes <= 20 else 'hsv']
+    return [cmap(i if num_classes <= 20 else i / num_classes) for i in range(num_classes)]
+
+
+def _pyplot():
+    import matplotlib
+    matplotlib.use('Agg')  # no display needed
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def draw_features(ax, features, labels, num_classes, title, centers=None, class_names=None):
+    """Scatter 2-D features coloured by class on ``ax``, centers as black-edged stars."""
+    colors = class_colors(num_classes)
+    names = class_names or [str(i) for i in range(num_classes)]
+    for k in range(num_classes):
+        pts = features[labels == k]
+        ax.scatter(pts[:, 0], pts[:, 1], s=2, color=colors[k], alpha=0.6, linewidths=0,
+                   label=names[k], rasterized=True)
+    if centers is not None:
+        ax.scatter(centers[:, 0], centers[:, 1], s=90, marker='*', c=colors[:len(centers)],
+                   edgecolors='black', linewidths=0.8, zorder=3)
+    ax.legend(loc='upper right', markerscale=5, fontsize=7, framealpha=0.8,
+              ncol=2 if num_classes > 10 else 1)
+    ax.set_title(title, fontsize=10)
+    ax.tick_params(labelsize=7)
+
+
+def plot_features(path, features, labels, num_classes, title, centers=None, class_names=None):
+    """One feature map, as a PNG."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 5.5), dpi=90)
+    draw_features(ax, features, labels, num_classes, title, centers, class_names)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_comparison(path, rows, num_classes, class_names=None):
+    """The original port's figure: one row per run, training and test maps side by side.
+
+    rows: [(run title, {'train': (features, labels), 'test': (...)}, centers)].
+    """
+    plt = _pyplot()
+    fig, axes = plt.subplots(len(rows), 2, figsize=(10, 4.8 * len(rows)), dpi=80, squeeze=False)
+    for (title, splits, centers), row in zip(rows, axes):
+        for ax, split in zip(row, ('train', 'test')):
+            features, labels = splits[split]
+            draw_features(ax, features, labels, num_classes, '%s: %s set' % (title, split), centers, class_names)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def make_gif(path, frames, frame_ms=400, last_ms=2000):
+    """Looping GIF of the PNG ``frames``; the last one is held longer."""
+    import imageio.v2 as imageio
+    images = [imageio.imread(f)[..., :3] for f in frames]
+    durations = [frame_ms] * (len(images) - 1) + [last_ms]
+    # Pillow takes a list only for several frames.
+    imageio.mimsave(path, images, duration=durations if len(images) > 1 else last_ms, loop=0)
+
+
+def plot_curves(path, history, title):
+    """Loss and accuracy per epoch from the history list written by main.py."""
+    plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+    epochs = [h['epoch'] for h in history]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4), dpi=90)
+    for key, label in (('loss_softmax', 'softmax loss'), ('loss_center', 'center loss')):
+        if any(h.get(key) is not None for h in history):
+            ax1.plot(epochs, [h.get(key) for h in history], marker='.', label=label)
+    ax1.set_xlabel('epoch')
+    ax1.set_ylabel('training loss (mean per sample)')
+    ax1.set_yscale('log')
+    ax1.legend()
+    for key, label in (('train_acc', 'train (softmax)'), ('test_acc_softmax', 'test (softmax)'),
+                       ('test_acc_center', 'test (nearest center)')):
+        ax2.plot(epochs, [h[key] for h in history], marker='.', label=label)
+    ax2.set_xlabel('epoch')
+    ax2.set_ylabel('accuracy')
+    for ax in (ax1, ax2):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax2.legend(loc='lower right')
+    ax2.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

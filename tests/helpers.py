@@ -1,0 +1,62 @@
+"""What several test files share: IDX files written on the fly, and main.py run as a user runs it."""
+import gzip
+import os
+import struct
+import subprocess
+import sys
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+import utils  # noqa: E402
+
+# The flags of a quick run: a slice of MNIST, the CPU, no pictures (add the mode and --epochs).
+QUICK = ['--train_samples', '600', '--test_samples', '200', '--use_gpu', 'False', '--no_plotting']
+
+
+def write_idx(path, array, magic=None):
+    header = struct.pack('>I', magic if magic is not None else utils.IDX_MAGIC[array.ndim])
+    header += struct.pack('>%dI' % array.ndim, *array.shape)
+    blob = header + array.astype(np.uint8).tobytes()
+    with (gzip.open if path.endswith('.gz') else open)(path, 'wb') as f:
+        f.write(blob)
+    return path
+
+
+def make_dataset(directory, n_train=6, n_test=4, drop=None, label_len=None, top_label=9):
+    """A tiny dataset of random IDX files; ``drop`` leaves one file out, ``label_len`` mismatches a length."""
+    os.makedirs(directory, exist_ok=True)
+    rng = np.random.RandomState(0)
+    for split, n in (('train', n_train), ('test', n_test)):
+        img, lbl = utils.FILES[split]
+        if img != drop:
+            write_idx(os.path.join(directory, img + '.gz'), rng.randint(0, 256, (n, 28, 28)))
+        if lbl != drop:
+            write_idx(os.path.join(directory, lbl + '.gz'), rng.randint(0, top_label + 1, label_len or n))
+    return directory
+
+
+def run_main(*args, timeout=600, env=None):
+    """Run main.py as a user would; (exit status, stdout, stderr)."""
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, 'main.py')] + list(args), cwd=ROOT, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=timeout)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def dirs(tmp_path):
+    """--ckpt_dir and --out_dir inside ``tmp_path``."""
+    return ['--ckpt_dir', str(tmp_path / 'ckpt'), '--out_dir', str(tmp_path / 'out')]
+
+
+def assert_clean_error(result, *fragments, status=2):
+    """One line on stderr holding every fragment, no traceback, exit ``status``."""
+    rc, out, err = result
+    assert rc == status, (rc, out, err)
+    assert 'Traceback' not in err and 'Traceback' not in out, err
+    lines = [l for l in err.splitlines() if l.strip()]
+    assert len(lines) == 1, err
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
