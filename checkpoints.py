@@ -9,9 +9,9 @@ import numpy as np
 import mxnet as mx
 from mxnet import nd
 
+from runfiles import atomic_write
+
 CKPT_FORMAT = 1
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
 
 
 class CheckpointError(ValueError):
@@ -33,27 +33,6 @@ class Checkpoint(object):
         return self.arrays['centers']
 
 
-def atomic_write(path, data):
-    """Write bytes next to ``path`` then rename over it: a crash leaves the old file."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix='.' + os.path.basename(path) + '.', suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it private; give it a normal file's mode
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def write_json(path, obj):
-    atomic_write(path, json.dumps(obj, indent=1).encode())
-
-
 def save_checkpoint(path, net, centers, meta, trainers=None):
     """One file with the network, the centers (K, d), a JSON description and,
     for resuming, the optimizer states of ``trainers`` ({name: gluon.Trainer})."""
@@ -64,7 +43,7 @@ def save_checkpoint(path, net, centers, meta, trainers=None):
     directory = os.path.dirname(os.path.abspath(path))
     # mx.nd.save and Trainer.save_states only take file names: use private temp
     # files, then write the whole checkpoint in one atomic rename.
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix='.tmp')
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix='.' + os.path.basename(path) + '.', suffix='.tmp')
     os.close(fd)
     try:
         for name, trainer in (trainers or {}).items():
@@ -75,7 +54,8 @@ def save_checkpoint(path, net, centers, meta, trainers=None):
         with open(tmp, 'rb') as f:
             blob = f.read()
     finally:
-        os.remove(tmp)
+        if os.path.exists(tmp):  # not when the folder itself was removed meanwhile
+            os.remove(tmp)
     atomic_write(path, blob)
 
 

@@ -6,7 +6,10 @@ starts one scheduler, ``-s`` servers (default 1) and ``-n`` workers, all on
 127.0.0.1, through the DMLC_* environment variables MXNet reads. Each worker
 runs the command after ``--``; the first worker (rank 0) alone writes
 checkpoints and pictures. If a worker fails or the time runs out, every process
-is stopped and the exit status says so. On several machines, set the same
+is stopped (none is left waiting in a reduction) and the exit status says so:
+the failed worker's own (128 + N for a worker killed by signal N), 124 on the
+time limit. SIGTERM or Ctrl-C to launch.py is passed on to every process, and
+it exits 143 or 130 once they have stopped. On several machines, set the same
 variables by hand (see README, "Several machines").
 """
 import argparse
@@ -45,6 +48,18 @@ def stop(procs):
             os.killpg(p.pid, signal.SIGKILL)
 
 
+class Terminated(Exception):
+    pass
+
+
+def on_sigterm(signum, frame):
+    raise Terminated()
+
+
+def exit_status(code):
+    return 128 - code if code < 0 else code  # killed by signal N: 128 + N, as a shell reports it
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('-n', '--num_workers', type=int, default=2)
@@ -56,6 +71,7 @@ def main(argv=None):
     if not command or args.num_workers < 1 or args.num_servers < 1:
         p.exit(2, 'launch.py: error: give -n >= 1, -s >= 1 and a command after -- (see --help)\n')
 
+    signal.signal(signal.SIGTERM, on_sigterm)
     env = dict(os.environ, DMLC_PS_ROOT_URI='127.0.0.1', DMLC_PS_ROOT_PORT=str(free_port()),
                DMLC_NODE_HOST='127.0.0.1', DMLC_NUM_WORKER=str(args.num_workers),
                DMLC_NUM_SERVER=str(args.num_servers))
@@ -64,8 +80,10 @@ def main(argv=None):
     deadline = None if args.timeout is None else time.time() + args.timeout
     status = 0
     try:
-        while any(w.poll() is None for w in workers):
-            failed = [w.returncode for w in workers if w.returncode not in (None, 0)]
+        # poll every worker each time (any() would stop at the first one alive and
+        # never notice a later one that died)
+        while not all([w.poll() is not None for w in workers]):
+            failed = [exit_status(w.returncode) for w in workers if w.returncode not in (None, 0)]
             if failed:
                 print('launch.py: a worker exited with status %d; stopping the others' % failed[0], file=sys.stderr)
                 status = failed[0]
@@ -76,7 +94,7 @@ def main(argv=None):
                 break
             time.sleep(0.2)
         else:
-            status = next((w.returncode for w in workers if w.returncode), 0)
+            status = next((exit_status(w.returncode) for w in workers if w.returncode), 0)
             for h in helpers:  # they leave once the workers have said goodbye
                 try:
                     h.wait(20)
@@ -84,6 +102,8 @@ def main(argv=None):
                     pass
     except KeyboardInterrupt:
         status = 130
+    except Terminated:
+        status = 143
     finally:
         stop(workers + helpers)
     return status

@@ -6,9 +6,13 @@
 """
 import argparse
 import collections
+import fcntl
 import math
 import os
+import signal
+import socket
 import sys
+import tempfile
 import time
 
 try:
@@ -30,7 +34,7 @@ import utils
 from center_loss import CenterLoss, UPDATES
 from checkpoints import CheckpointError, CheckpointNotFound
 from models import ACTIVATIONS, MODELS, get_model
-from runfiles import RunFiles, comparison_path
+from runfiles import RunFiles, comparison_path, write_json
 from utils import DataError, DataNotFound
 
 EVAL_METHODS = ('softmax', 'center', 'knn')
@@ -46,6 +50,19 @@ ARCH_DEFAULTS = collections.OrderedDict([('model', 'lenet++'), ('act', 'leaky'),
 
 class UserError(Exception):
     """A problem the user can fix (a flag, a missing file): main prints it on one line and exits 2."""
+
+
+class SaveError(Exception):
+    """A write that failed mid-run (disk full, permission, folder removed): the stage stops, exit 74."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (kill, docker stop, Slurm, Kubernetes): handled like Ctrl-C, exit 143."""
+
+
+# Exit statuses: 0 done, 2 bad input (one line), 74 a write failed mid-run (EX_IOERR),
+# 130 Ctrl-C and 143 SIGTERM (the last completed epoch is kept; the message says how to resume).
+EXIT_USAGE, EXIT_IO, EXIT_INT, EXIT_TERM = 2, 74, 130, 143
 
 
 # --------------------------------------------------------------------------- command line
@@ -318,11 +335,10 @@ def setup_workers(args):
     return kv, kv.rank, kv.num_workers
 
 
-def setup_runtime(args, devices, arch, source=None):
-    """The Runtime of this process on ``devices`` (from get_contexts); ``source`` is the checkpoint
-    it continues from, if any."""
-    ctxs, note = devices
-    kv, rank, num_workers = setup_workers(args)
+def setup_runtime(args, devices, workers, arch, source=None):
+    """The Runtime of this process on ``devices`` (from get_contexts) among ``workers`` (from
+    setup_workers); ``source`` is the checkpoint it continues from, if any."""
+    (ctxs, note), (kv, rank, num_workers) = devices, workers
     chosen, why = choose_precision(args, ctxs, arch, source, may_measure=rank == 0)
     if kv is not None:
         shared = share_precision(kv, rank, chosen)
@@ -331,6 +347,68 @@ def setup_runtime(args, devices, arch, source=None):
     if chosen == 'bfloat16':
         enable_bfloat16()
     return Runtime(ctxs, chosen, kv, rank, num_workers, note, why)
+
+
+# --------------------------------------------------------------------------- files
+
+def writable_folder(path, flag):
+    """Make ``path`` a folder this run can write in, or say why not, before any training starts."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise UserError('%s %s: not a folder (a file is in the way)' % (flag, path))
+    try:
+        os.makedirs(path, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path, prefix='.write-test-')
+        os.close(fd)
+        os.remove(probe)
+    except OSError as e:
+        raise UserError('%s %s: cannot write there (%s)' % (flag, path, e.strerror or e))
+
+
+_LOCKS = []  # open lock files: each holds its flock until this process ends
+
+
+def lock_run(files):
+    """Take the lock of this run (its checkpoint folder and first-stage prefix) for as long as the
+    process lives, or stop if another process holds it. An OS lock (flock) dies with its holder,
+    whatever kills it, on any machine that shares the folder."""
+    path = os.path.join(files.ckpt_dir, '.%s.lock' % files.first().prefix)
+    f = open(path, 'a+')
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        holder = f.read().strip() or 'another process'
+        f.close()
+        raise UserError('%s is in use by %s: two runs of one prefix would overwrite each other\'s checkpoints '
+                        'and pictures; wait for it, or use another --prefix or --ckpt_dir'
+                        % (path, holder))
+    f.seek(0)
+    f.truncate()
+    f.write('pid %d on %s, started %s: python main.py %s' % (os.getpid(), socket.gethostname(),
+                                                              time.strftime('%Y-%m-%d %H:%M:%S'),
+                                                              ' '.join(sys.argv[1:])))
+    f.flush()
+    _LOCKS.append(f)
+    return path
+
+
+def saved(what):
+    """Turn a failed write into SaveError naming the file; what was saved before stays."""
+    return _Saving(what)
+
+
+class _Saving(object):
+    def __init__(self, what):
+        self.what = what
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, tb):
+        if kind is not None and issubclass(kind, OSError):
+            raise SaveError('could not write %s (%s): the stage stopped; the checkpoints and pictures of the '
+                            'epochs before are kept' % (error.filename or self.what, error.strerror or error))
+        return False
 
 
 # --------------------------------------------------------------------------- checkpoints and data
@@ -387,7 +465,7 @@ def find_data_dir(args):
 
 
 def load_data(args, arch, rt):
-    """Train and test arrays on the first device; with several workers, this worker's shard of the training set."""
+    """Train and test arrays on the first device (every worker holds the whole training set)."""
     directory = find_data_dir(args)
     train_img, train_lbl = utils.load_split(directory, 'train')
     test_img, test_lbl = utils.load_split(directory, 'test')
@@ -398,13 +476,12 @@ def load_data(args, arch, rt):
         raise UserError('labels go up to %d but --num_classes is %d' % (top, arch.num_classes))
     # Normalise with the training set's own statistics, whatever the dataset.
     mean, std = train_img.mean() / 255.0, train_img.std() / 255.0
-    if rt.num_workers > 1:
-        train_img, train_lbl = train_img[rt.rank::rt.num_workers], train_lbl[rt.rank::rt.num_workers]
     train_x, train_y = utils.to_nd(train_img, train_lbl, mean, std, rt.ctxs[0])
     test_x, test_y = utils.to_nd(test_img, test_lbl, mean, std, rt.ctxs[0])
     print('data: %s from %s, %d train / %d test images%s' % (
         args.dataset, directory, len(train_lbl), len(test_lbl),
-        ' (shard %d of %d)' % (rt.rank, rt.num_workers) if rt.num_workers > 1 else ''))
+        ' (worker %d of %d: slice %d of each global batch)' % (rt.rank, rt.num_workers, rt.rank)
+        if rt.num_workers > 1 else ''))
     return dict(train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y,
                 class_names=utils.CLASS_NAMES[args.dataset], background=float(-mean / std))
 
@@ -528,20 +605,22 @@ def run_stage(args, rt, data, stage):
         lr = args.lr * args.lr_factor ** ((epoch - 1) // args.lr_step)
         stage.trainer.set_learning_rate(lr)
         tic = time.time()
-        sums, train_feat = train_epoch(args, rt, data, stage, epoch)
+        sums, seen, train_feat = train_epoch(args, rt, data, stage, epoch)
         train_time = time.time() - tic
-        if rt.rank != 0:  # the other workers train on their shards; the first evaluates, saves and draws
-            print('[%s] worker %d: epoch %2d/%d  train acc %.4f on its shard  %.1fs'
-                  % (stage.files.prefix, rt.rank, epoch, args.epochs, sums[2] / len(train_feat), train_time))
+        if rt.rank != 0:  # every worker trains its slice of each batch; the first evaluates, saves and draws
+            print('[%s] worker %d: epoch %2d/%d  train acc %.4f on its slices  %.1fs'
+                  % (stage.files.prefix, rt.rank, epoch, args.epochs, sums[2] / seen, train_time))
             continue
-        record, test_feat, centers = evaluate_epoch(args, data, stage, epoch, lr, sums, train_feat)
+        record, test_feat, centers = evaluate_epoch(args, data, stage, epoch, lr, sums / seen, train_feat)
         record.update(time=time.time() - tic, train_time=train_time)
         stage.history.append(record)
         report(args, stage, record, len(train_feat))
-        if args.plotting:
-            draw_epoch(args, data, stage, record, train_feat, test_feat, centers)
-        save_epoch(args, rt, stage, record, centers)
-    finish_stage(args, rt, stage)
+        with saved(args.out_dir):
+            if args.plotting:
+                draw_epoch(args, data, stage, record, train_feat, test_feat, centers)
+            save_epoch(args, rt, stage, record, centers)
+    with saved(args.out_dir):
+        finish_stage(args, rt, stage)
 
 
 def start_stage(args, rt, stage):
@@ -550,27 +629,27 @@ def start_stage(args, rt, stage):
         print('resuming %s after epoch %d from %s' % (stage.files.prefix, len(stage.history), stage.source.path))
     elif stage.kind == 'second':
         print('second stage from %s (epoch %d), centers frozen' % (stage.source.path, stage.source.meta['epoch']))
-    os.makedirs(args.ckpt_dir, exist_ok=True)
-    os.makedirs(args.out_dir, exist_ok=True)
     if not stage.resumed and rt.rank == 0:
-        stage.files.remove_outputs()
+        with saved(args.out_dir):
+            stage.files.remove_outputs()
     print('%s stage "%s": %s, %d epochs, lr %g (x%g every %d), batch %d, shifts up to %d px%s'
           % (stage.kind, stage.files.prefix, stage.title, args.epochs, args.lr, args.lr_factor, args.lr_step,
              args.batch_size, args.shift, ', lmbd %g, alpha %g, %s update' % (args.lmbd, args.alpha, args.center_update)
              if stage.center_loss is not None else ''))
 
 
-def evaluate_epoch(args, data, stage, epoch, lr, sums, train_feat):
-    """(the epoch's record, test features, centers): losses and accuracies by each method."""
-    n, test_y = len(train_feat), data['test_y']
+def evaluate_epoch(args, data, stage, epoch, lr, means, train_feat):
+    """(the epoch's record, test features, centers): losses and accuracies by each method.
+    ``means``: the epoch's mean softmax loss, center loss and training accuracy."""
+    test_y = data['test_y']
     if stage.center_loss is not None:
         centers = stage.center_loss.centers.weight.data(train_feat.context)
     else:  # softmax alone has no centers: use the class means for nearest-center
         centers = evaluation.class_means(train_feat, data['train_y'], stage.arch.num_classes)
     test_scores, test_feat = evaluation.forward_all(stage.net, data['test_x'])
-    record = dict(epoch=epoch, lr=lr, loss_softmax=None if stage.kind == 'second' else float(sums[0] / n),
-                  loss_center=float(sums[1] / n) if stage.center_loss is not None else None,
-                  train_acc=float(sums[2] / n),
+    record = dict(epoch=epoch, lr=lr, loss_softmax=None if stage.kind == 'second' else float(means[0]),
+                  loss_center=float(means[1]) if stage.center_loss is not None else None,
+                  train_acc=float(means[2]),
                   test_acc_softmax=evaluation.accuracy(evaluation.predict_softmax(test_scores), test_y),
                   test_acc_center=evaluation.accuracy(evaluation.predict_center(test_feat, centers), test_y))
     if stage.metric == 'knn':
@@ -616,7 +695,7 @@ def save_epoch(args, rt, stage, record, centers):
     checkpoints.save_checkpoint(stage.files.last, stage.net, centers, meta, trainers)
     if improved:
         checkpoints.save_checkpoint(stage.files.best, stage.net, centers, meta)
-    checkpoints.write_json(stage.files.metrics, stage.history)
+    write_json(stage.files.metrics, stage.history)
 
 
 def finish_stage(args, rt, stage):
@@ -678,44 +757,64 @@ def param_checksum(*blocks):
 def train_epoch(args, rt, data, stage, epoch):
     """One pass over the shuffled training set.
 
-    Returns (sums of softmax loss, center loss and correct predictions, as
-    numpy) and the training features in the dataset's order, on the first device.
+    With N workers, each batch is a global batch of N x --batch_size images in
+    the order one process would take them, and worker k trains on the k-th
+    slice of each (np.array_split: slices differ by at most one image); the
+    center loss sees the class counts of the whole global batch. So N workers
+    take exactly the steps of one process at N x --batch_size. A last global
+    batch of fewer images than workers is skipped (it cannot give each a slice).
+
+    Returns (sums of softmax loss, center loss and correct predictions over this
+    worker's images, as numpy), their number, and the training features in the
+    dataset's order on the first device (with several workers, from a forward
+    pass over the whole training set after the epoch).
     """
     train_x, train_y = data['train_x'], data['train_y']
-    n, bs, ctx = train_x.shape[0], args.batch_size, rt.ctxs[0]
+    n, ctx, workers = train_x.shape[0], rt.ctxs[0], rt.num_workers
+    bs = args.batch_size * workers
     # Each epoch's order depends only on (seed, epoch): a resumed run sees the same batches.
     rng = np.random.RandomState([args.seed, epoch])
     order = rng.permutation(n)
-    num_batches = (n + bs - 1) // bs
-    if args.shift:  # one offset per sample and epoch, also from (seed, epoch)
+    num_batches = (n + bs - 1) // bs if n % bs == 0 or n % bs >= workers else n // bs
+    if args.shift:  # one offset per place in the epoch's order, also from (seed, epoch)
         shifts = nd.array(rng.randint(-args.shift, args.shift + 1, size=(n, 2)), ctx=ctx)
     # Running sums and per-batch losses stay on the device: reading them back is a
     # sync point, so it happens every `sync_every` batches, not every batch.
     sums = nd.zeros((3,), ctx=ctx)                   # softmax loss, center loss, correct predictions
     batch_loss = nd.zeros((num_batches,), ctx=ctx)   # to name the batch where a loss went NaN
-    feats, sync_every = [], 50
+    feats, mine_all, sync_every = [], [], 50
     bar = tqdm(range(num_batches), desc='%s %d/%d' % (stage.files.prefix, epoch, args.epochs), leave=False,
                disable=None)
     for b in bar:
-        idx = nd.array(order[b * bs:(b + 1) * bs], ctx=ctx, dtype='int32')
+        places = np.arange(b * bs, min((b + 1) * bs, n))
+        if workers > 1:
+            places = np.array_split(places, workers)[rt.rank]
+        batch, mine = order[b * bs:(b + 1) * bs], order[places]
+        idx = nd.array(mine, ctx=ctx, dtype='int32')
         x, y = nd.take(train_x, idx), nd.take(train_y, idx)
+        counts = nd.one_hot(nd.take(train_y, nd.array(batch, ctx=ctx, dtype='int32')),
+                            stage.arch.num_classes).sum(axis=0)
         if args.shift:
-            x = utils.random_shift(x, shifts[b * bs:(b + 1) * bs], data['background'], args.shift)
+            x = utils.random_shift(x, shifts[int(places[0]):int(places[-1]) + 1], data['background'], args.shift)
         for loss, l_s, l_c, scores, features, y_dev in train_step(
                 stage.objective, stage.trainer, stage.center_trainer, x, y, rt.ctxs, stage.arch.num_classes,
-                stage.reducer, rt.num_workers):
+                stage.reducer, counts=counts, batch_size=len(batch)):
             batch_loss[b] += loss.sum().as_in_context(ctx)
             sums += nd.concat(l_s.sum(), l_c.sum(), (nd.argmax(scores, axis=1) == y_dev).sum(),
                               dim=0).as_in_context(ctx)
             feats.append(features.as_in_context(ctx))
+        mine_all.append(mine)
         if (b + 1) % sync_every == 0 or b + 1 == num_batches:
             check_finite(batch_loss, b, epoch, num_batches, stage)
-            s, seen = sums.asnumpy(), min((b + 1) * bs, n)
+            s, seen = sums.asnumpy(), sum(len(m) for m in mine_all)
             bar.set_postfix(loss='%.4f' % ((s[0] + s[1]) / seen), acc='%.4f' % (s[2] / seen))
     bar.close()
-    # Features of the training set as this epoch's forward passes saw them, in dataset order.
-    train_feat = nd.take(nd.concat(*feats, dim=0), nd.array(np.argsort(order), ctx=ctx, dtype='int32'))
-    return sums.asnumpy(), train_feat
+    mine_all = np.concatenate(mine_all)
+    if workers > 1 or len(mine_all) < n:  # this worker did not see every image: one more forward pass
+        train_feat = evaluation.forward_all(stage.net, train_x)[1] if rt.rank == 0 else None
+    else:  # the features as this epoch's forward passes saw them, in dataset order
+        train_feat = nd.take(nd.concat(*feats, dim=0), nd.array(np.argsort(mine_all), ctx=ctx, dtype='int32'))
+    return sums.asnumpy(), len(mine_all), train_feat
 
 
 def check_finite(batch_loss, b, epoch, num_batches, stage):
@@ -728,15 +827,19 @@ def check_finite(batch_loss, b, epoch, num_batches, stage):
                            ' or --lmbd' if stage.center_loss is not None else ''))
 
 
-def train_step(objective, trainer, center_trainer, x, y, ctxs, num_classes, reducer=None, num_workers=1):
+def train_step(objective, trainer, center_trainer, x, y, ctxs, num_classes, reducer=None, counts=None,
+               batch_size=None):
     """Forward, backward and update on one batch, split across ``ctxs``.
 
     Gradients are summed over devices (and over workers by ``reducer``, a
-    Trainer on the distributed KVStore) and divided by the whole batch size,
-    so several devices take the same step as one. Returns [(loss, softmax
-    loss, center loss, scores, features, labels)] per device, in batch order.
+    GradientReducer) and divided by ``batch_size``, the images of the whole
+    (global) batch, whose class counts are ``counts`` (by default those of
+    ``y``), so several devices and workers take the same step as one. Returns
+    [(loss, softmax loss, center loss, scores, features, labels)] per device,
+    in batch order.
     """
-    counts = nd.one_hot(y, num_classes).sum(axis=0)  # class counts of the whole batch
+    if counts is None:
+        counts = nd.one_hot(y, num_classes).sum(axis=0)  # class counts of the whole batch
     ctxs = ctxs[:x.shape[0]]
     xs = gluon.utils.split_and_load(x, ctxs, even_split=False)
     ys = gluon.utils.split_and_load(y, ctxs, even_split=False)
@@ -746,16 +849,16 @@ def train_step(objective, trainer, center_trainer, x, y, ctxs, num_classes, redu
         else:
             outs = [objective(x_dev, y_dev, counts.as_in_context(x_dev.context)) for x_dev, y_dev in zip(xs, ys)]
     autograd.backward([out[0] for out in outs])
-    batch = x.shape[0] * num_workers
+    batch_size = x.shape[0] if batch_size is None else batch_size
     if reducer is None:
-        trainer.step(batch)
+        trainer.step(batch_size)
         if center_trainer is not None:
-            center_trainer.step(batch)
+            center_trainer.step(batch_size)
     else:
         reducer.allreduce_grads()
-        trainer.update(batch)
+        trainer.update(batch_size)
         if center_trainer is not None:
-            center_trainer.update(batch)
+            center_trainer.update(batch_size)
     return [tuple(out) + (y_dev,) for out, y_dev in zip(outs, ys)]
 
 
@@ -829,12 +932,19 @@ def compare(args, rt, data, opened=None):
 def run(args):
     """Everything the flags ask for, in order: first stage, second stage, test, compare."""
     devices = get_contexts(args, gpu_cards() if args.use_gpu else [])
+    workers = setup_workers(args)
     files = RunFiles(args.ckpt_dir, args.out_dir, args.prefix)
-    # Read first: it gives the network's shape (and so the number of classes the
-    # labels are checked against) and the precision a continued stage keeps.
+    if workers[1] == 0 and (args.train or args.second_train):  # rank 0 alone writes
+        writable_folder(args.ckpt_dir, '--ckpt_dir')
+        writable_folder(args.out_dir, '--out_dir')
+        lock_run(files)
+    elif workers[1] == 0 and args.compare:
+        writable_folder(args.out_dir, '--out_dir')
+    # Read before the rest: it gives the network's shape (and so the number of classes
+    # the labels are checked against) and the precision a continued stage keeps.
     source = starting_checkpoint(args, files)
     arch = resolve_arch(args, source)
-    rt = setup_runtime(args, devices, arch, source)
+    rt = setup_runtime(args, devices, workers, arch, source)
     print('mxnet %s (%s build), context %s%s, %s, OMP_NUM_THREADS=%s; precision %s'
           % (mx.__version__, 'CUDA' if mx.runtime.Features().is_enabled('CUDA') else 'CPU',
              ', '.join(str(c) for c in rt.ctxs), rt.note, rt.precision, os.environ.get('OMP_NUM_THREADS'), rt.why))
@@ -863,18 +973,29 @@ def run(args):
             compare(args, rt, data, source)
 
 
+def on_sigterm(signum, frame):
+    raise Terminated()
+
+
 def main(argv=None):
     args = parse_args(argv)
+    before = signal.signal(signal.SIGTERM, on_sigterm)
     try:
         run(args)
     except (UserError, DataError, CheckpointError) as e:
         print('error: %s' % e, file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
+        return EXIT_USAGE
+    except SaveError as e:
+        print('error: %s' % e, file=sys.stderr)
+        return EXIT_IO
+    except KeyboardInterrupt as e:
         again = ' '.join(a for a in (argv if argv is not None else sys.argv[1:]) if a != '--resume')
-        print('\ninterrupted: the last completed epoch is saved in %s; continue with\n'
-              '  python main.py %s --resume' % (args.ckpt_dir, again), file=sys.stderr)
-        return 130
+        print('\n%s: the last completed epoch is saved in %s; continue with\n'
+              '  python main.py %s --resume' % ('terminated' if isinstance(e, Terminated) else 'interrupted',
+                                                args.ckpt_dir, again), file=sys.stderr)
+        return EXIT_TERM if isinstance(e, Terminated) else EXIT_INT
+    finally:
+        signal.signal(signal.SIGTERM, before)
     return 0
 
 

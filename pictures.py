@@ -1,5 +1,9 @@
 """Pictures: 2-D feature maps (PCA for wider features), their GIFs, training curves, the comparison figure."""
+import io
+
 import numpy as np
+
+from runfiles import atomic_write
 
 
 def plot_sample(n, seed, size=10000):
@@ -41,6 +45,16 @@ def class_colors(num_classes):
     return [cmap(i if num_classes <= 20 else i / num_classes) for i in range(num_classes)]
 
 
+def _save(plt, fig, path):
+    """The figure as a PNG, written whole (a failed save leaves no half-written picture)."""
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format='png')
+    finally:
+        plt.close(fig)
+    atomic_write(path, buf.getvalue())
+
+
 def _pyplot():
     import matplotlib
     matplotlib.use('Agg')  # no display needed
@@ -71,8 +85,7 @@ def plot_features(path, features, labels, num_classes, title, centers=None, clas
     fig, ax = plt.subplots(figsize=(5.5, 5.5), dpi=90)
     draw_features(ax, features, labels, num_classes, title, centers, class_names)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def plot_comparison(path, rows, num_classes, class_names=None):
@@ -87,8 +100,7 @@ def plot_comparison(path, rows, num_classes, class_names=None):
             features, labels = splits[split]
             draw_features(ax, features, labels, num_classes, '%s: %s set' % (title, split), centers, class_names)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def make_gif(path, frames, frame_ms=400, last_ms=2000):
@@ -97,7 +109,9 @@ def make_gif(path, frames, frame_ms=400, last_ms=2000):
     images = [imageio.imread(f)[..., :3] for f in frames]
     durations = [frame_ms] * (len(images) - 1) + [last_ms]
     # Pillow takes a list only for several frames.
-    imageio.mimsave(path, images, duration=durations if len(images) > 1 else last_ms, loop=0)
+    buf = io.BytesIO()
+    imageio.mimsave(buf, images, format='GIF', duration=durations if len(images) > 1 else last_ms, loop=0)
+    atomic_write(path, buf.getvalue())
 
 
 def plot_curves(path, history, title):
@@ -124,5 +138,4 @@ def plot_curves(path, history, title):
     ax2.grid(alpha=0.3)
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _save(plt, fig, path)

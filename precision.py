@@ -66,7 +66,7 @@ def write_cache(path, entries):
     """Best-effort: a cache that cannot be written is skipped, the run goes on."""
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        from checkpoints import atomic_write
+        from runfiles import atomic_write
         atomic_write(path, json.dumps(entries, indent=1, sort_keys=True).encode())
         return True
     except OSError:

@@ -1,7 +1,12 @@
-"""The names of one run's files: its checkpoints, feature-map frames, GIFs, curves and metrics."""
+"""One run's files: the names of its checkpoints, feature-map frames, GIFs, curves and metrics, and
+writing each of them whole."""
 import glob
+import json
 import os
+import tempfile
 
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 SECOND = '-second'  # the second stage of run P is the run P-second
 SPLITS = ('train', 'test')
 
@@ -79,3 +84,25 @@ class RunFiles(object):
 def comparison_path(out_dir, dataset):
     """The figure of --compare: every compared run's feature maps, one row each."""
     return os.path.join(out_dir, 'comparison-%s.png' % dataset)
+
+
+def atomic_write(path, data):
+    """Write bytes next to ``path`` then rename over it: a crash, a full disk or a signal
+    leaves the old file (or none) and no temporary file."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix='.' + os.path.basename(path) + '.', suffix='.tmp')
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it private; give it a normal file's mode
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def write_json(path, obj):
+    atomic_write(path, json.dumps(obj, indent=1).encode())

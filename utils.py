@@ -11,7 +11,7 @@ import zlib
 import numpy as np
 from mxnet import nd
 
-from checkpoints import atomic_write
+from runfiles import atomic_write
 
 
 class DataError(ValueError):

@@ -86,10 +86,10 @@ def ours(slice_path, precision, act, shift):
     evaluation.forward_all(stage.net, test_x)[1].wait_to_read()
 
     tic = time.time()
-    sums, train_feat = trainer_mod.train_epoch(args, rt, data, stage, 1)
+    sums, seen, train_feat = trainer_mod.train_epoch(args, rt, data, stage, 1)
     loop = time.time() - tic
     # the rest of an epoch of main.run_stage: evaluation, two frames, the checkpoint
-    record, test_feat, centers = trainer_mod.evaluate_epoch(args, data, stage, 1, args.lr, sums, train_feat)
+    record, test_feat, centers = trainer_mod.evaluate_epoch(args, data, stage, 1, args.lr, sums / seen, train_feat)
     trainer_mod.draw_epoch(args, data, stage, record, train_feat, test_feat, centers)
     trainer_mod.save_epoch(args, rt, stage, record, centers)
     whole = time.time() - tic

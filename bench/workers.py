@@ -4,7 +4,8 @@
 
 Each count runs `launch.py -n N -- main.py --train --center_loss --kvstore dist_sync`
 on a slice of MNIST with OMP_NUM_THREADS = cores / N, and reports the last
-epoch's training throughput of all workers together (rank 0's shard rate x N).
+epoch's training throughput of all workers together (rank 0's rate: every worker
+takes a slice of every global batch).
 On a 2-core machine two workers contend for the cores: the figure measures
 the machinery's overhead, not a speed-up.
 """
@@ -32,7 +33,7 @@ def run(workers, args):
     rates = re.findall(r'\((\d+) img/s\)', out)
     if not rates:
         sys.exit('bench/workers.py: the run with %d worker(s) failed:\n%s' % (workers, out))
-    return int(rates[-1]) * workers
+    return int(rates[-1])  # rank 0 reports the rate of all workers together: every worker takes part in every batch
 
 
 def main():

@@ -1,0 +1,131 @@
+"""main.py when the disk, the scheduler or a second run gets in the way: one line, a documented
+status, and nothing saved before is lost (exit 2 at start, 74 for a failed write, 143 on SIGTERM)."""
+import errno
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import imageio.v2 as imageio
+import pytest
+
+import checkpoints
+import main as trainer
+from helpers import QUICK, ROOT, assert_clean_error, dirs, run_main as run
+from runfiles import RunFiles
+
+TINY = ['--train_samples', '300', '--test_samples', '100', '--use_gpu', 'False', '--precision', 'float32']
+
+
+# ----------------------------------------------------------------- output locations, checked before training
+
+@pytest.mark.parametrize('flag', ['--ckpt_dir', '--out_dir'])
+def test_an_output_location_that_is_a_file(tmp_path, flag):
+    (tmp_path / 'a-file').write_text('')
+    result = run('--train', '--epochs', '1', *QUICK, *dirs(tmp_path), flag, str(tmp_path / 'a-file'))
+    assert_clean_error(result, flag, str(tmp_path / 'a-file'), 'not a folder')
+    result = run('--train', '--epochs', '1', *QUICK, *dirs(tmp_path), flag, str(tmp_path / 'a-file' / 'sub'))
+    assert_clean_error(result, flag, 'cannot write there')
+    assert not os.path.exists(str(tmp_path / 'ckpt' / 'softmax-last.params'))
+
+
+def test_an_output_location_that_cannot_be_written(tmp_path, monkeypatch, capsys):
+    # the tests run as root, where permissions do not bite: the write is refused instead
+    def refuse(*args, **kwargs):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+    monkeypatch.setattr(tempfile, 'mkstemp', refuse)
+    rc = trainer.main(['--train', '--epochs', '1'] + TINY + dirs(tmp_path))
+    assert_clean_error((rc, '', capsys.readouterr().err), '--ckpt_dir', 'cannot write there (Permission denied)')
+
+
+# ----------------------------------------------------------------- a write that fails mid-run
+
+def fail_from_epoch(monkeypatch, epoch, action):
+    """Run ``action`` once, just after epoch ``epoch`` is trained and before it is drawn and saved."""
+    real = trainer.report
+
+    def report(args, stage, record, n):
+        if record['epoch'] == epoch:
+            action()
+        return real(args, stage, record, n)
+    monkeypatch.setattr(trainer, 'report', report)
+
+
+def assert_epoch_one_kept(tmp_path):
+    ckpt, out = tmp_path / 'ckpt', tmp_path / 'out'
+    assert checkpoints.load_checkpoint(str(ckpt / 'center-loss-last.params')).meta['epoch'] == 1
+    assert checkpoints.load_checkpoint(str(ckpt / 'center-loss-best.params')).meta['epoch'] == 1
+    leftovers = [f for d in (ckpt, out) if d.exists() for f in os.listdir(str(d)) if f.endswith('.tmp')]
+    assert leftovers == []
+
+
+@pytest.mark.parametrize('code', [errno.ENOSPC, errno.EACCES])
+def test_a_failed_write_stops_the_stage_and_keeps_what_was_saved(tmp_path, monkeypatch, capsys, code):
+    real_fsync, failing = os.fsync, []
+
+    def fsync(fd):
+        if failing:
+            raise OSError(code, os.strerror(code))
+        return real_fsync(fd)
+    monkeypatch.setattr(os, 'fsync', fsync)
+    fail_from_epoch(monkeypatch, 2, lambda: failing.append(True))
+    rc = trainer.main(['--train', '--center_loss', '--epochs', '3'] + TINY + dirs(tmp_path))
+    assert_clean_error((rc, '', capsys.readouterr().err), 'could not write', os.strerror(code),
+                       'epochs before are kept', status=trainer.EXIT_IO)
+    assert_epoch_one_kept(tmp_path)
+    for split in ('train', 'test'):  # epoch 1's pictures are whole
+        assert imageio.imread(str(tmp_path / 'out' / ('center-loss-%s-epoch-01.png' % split))).shape[0] > 200
+
+
+def test_an_output_folder_removed_mid_run(tmp_path, monkeypatch, capsys):
+    fail_from_epoch(monkeypatch, 2, lambda: shutil.rmtree(str(tmp_path / 'out')))
+    rc = trainer.main(['--train', '--center_loss', '--epochs', '3'] + TINY + dirs(tmp_path))
+    assert_clean_error((rc, '', capsys.readouterr().err), 'could not write', str(tmp_path / 'out'),
+                       status=trainer.EXIT_IO)
+    assert_epoch_one_kept(tmp_path)
+
+
+# ----------------------------------------------------------------- SIGTERM
+
+@pytest.mark.parametrize('signum,status,word', [(signal.SIGINT, trainer.EXIT_INT, 'interrupted'),
+                                                (signal.SIGTERM, trainer.EXIT_TERM, 'terminated')])
+def test_ctrl_c_and_sigterm_keep_the_last_epoch_and_say_how_to_resume(tmp_path, signum, status, word):
+    last = tmp_path / 'ckpt' / 'softmax-last.params'
+    args = [sys.executable, os.path.join(ROOT, 'main.py'), '--train', '--epochs', '50'] + QUICK + dirs(tmp_path)
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+    deadline = time.time() + 240
+    while not last.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == status, err
+    assert 'Traceback' not in err and word in err and '--resume' in err
+    assert 'softmax' not in err.split('--resume')[1]  # the command to continue is the same one
+    assert 1 <= checkpoints.load_checkpoint(str(last)).meta['epoch'] < 50
+
+
+# ----------------------------------------------------------------- two runs of one prefix
+
+def test_a_second_run_of_the_same_prefix_stops_at_once(tmp_path):
+    (tmp_path / 'ckpt').mkdir()
+    files = RunFiles(str(tmp_path / 'ckpt'), str(tmp_path / 'out'), 'center-loss')
+    holder = subprocess.Popen([sys.executable, '-c', 'import sys, time; sys.path.insert(0, %r); import main; '
+                               'from runfiles import RunFiles; main.lock_run(RunFiles(%r, %r, "center-loss")); '
+                               'print("locked", flush=True); time.sleep(300)'
+                               % (ROOT, files.ckpt_dir, files.out_dir)],
+                              stdout=subprocess.PIPE, universal_newlines=True)
+    try:
+        assert holder.stdout.readline().strip() == 'locked'
+        for mode in (['--train', '--center_loss'], ['--second_train']):
+            assert_clean_error(run(*mode, '--epochs', '1', *QUICK, *dirs(tmp_path)),
+                               '.center-loss.lock is in use by pid %d' % holder.pid, '--prefix')
+        rc, out, err = run('--train', '--epochs', '1', *QUICK, *dirs(tmp_path))  # another prefix: allowed
+        assert rc == 0, err
+    finally:
+        holder.kill()  # a lock that dies with its holder, even by SIGKILL
+        holder.wait()
+    rc, out, err = run('--train', '--center_loss', '--epochs', '1', *QUICK, *dirs(tmp_path))
+    assert rc == 0, err
