@@ -932,13 +932,13 @@ def compare(args, rt, data, opened=None):
 def run(args):
     """Everything the flags ask for, in order: first stage, second stage, test, compare."""
     devices = get_contexts(args, gpu_cards() if args.use_gpu else [])
-    workers = setup_workers(args)
+    kv, rank, num_workers = workers = setup_workers(args)
     files = RunFiles(args.ckpt_dir, args.out_dir, args.prefix)
-    if workers[1] == 0 and (args.train or args.second_train):  # rank 0 alone writes
+    if rank == 0 and (args.train or args.second_train):  # rank 0 alone writes
         writable_folder(args.ckpt_dir, '--ckpt_dir')
         writable_folder(args.out_dir, '--out_dir')
         lock_run(files)
-    elif workers[1] == 0 and args.compare:
+    elif rank == 0 and args.compare:
         writable_folder(args.out_dir, '--out_dir')
     # Read before the rest: it gives the network's shape (and so the number of classes
     # the labels are checked against) and the precision a continued stage keeps.
@@ -973,6 +973,17 @@ def run(args):
             compare(args, rt, data, source)
 
 
+def how_to_continue(args, argv):
+    """After Ctrl-C or SIGTERM: the command that resumes, or that starts again when no epoch was saved."""
+    again = ' '.join(a for a in argv if a != '--resume')
+    files = RunFiles(args.ckpt_dir, args.out_dir, args.prefix)
+    if args.train or args.second_train:
+        if not os.path.isfile((files if args.train else files.second()).last):
+            return 'no epoch was completed, nothing was saved; start again with\n  python main.py %s' % again
+    return ('the last completed epoch is saved in %s; continue with\n  python main.py %s --resume'
+            % (args.ckpt_dir, again))
+
+
 def on_sigterm(signum, frame):
     raise Terminated()
 
@@ -989,10 +1000,8 @@ def main(argv=None):
         print('error: %s' % e, file=sys.stderr)
         return EXIT_IO
     except KeyboardInterrupt as e:
-        again = ' '.join(a for a in (argv if argv is not None else sys.argv[1:]) if a != '--resume')
-        print('\n%s: the last completed epoch is saved in %s; continue with\n'
-              '  python main.py %s --resume' % ('terminated' if isinstance(e, Terminated) else 'interrupted',
-                                                args.ckpt_dir, again), file=sys.stderr)
+        print('\n%s: %s' % ('terminated' if isinstance(e, Terminated) else 'interrupted',
+                             how_to_continue(args, argv if argv is not None else sys.argv[1:])), file=sys.stderr)
         return EXIT_TERM if isinstance(e, Terminated) else EXIT_INT
     finally:
         signal.signal(signal.SIGTERM, before)

@@ -129,3 +129,18 @@ def test_a_second_run_of_the_same_prefix_stops_at_once(tmp_path):
         holder.wait()
     rc, out, err = run('--train', '--center_loss', '--epochs', '1', *QUICK, *dirs(tmp_path))
     assert rc == 0, err
+
+
+def test_stopped_before_the_first_epoch_says_to_start_again(tmp_path):
+    args = [sys.executable, os.path.join(ROOT, 'main.py'), '--train', '--epochs', '5'] + QUICK + dirs(tmp_path)
+    args[args.index('--train_samples') + 1] = '3000'  # an epoch long enough to be stopped in
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
+                            env=dict(os.environ, PYTHONUNBUFFERED='1'))
+    for line in proc.stdout:  # until the first epoch has started
+        if line.startswith('first stage'):
+            break
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == trainer.EXIT_TERM, err
+    assert 'no epoch was completed' in err and '--resume' not in err and 'Traceback' not in err
+    assert not os.path.exists(str(tmp_path / 'ckpt' / 'softmax-last.params'))
