@@ -810,11 +810,16 @@ def train_epoch(args, rt, data, stage, epoch):
             bar.set_postfix(loss='%.4f' % ((s[0] + s[1]) / seen), acc='%.4f' % (s[2] / seen))
     bar.close()
     mine_all = np.concatenate(mine_all)
-    if workers > 1 or len(mine_all) < n:  # this worker did not see every image: one more forward pass
-        train_feat = evaluation.forward_all(stage.net, train_x)[1] if rt.rank == 0 else None
-    else:  # the features as this epoch's forward passes saw them, in dataset order
-        train_feat = nd.take(nd.concat(*feats, dim=0), nd.array(np.argsort(mine_all), ctx=ctx, dtype='int32'))
-    return sums.asnumpy(), len(mine_all), train_feat
+    return sums.asnumpy(), len(mine_all), training_features(rt, stage, train_x, feats, mine_all)
+
+
+def training_features(rt, stage, train_x, feats, seen):
+    """The features of the whole training set in dataset order: as this epoch's forward passes
+    saw them (``feats`` of the images ``seen``, in that order), or, where this worker did not
+    see every image, from one more forward pass (rank 0 only: the others need none)."""
+    if len(seen) < train_x.shape[0]:
+        return evaluation.forward_all(stage.net, train_x)[1] if rt.rank == 0 else None
+    return nd.take(nd.concat(*feats, dim=0), nd.array(np.argsort(seen), ctx=rt.ctxs[0], dtype='int32'))
 
 
 def check_finite(batch_loss, b, epoch, num_batches, stage):
