@@ -6,6 +6,7 @@
 """
 import argparse
 import collections
+import contextlib
 import fcntl
 import math
 import os
@@ -307,14 +308,10 @@ def choose_precision(args, ctxs, arch, source=None, may_measure=True):
         choice.how, choice.rates['bfloat16'], choice.rates['float32'], precision.RULE)
 
 
-def share_precision(kv, rank, choice):
+def share_precision(kv, choice):
     """Every worker of a distributed run takes rank 0's precision (its value in ``choice``)."""
     key = 1 << 20  # far from the GradientReducer's keys, which count from 0
-    value = nd.array([1.0 if choice == 'bfloat16' else 0.0])
-    kv.init(key, value)
-    nd.waitall()
-    kv._barrier()
-    kv.pull(key, out=value)
+    value, = from_rank0(kv, [key], [nd.array([1.0 if choice == 'bfloat16' else 0.0])])
     return 'bfloat16' if value.asscalar() > 0.5 else 'float32'
 
 
@@ -341,7 +338,7 @@ def setup_runtime(args, devices, workers, arch, source=None):
     (ctxs, note), (kv, rank, num_workers) = devices, workers
     chosen, why = choose_precision(args, ctxs, arch, source, may_measure=rank == 0)
     if kv is not None:
-        shared = share_precision(kv, rank, chosen)
+        shared = share_precision(kv, chosen)
         why = why if shared == chosen else "worker 0's choice"
         chosen = shared
     if chosen == 'bfloat16':
@@ -392,23 +389,14 @@ def lock_run(files):
     return path
 
 
+@contextlib.contextmanager
 def saved(what):
     """Turn a failed write into SaveError naming the file; what was saved before stays."""
-    return _Saving(what)
-
-
-class _Saving(object):
-    def __init__(self, what):
-        self.what = what
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, error, tb):
-        if kind is not None and issubclass(kind, OSError):
-            raise SaveError('could not write %s (%s): the stage stopped; the checkpoints and pictures of the '
-                            'epochs before are kept' % (error.filename or self.what, error.strerror or error))
-        return False
+    try:
+        yield
+    except OSError as error:
+        raise SaveError('could not write %s (%s): the stage stopped; the checkpoints and pictures of the '
+                        'epochs before are kept' % (error.filename or what, error.strerror or error))
 
 
 # --------------------------------------------------------------------------- checkpoints and data
@@ -733,20 +721,25 @@ class GradientReducer(object):
     def __init__(self, kv, params):
         self.kv = mx.kv.create(kv) if isinstance(kv, str) else kv
         self.params = list(params)
-        keys = list(range(len(self.params)))
         # Plain copies: oneDNN may hold a parameter in a layout the KVStore cannot send.
         values = [nd.array(p.list_data()[0].asnumpy()) for p in self.params]
-        self.kv.init(keys, values)
-        nd.waitall()          # rank 0: its pushes are acknowledged
-        self.kv._barrier()    # nobody pulls before that
-        self.kv.pull(keys, out=values)
-        nd.waitall()
-        for p, value in zip(self.params, values):
+        for p, value in zip(self.params, from_rank0(self.kv, list(range(len(values))), values)):
             p.set_data(value)
 
     def allreduce_grads(self):
         for key, p in enumerate(self.params):
             self.kv.pushpull(key, p.list_grad(), out=p.list_grad(), priority=-key)
+
+
+def from_rank0(kv, keys, values):
+    """``values`` (plain NDArrays) overwritten with rank 0's, on every worker: the hand-over
+    GradientReducer's docstring explains. Returns ``values``."""
+    kv.init(keys, values)
+    nd.waitall()     # rank 0: its pushes are acknowledged
+    kv._barrier()    # nobody pulls before that
+    kv.pull(keys, out=values)
+    nd.waitall()
+    return values
 
 
 def param_checksum(*blocks):
@@ -775,7 +768,7 @@ def train_epoch(args, rt, data, stage, epoch):
     # Each epoch's order depends only on (seed, epoch): a resumed run sees the same batches.
     rng = np.random.RandomState([args.seed, epoch])
     order = rng.permutation(n)
-    num_batches = (n + bs - 1) // bs if n % bs == 0 or n % bs >= workers else n // bs
+    num_batches = n // bs + (n % bs >= workers)  # see above for a last batch too small to slice
     if args.shift:  # one offset per place in the epoch's order, also from (seed, epoch)
         shifts = nd.array(rng.randint(-args.shift, args.shift + 1, size=(n, 2)), ctx=ctx)
     # Running sums and per-batch losses stay on the device: reading them back is a
@@ -792,8 +785,10 @@ def train_epoch(args, rt, data, stage, epoch):
         batch, mine = order[b * bs:(b + 1) * bs], order[places]
         idx = nd.array(mine, ctx=ctx, dtype='int32')
         x, y = nd.take(train_x, idx), nd.take(train_y, idx)
-        counts = nd.one_hot(nd.take(train_y, nd.array(batch, ctx=ctx, dtype='int32')),
-                            stage.arch.num_classes).sum(axis=0)
+        counts = None  # one process: train_step counts its own batch; several: the whole global batch
+        if workers > 1:
+            counts = nd.one_hot(nd.take(train_y, nd.array(batch, ctx=ctx, dtype='int32')),
+                                stage.arch.num_classes).sum(axis=0)
         if args.shift:
             x = utils.random_shift(x, shifts[int(places[0]):int(places[-1]) + 1], data['background'], args.shift)
         for loss, l_s, l_c, scores, features, y_dev in train_step(
