@@ -3,6 +3,7 @@
     python main.py --train --center_loss   # stage 1: softmax + lmbd * center loss
     python main.py --second_train          # stage 2: center loss alone, centers frozen
     python main.py --test                  # softmax, nearest-center and k-NN accuracy
+    python main.py --verify                # open-set: pairs of unseen classes (with --holdout)
 """
 import argparse
 import collections
@@ -32,10 +33,11 @@ import evaluation
 import pictures
 import precision
 import utils
+import verification
 from center_loss import CenterLoss, UPDATES
 from checkpoints import CheckpointError, CheckpointNotFound
 from models import ACTIVATIONS, MODELS, get_model
-from runfiles import RunFiles, comparison_path, write_json
+from runfiles import RunFiles, comparison_path, verify_path, write_json
 from utils import DataError, DataNotFound
 
 EVAL_METHODS = ('softmax', 'center', 'knn')
@@ -46,7 +48,7 @@ COMPARED = [('softmax', 'softmax'), ('center-loss', 'softmax + center loss'),
             ('center-loss-second', 'center loss only (second stage)')]
 # Flags that fix the network's shape: a later stage takes them from the checkpoint.
 ARCH_DEFAULTS = collections.OrderedDict([('model', 'lenet++'), ('act', 'leaky'), ('feature_size', 2),
-                                         ('num_classes', 10)])
+                                         ('num_classes', 10), ('holdout', ())])
 
 
 class UserError(Exception):
@@ -100,6 +102,19 @@ def number(kind, above=None, at_least=None):
     return parse
 
 
+def class_ids(value):
+    """--holdout: class ids separated by commas, e.g. 5,6,7,8,9 -> (5, 6, 7, 8, 9)."""
+    parts = [v.strip() for v in value.split(',')]
+    try:
+        ids = [int(v) for v in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError('expected class ids separated by commas, e.g. 5,6,7,8,9, got %r' % value)
+    twice = sorted({i for i in ids if ids.count(i) > 1})
+    if twice:
+        raise argparse.ArgumentTypeError('class %d is named twice in %r' % (twice[0], value))
+    return tuple(sorted(ids))
+
+
 POSITIVE_INT, POSITIVE = number(int, above=0), number(float, above=0)
 NON_NEGATIVE_INT, NON_NEGATIVE = number(int, at_least=0), number(float, at_least=0)
 
@@ -112,16 +127,22 @@ def parse_args(argv=None):
     mode.add_argument('--second_train', action='store_true',
                       help='second stage: center loss alone, centers frozen, from the first stage\'s best checkpoint')
     mode.add_argument('--test', action='store_true', help='evaluate the best checkpoint of the last stage named')
+    mode.add_argument('--verify', action='store_true',
+                      help='open-set verification of the best checkpoint: all pairs of test images of the held-out '
+                           'classes (or of all classes), LFW-style 10 folds, known vs held-out AUROC; '
+                           'output/<prefix>-verify.json and -roc.png (several: --prefix A,B,C)')
     mode.add_argument('--compare', action='store_true',
                       help='draw output/comparison-<dataset>.png: train and test feature maps of the softmax, '
-                           'center-loss and center-loss-second checkpoints, one row each')
+                           'center-loss and center-loss-second checkpoints (or those of --prefix A,B,C), one row '
+                           'each; held-out classes drawn as crosses')
     mode.add_argument('--resume', action='store_true',
                       help='continue the stage(s) from their last checkpoint (after Ctrl-C or a crash)')
 
     files = p.add_argument_group('files')
     files.add_argument('--prefix', default=None,
                        help='name of the first stage (default: center-loss with --center_loss or with '
-                            '--second_train/--test alone, else softmax); the second stage is <prefix>-second')
+                            '--second_train/--test alone, else softmax); the second stage is <prefix>-second. '
+                            '--verify and --compare alone take several: A,B,C')
     files.add_argument('--ckpt_dir', default='ckpt')
     files.add_argument('--out_dir', default='output')
     files.add_argument('--dataset', default='mnist', choices=sorted(utils.SHA256))
@@ -148,11 +169,16 @@ def parse_args(argv=None):
     cl.add_argument('--center_update', choices=UPDATES, default='gradient',
                     help='gradient: balanced loss, centers by SGD at alpha; paper: Eq. 4 of the paper')
 
-    net = p.add_argument_group('network (later stages take these from the checkpoint)')
+    net = p.add_argument_group('network and classes (later stages take these from the checkpoint)')
     net.add_argument('--model', choices=sorted(MODELS), default=None, help='default lenet++')
     net.add_argument('--act', choices=ACTIVATIONS, default=None, help='default leaky')
     net.add_argument('--feature_size', type=POSITIVE_INT, default=None, help='default 2')
-    net.add_argument('--num_classes', type=POSITIVE_INT, default=None, help='default 10')
+    net.add_argument('--num_classes', type=POSITIVE_INT, default=None,
+                     help='default 10, or the number of classes trained on with --holdout')
+    net.add_argument('--holdout', type=class_ids, default=None,
+                     help='class ids kept out of training, e.g. 5,6,7,8,9: both stages train on the other classes '
+                          '(at least two), whose test images give the accuracy; --verify measures on the held-out '
+                          'ones')
 
     ev = p.add_argument_group('evaluation and output')
     ev.add_argument('--eval_method', choices=EVAL_METHODS, default=None,
@@ -176,14 +202,32 @@ def parse_args(argv=None):
                           'a continued stage keeps its checkpoint\'s')
 
     args = p.parse_args(argv)
-    if not (args.train or args.second_train or args.test or args.compare):
-        p.error('nothing to do: pass --train [--center_loss], --second_train, --test and/or --compare')
+    if not (args.train or args.second_train or args.test or args.verify or args.compare):
+        p.error('nothing to do: pass --train [--center_loss], --second_train, --test, --verify and/or --compare')
+    args.prefixes = None if args.prefix is None else [v.strip() for v in args.prefix.split(',')]
+    if args.prefixes and len(args.prefixes) > 1:
+        if args.train or args.second_train or args.test:
+            p.error('--prefix %s: several prefixes only with --verify and/or --compare alone' % args.prefix)
+        if len(set(args.prefixes)) != len(args.prefixes):
+            p.error('--prefix %s names a run twice' % args.prefix)
     if args.prefix is None:
         args.prefix = 'softmax' if args.train and not args.center_loss else 'center-loss'
+    else:
+        args.prefix = args.prefixes[0]
+    if args.holdout is not None:
+        total = len(utils.CLASS_NAMES[args.dataset])
+        unknown = [c for c in args.holdout if not 0 <= c < total]
+        if unknown:
+            p.error('--holdout: %s has no class %d (its classes are 0 to %d)' % (args.dataset, unknown[0], total - 1))
+        if total - len(args.holdout) < 2:
+            p.error('--holdout %s leaves %d class%s to train on: at least two are needed'
+                    % (','.join(map(str, args.holdout)), total - len(args.holdout),
+                       '' if total - len(args.holdout) == 1 else 'es'))
     if args.kvstore.startswith('dist') and args.train and args.second_train:
         p.error('with --kvstore %s run one stage per launch' % args.kvstore)
-    if not args.prefix or os.sep in args.prefix or '/' in args.prefix or args.prefix.startswith('.'):
-        p.error('--prefix %r must be a plain name: no path separator, not starting with "."' % args.prefix)
+    for prefix in args.prefixes or [args.prefix]:
+        if not prefix or os.sep in prefix or '/' in prefix or prefix.startswith('.'):
+            p.error('--prefix %r must be a plain name: no path separator, not starting with "."' % prefix)
     return args
 
 
@@ -201,22 +245,41 @@ class Arch(collections.namedtuple('Arch', list(ARCH_DEFAULTS))):
 
     @classmethod
     def of(cls, ckpt):
-        missing = [k for k in cls._fields if k not in ckpt.meta]
+        meta = dict(ckpt.meta)
+        meta.setdefault('holdout', [])  # checkpoints from before --holdout trained on every class
+        missing = [k for k in cls._fields if k not in meta]
         if missing:
             raise CheckpointError('%s lacks its description; retrain to make it again' % ckpt.path)
-        return cls(**{k: ckpt.meta[k] for k in cls._fields})
+        return cls(**dict({k: meta[k] for k in cls._fields}, holdout=tuple(meta['holdout'])))
+
+
+def flag_value(value):
+    if isinstance(value, tuple):  # --holdout
+        return ','.join(map(str, value)) or 'none'
+    return value
 
 
 def resolve_arch(args, ckpt=None):
-    """The Arch of a stage: ``ckpt``'s when there is one (a flag given must agree with it), else the flags'."""
+    """The Arch of a stage: ``ckpt``'s when there is one (a flag given must agree with it), else the flags'.
+
+    With --holdout the class layer has one output per trained class.
+    """
     if ckpt is None:
-        return Arch(**{k: d if getattr(args, k) is None else getattr(args, k) for k, d in ARCH_DEFAULTS.items()})
+        arch = Arch(**{k: d if getattr(args, k) is None else getattr(args, k) for k, d in ARCH_DEFAULTS.items()})
+        if arch.holdout:
+            trained = len(utils.CLASS_NAMES[args.dataset]) - len(arch.holdout)
+            if args.num_classes not in (None, trained):
+                raise UserError('--num_classes %d: with --holdout %s the class layer has one output per trained '
+                                'class, %d; drop --num_classes' % (args.num_classes, flag_value(arch.holdout),
+                                                                   trained))
+            arch = arch._replace(num_classes=trained)
+        return arch
     arch = Arch.of(ckpt)
     for key, value in arch._asdict().items():
         given = getattr(args, key)
         if given is not None and given != value:
             raise UserError('the checkpoint was made with --%s %s, not %s: drop the flag or retrain'
-                            % (key, value, given))
+                            % (key, flag_value(value), flag_value(given)))
     return arch
 
 
@@ -436,9 +499,9 @@ def starting_checkpoint(args, files):
         if args.resume:
             return open_checkpoint(files.second().last, NOTHING_TO_RESUME)
         return open_checkpoint(files.best, make_hint(files))
-    if args.test:
+    if args.test or args.verify:
         return open_checkpoint(files.best, make_hint(files))
-    found = [f.best for f in compared_runs(args) if os.path.isfile(f.best)]
+    found = [f.best for f, _ in compared_runs(args) if os.path.isfile(f.best)]
     return open_checkpoint(found[0]) if found else None
 
 
@@ -452,25 +515,51 @@ def find_data_dir(args):
         raise UserError('--data_dir: %s' % e if args.data_dir else e)
 
 
-def load_data(args, arch, rt):
-    """Train and test arrays on the first device (every worker holds the whole training set)."""
+def read_data(args):
+    """(folder, (train images, labels), (test images, labels)) as numpy, sliced by --train_samples/--test_samples."""
     directory = find_data_dir(args)
     train_img, train_lbl = utils.load_split(directory, 'train')
     test_img, test_lbl = utils.load_split(directory, 'test')
-    train_img, train_lbl = train_img[:args.train_samples], train_lbl[:args.train_samples]
-    test_img, test_lbl = test_img[:args.test_samples], test_lbl[:args.test_samples]
-    top = int(max(train_lbl.max(), test_lbl.max()))
-    if top >= arch.num_classes:
+    return (directory, (train_img[:args.train_samples], train_lbl[:args.train_samples]),
+            (test_img[:args.test_samples], test_lbl[:args.test_samples]))
+
+
+def load_data(args, arch, rt, raw=None, normalisation=None):
+    """Train and test arrays of the classes ``arch`` trains on, on the first device (every worker
+    holds the whole training set); ``raw``: read_data's answer, when it was read already;
+    ``normalisation``: (mean, std) a checkpoint records, else those of the training images.
+
+    With held-out classes (arch.holdout) their training images are dropped here,
+    before any batch is drawn; the other labels become 0..K-1 (``classes`` maps
+    them back); their test images are apart, as ``held_x``/``held_y``.
+    """
+    directory, (train_img, train_lbl), (test_img, test_lbl) = raw or read_data(args)
+    top, total = int(max(train_lbl.max(), test_lbl.max())), len(utils.CLASS_NAMES[args.dataset])
+    if not arch.holdout and top >= arch.num_classes:
         raise UserError('labels go up to %d but --num_classes is %d' % (top, arch.num_classes))
-    # Normalise with the training set's own statistics, whatever the dataset.
-    mean, std = train_img.mean() / 255.0, train_img.std() / 255.0
+    if arch.holdout and top >= total:
+        raise UserError('labels go up to %d but %s has %d classes' % (top, args.dataset, total))
+    classes, mapping = utils.split_classes(total if arch.holdout else arch.num_classes, arch.holdout)
+    known_train, known_test = mapping[train_lbl] >= 0, mapping[test_lbl] >= 0
+    train_img, train_lbl = train_img[known_train], mapping[train_lbl[known_train]]
+    held_img, held_lbl = test_img[~known_test], test_lbl[~known_test]
+    test_img, test_lbl = test_img[known_test], mapping[test_lbl[known_test]]
+    if not len(train_lbl) or not len(test_lbl):
+        raise UserError('no %s images of the classes trained on (%s)' % (
+            'training' if not len(train_lbl) else 'test', ','.join(map(str, classes))))
+    # Normalise with the statistics of the images trained on, whatever the dataset.
+    mean, std = normalisation or (float(train_img.mean() / 255.0), float(train_img.std() / 255.0))
     train_x, train_y = utils.to_nd(train_img, train_lbl, mean, std, rt.ctxs[0])
     test_x, test_y = utils.to_nd(test_img, test_lbl, mean, std, rt.ctxs[0])
-    print('data: %s from %s, %d train / %d test images%s' % (
+    held_x, held_y = utils.to_nd(held_img, held_lbl, mean, std, rt.ctxs[0]) if len(held_lbl) else (None, None)
+    print('data: %s from %s, %d train / %d test images%s%s' % (
         args.dataset, directory, len(train_lbl), len(test_lbl),
+        ' of classes %s (held out: %s, %d test images)' % (','.join(map(str, classes)), flag_value(arch.holdout),
+                                                           len(held_lbl)) if arch.holdout else '',
         ' (worker %d of %d: slice %d of each global batch)' % (rt.rank, rt.num_workers, rt.rank)
         if rt.num_workers > 1 else ''))
-    return dict(train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y,
+    return dict(train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y, held_x=held_x, held_y=held_y,
+                classes=np.array(classes), num_total=max(total, arch.num_classes), normalisation=[mean, std],
                 class_names=utils.CLASS_NAMES[args.dataset], background=float(-mean / std))
 
 
@@ -606,7 +695,7 @@ def run_stage(args, rt, data, stage):
         with saved(args.out_dir):
             if args.plotting:
                 draw_epoch(args, data, stage, record, train_feat, test_feat, centers)
-            save_epoch(args, rt, stage, record, centers)
+            save_epoch(args, rt, data, stage, record, centers)
     with saved(args.out_dir):
         finish_stage(args, rt, stage)
 
@@ -661,20 +750,23 @@ def draw_epoch(args, data, stage, record, train_feat, test_feat, centers):
     """This epoch's feature maps of the plotted training points and of the test set."""
     train_feat = train_feat.asnumpy()[stage.plot_idx]
     stage.projection.fit(train_feat)
-    maps = {'train': (train_feat, data['train_y'].asnumpy().astype(int)[stage.plot_idx], record['train_acc']),
-            'test': (test_feat.asnumpy(), data['test_y'].asnumpy().astype(int), record['test_acc_softmax'])}
+    ids = data['classes']  # labels back to class ids: colours and names stay those of the dataset's classes
+    maps = {'train': (train_feat, ids[data['train_y'].asnumpy().astype(int)[stage.plot_idx]], record['train_acc']),
+            'test': (test_feat.asnumpy(), ids[data['test_y'].asnumpy().astype(int)], record['test_acc_softmax'])}
     for split, (feat, labels, acc) in maps.items():
         pictures.plot_features(stage.files.frame(split, record['epoch']), stage.projection(feat), labels,
-                               stage.arch.num_classes, '%s (%s stage), %s set, epoch %d, accuracy %.4f'
+                               data['num_total'], '%s (%s stage), %s set, epoch %d, accuracy %.4f'
                                % (stage.title, stage.kind, split, record['epoch'], acc),
-                               centers=stage.projection(centers.asnumpy()), class_names=data['class_names'])
+                               centers=stage.projection(centers.asnumpy()), class_names=data['class_names'],
+                               center_labels=ids)
 
 
-def save_epoch(args, rt, stage, record, centers):
+def save_epoch(args, rt, data, stage, record, centers):
     """The last checkpoint (with optimizer states, to resume), the best one when it improved, the metrics."""
     improved = record['test_acc_' + stage.metric] > stage.best
     stage.best = max(stage.best, record['test_acc_' + stage.metric])
     meta = dict(stage.arch._asdict(), dataset=args.dataset, stage=stage.kind, prefix=stage.files.prefix,
+                classes=data['classes'].tolist(), normalisation=data['normalisation'],
                 center_loss=stage.center_loss is not None, precision=rt.precision, epoch=record['epoch'],
                 metrics=record, best=stage.best, history=stage.history, projection=stage.projection.state())
     trainers = {'net': stage.trainer}
@@ -891,40 +983,130 @@ def test(args, rt, data, ckpt):
 
 
 def compared_runs(args):
-    return [RunFiles(args.ckpt_dir, args.out_dir, prefix) for prefix, _ in COMPARED]
+    """[(RunFiles, title)]: those of --prefix A,B,C, else the three runs of the original port's figure."""
+    if args.prefixes and len(args.prefixes) > 1:
+        return [(RunFiles(args.ckpt_dir, args.out_dir, prefix), prefix) for prefix in args.prefixes]
+    return [(RunFiles(args.ckpt_dir, args.out_dir, prefix), title) for prefix, title in COMPARED]
 
 
-def compare(args, rt, data, opened=None):
-    """The original port's figure from the saved best checkpoints of the three runs
-    (``opened``: one of them, already read)."""
-    rows, num_classes = [], 0
-    plot_idx = pictures.plot_sample(data['train_x'].shape[0], args.seed)
-    train_y, test_y = (data[k].asnumpy().astype(int) for k in ('train_y', 'test_y'))
-    for files, (_, title) in zip(compared_runs(args), COMPARED):
+def data_of(args, rt, raw, ckpt, loaded):
+    """The data of checkpoint ``ckpt``'s classes and normalisation (``loaded``: a cache of them)."""
+    arch = Arch.of(ckpt)
+    key = (arch.holdout, arch.num_classes, tuple(ckpt.meta.get('normalisation') or ()))
+    if key not in loaded:
+        loaded[key] = load_data(args, arch, rt, raw, ckpt.meta.get('normalisation'))
+    return arch, loaded[key]
+
+
+def compare(args, rt, raw, loaded, opened=None):
+    """The original port's figure from the saved best checkpoints of the three runs, or of
+    --prefix A,B,C (``opened``: one of them, already read); held-out classes as crosses."""
+    rows, num_classes, class_names = [], 0, None
+    for files, title in compared_runs(args):
         if not os.path.isfile(files.best):
             print('compare: skipping %s (%s not found%s)' % (files.prefix, files.best, make_hint(files)))
             continue
         ckpt = opened if opened is not None and opened.path == files.best else open_checkpoint(files.best)
-        arch = Arch.of(ckpt)
-        num_classes = max(num_classes, arch.num_classes)
+        arch, data = data_of(args, rt, raw, ckpt, loaded)
+        num_classes, class_names = max(num_classes, data['num_total']), data['class_names']
+        ids = data['classes']
+        plot_idx = pictures.plot_sample(data['train_x'].shape[0], args.seed)
         net = build_net(arch, rt.ctxs, ckpt)
         _, train_feat = evaluation.forward_all(net, data['train_x'])
         test_scores, test_feat = evaluation.forward_all(net, data['test_x'])
         train_feat = train_feat.asnumpy()[plot_idx]
         projection = pictures.Projection(**ckpt.meta.get('projection', {})).fit(train_feat)
         acc = evaluation.accuracy(evaluation.predict_softmax(test_scores), data['test_y'])
-        rows.append(('%s (test acc %.4f)' % (title, acc),
-                     {'train': (projection(train_feat), train_y[plot_idx]),
-                      'test': (projection(test_feat.asnumpy()), test_y)},
-                     projection(ckpt.centers.asnumpy())))
+        held = None
+        if data['held_x'] is not None:
+            held = (projection(evaluation.forward_all(net, data['held_x'])[1].asnumpy()),
+                    data['held_y'].asnumpy().astype(int))
+        rows.append(('%s (test acc %.4f%s)' % (title, acc, ', classes %s held out' % flag_value(arch.holdout)
+                                                if arch.holdout else ''),
+                     {'train': (projection(train_feat), ids[data['train_y'].asnumpy().astype(int)[plot_idx]]),
+                      'test': (projection(test_feat.asnumpy()), ids[data['test_y'].asnumpy().astype(int)]),
+                      'held': held},
+                     projection(ckpt.centers.asnumpy()), ids))
     if not rows:
         raise UserError('--compare found none of %s in %s: train them first'
-                        % (', '.join(os.path.basename(f.best) for f in compared_runs(args)), args.ckpt_dir))
+                        % (', '.join(os.path.basename(f.best) for f, _ in compared_runs(args)), args.ckpt_dir))
     os.makedirs(args.out_dir, exist_ok=True)
     path = comparison_path(args.out_dir, args.dataset)
-    pictures.plot_comparison(path, rows, num_classes, data['class_names'])
+    pictures.plot_comparison(path, rows, num_classes, class_names)
     print('comparison figure: %s (%d rows)' % (path, len(rows)))
     return path
+
+
+def verified_runs(args, files, source):
+    """[(RunFiles, checkpoint)] that --verify measures: the run of ``files`` (read: ``source``),
+    or each of --prefix A,B,C."""
+    if not args.prefixes or len(args.prefixes) == 1:
+        return [(files, source)]
+    runs = [RunFiles(args.ckpt_dir, args.out_dir, prefix) for prefix in args.prefixes]
+    return [(f, source if source.path == f.best else open_checkpoint(f.best, make_hint(f))) for f in runs]
+
+
+def verify(args, rt, raw, loaded, runs):
+    """--verify: the open-set figures (verification.py) of each run's best checkpoint, on the
+    test images of the classes it held out (or of every class); a JSON and ROC figure per run,
+    and one figure of every curve when there are several runs."""
+    curves = []
+    for files, ckpt in runs:
+        arch, data = data_of(args, rt, raw, ckpt, loaded)
+        net = build_net(arch, rt.ctxs, ckpt)
+        known = evaluation.forward_all(net, data['test_x'])[1].asnumpy()
+        if data['held_x'] is not None:
+            features = evaluation.forward_all(net, data['held_x'])[1].asnumpy()
+            labels, which = data['held_y'].asnumpy().astype(int), 'held-out classes %s' % flag_value(arch.holdout)
+        else:
+            features, labels = known, data['classes'][data['test_y'].asnumpy().astype(int)]
+            which = 'all %d classes (none held out)' % len(data['classes'])
+        if len(np.unique(labels)) < 2:
+            raise UserError('--verify needs test images of at least two classes; %s has only class %d'
+                            % ('--test_samples %d' % args.test_samples if args.test_samples else 'the test set',
+                               labels[0]))
+        tic = time.time()
+        result = dict(prefix=files.prefix, checkpoint=ckpt.path, epoch=ckpt.meta['epoch'], dataset=args.dataset,
+                      feature_size=arch.feature_size, holdout=list(arch.holdout),
+                      trained_classes=data['classes'].tolist(), images=len(labels))
+        for metric in verification.METRICS:
+            try:
+                result[metric] = verification.verify(features, labels, metric)
+            except ValueError as e:
+                raise UserError('--verify: %s' % e)
+            if data['held_x'] is not None:
+                result[metric]['open_set_auroc'] = verification.open_set_auroc(known, features,
+                                                                               ckpt.centers.asnumpy(), metric)
+        report_verification(result, which, time.time() - tic)
+        with saved(args.out_dir):
+            write_json(files.verify_json, result)
+            pictures.plot_roc(files.roc, roc_curves(result), '%s (epoch %d): pairs of %d test images of %s'
+                              % (files.prefix, result['epoch'], len(labels), which))
+        print('verification: %s, %s' % (files.verify_json, files.roc))
+        curves += roc_curves(result, files.prefix + ', ')
+    if len(runs) > 1:
+        path = verify_path(args.out_dir, args.dataset)
+        with saved(path):
+            pictures.plot_roc(path, curves, '%s: ROC of each run, all pairs of its test images' % args.dataset)
+        print('verification figure: %s (%d runs)' % (path, len(runs)))
+
+
+def roc_curves(result, label=''):
+    return [('%s%s (AUC %.4f)' % (label, metric, result[metric]['auc']), result[metric]['roc']['far'],
+             result[metric]['roc']['tar'], style) for metric, style in zip(verification.METRICS, ('-', '--'))]
+
+
+def report_verification(result, which, seconds):
+    print('verify %s (epoch %d): %d test images of %s, %d pairs (%d same-class), %.1fs'
+          % (result['prefix'], result['epoch'], result['images'], which, result['cosine']['pairs'],
+             result['cosine']['same_class_pairs'], seconds))
+    for metric in verification.METRICS:
+        r = result[metric]
+        lfw = r['lfw_protocol']
+        print('  %-9s AUC %.4f  EER %.4f  TAR %s at FAR %s  LFW-style %d pairs %.4f +- %.4f%s'
+              % (metric, r['auc'], r['eer'], ' / '.join('%.4f' % r['tar_at_far_%g' % f] for f in verification.FARS),
+                 ' / '.join('%g' % f for f in verification.FARS), lfw['pairs'], lfw['accuracy_mean'],
+                 lfw['accuracy_std'], '  open-set AUROC %.4f' % r['open_set_auroc'] if 'open_set_auroc' in r else ''))
 
 
 # --------------------------------------------------------------------------- the command
@@ -952,7 +1134,8 @@ def run(args):
         print('worker %d of %d, kvstore %s' % (rt.rank, rt.num_workers, args.kvstore))
     mx.random.seed(args.seed)
     np.random.seed(args.seed)
-    data = load_data(args, arch, rt)
+    raw = read_data(args)
+    data = load_data(args, arch, rt, raw, source.meta.get('normalisation') if source is not None else None)
     n_train = data['train_x'].shape[0]
     if args.test and args.knn_k > n_train and args.eval_method in (None, 'knn'):
         raise UserError('--knn_k %d is larger than the %d training images it votes among' % (args.knn_k, n_train))
@@ -967,10 +1150,15 @@ def run(args):
         run_stage(args, rt, data, build_stage(args, rt, second, 'second', source, n_train))
         files, source = second, None
     if rt.rank == 0:  # with several workers, the first alone evaluates and draws
+        if args.test or args.verify:
+            source = source or open_checkpoint(files.best, make_hint(files))
         if args.test:
-            test(args, rt, data, source or open_checkpoint(files.best, make_hint(files)))
+            test(args, rt, data, source)
+        loaded = {}
+        if args.verify:
+            verify(args, rt, raw, loaded, verified_runs(args, files, source))
         if args.compare:
-            compare(args, rt, data, source)
+            compare(args, rt, raw, loaded, source)
 
 
 def how_to_continue(args, argv):

@@ -62,16 +62,27 @@ def _pyplot():
     return plt
 
 
-def draw_features(ax, features, labels, num_classes, title, centers=None, class_names=None):
-    """Scatter 2-D features coloured by class on ``ax``, centers as black-edged stars."""
+def draw_features(ax, features, labels, num_classes, title, centers=None, class_names=None, center_labels=None,
+                  held=None):
+    """Scatter 2-D features coloured by class on ``ax``, centers as black-edged stars (of the
+    classes ``center_labels``, by default 0, 1, ...) and ``held`` (features, labels), the
+    classes kept out of training, as crosses."""
     colors = class_colors(num_classes)
-    names = class_names or [str(i) for i in range(num_classes)]
+    names = class_names if class_names and len(class_names) >= num_classes else [str(i) for i in
+                                                                                 range(num_classes)]
     for k in range(num_classes):
         pts = features[labels == k]
-        ax.scatter(pts[:, 0], pts[:, 1], s=2, color=colors[k], alpha=0.6, linewidths=0,
-                   label=names[k], rasterized=True)
+        if len(pts):  # a class with no point here (held out, or not in the slice) gets no legend entry
+            ax.scatter(pts[:, 0], pts[:, 1], s=2, color=colors[k], alpha=0.6, linewidths=0,
+                       label=names[k], rasterized=True)
+    if held is not None:
+        for k in np.unique(held[1]):
+            pts = held[0][held[1] == k]
+            ax.scatter(pts[:, 0], pts[:, 1], s=6, marker='x', color=colors[k], alpha=0.5, linewidths=0.6,
+                       label='%s (held out)' % names[k], rasterized=True)
     if centers is not None:
-        ax.scatter(centers[:, 0], centers[:, 1], s=90, marker='*', c=colors[:len(centers)],
+        ids = np.arange(len(centers)) if center_labels is None else np.asarray(center_labels)
+        ax.scatter(centers[:, 0], centers[:, 1], s=90, marker='*', c=[colors[i] for i in ids],
                    edgecolors='black', linewidths=0.8, zorder=3)
     ax.legend(loc='upper right', markerscale=5, fontsize=7, framealpha=0.8,
               ncol=2 if num_classes > 10 else 1)
@@ -79,11 +90,11 @@ def draw_features(ax, features, labels, num_classes, title, centers=None, class_
     ax.tick_params(labelsize=7)
 
 
-def plot_features(path, features, labels, num_classes, title, centers=None, class_names=None):
+def plot_features(path, features, labels, num_classes, title, centers=None, class_names=None, center_labels=None):
     """One feature map, as a PNG."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 5.5), dpi=90)
-    draw_features(ax, features, labels, num_classes, title, centers, class_names)
+    draw_features(ax, features, labels, num_classes, title, centers, class_names, center_labels)
     fig.tight_layout()
     _save(plt, fig, path)
 
@@ -91,14 +102,35 @@ def plot_features(path, features, labels, num_classes, title, centers=None, clas
 def plot_comparison(path, rows, num_classes, class_names=None):
     """The original port's figure: one row per run, training and test maps side by side.
 
-    rows: [(run title, {'train': (features, labels), 'test': (...)}, centers)].
+    rows: [(run title, {'train': (features, labels), 'test': (...), 'held': (...) or None},
+    centers, their classes)]: labels are class ids (0..num_classes-1); 'held', the test images
+    of classes kept out of training, is drawn as crosses on the test map.
     """
     plt = _pyplot()
     fig, axes = plt.subplots(len(rows), 2, figsize=(10, 4.8 * len(rows)), dpi=80, squeeze=False)
-    for (title, splits, centers), row in zip(rows, axes):
+    for (title, splits, centers, center_labels), row in zip(rows, axes):
         for ax, split in zip(row, ('train', 'test')):
             features, labels = splits[split]
-            draw_features(ax, features, labels, num_classes, '%s: %s set' % (title, split), centers, class_names)
+            draw_features(ax, features, labels, num_classes, '%s: %s set' % (title, split), centers, class_names,
+                          center_labels, held=splits.get('held') if split == 'test' else None)
+    fig.tight_layout()
+    _save(plt, fig, path)
+
+
+def plot_roc(path, curves, title):
+    """ROC curves, TAR against FAR on a log scale. curves: [(label, far list, tar list, line style)]."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 5), dpi=90)
+    for label, far, tar, style in curves:
+        ax.plot(far, tar, style, label=label, linewidth=1.4)
+    ax.set_xscale('log')
+    ax.set_xlim(1e-6, 1)
+    ax.set_ylim(0, 1.01)
+    ax.set_xlabel('false accept rate (different-class pairs accepted)')
+    ax.set_ylabel('true accept rate (same-class pairs accepted)')
+    ax.grid(alpha=0.3, which='both')
+    ax.legend(loc='lower right', fontsize=7)
+    ax.set_title(title, fontsize=10)
     fig.tight_layout()
     _save(plt, fig, path)
 

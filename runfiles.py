@@ -66,16 +66,26 @@ class RunFiles(object):
     def metrics(self):
         return os.path.join(self.out_dir, '%s-metrics.json' % self.prefix)
 
+    @property
+    def verify_json(self):
+        """--verify's figures of this run's best checkpoint."""
+        return os.path.join(self.out_dir, '%s-verify.json' % self.prefix)
+
+    @property
+    def roc(self):
+        return os.path.join(self.out_dir, '%s-roc.png' % self.prefix)
+
     def _frame_name(self, split, epoch):
         return '%s-%s-epoch-%s.png' % (self.prefix, split, epoch)
 
     # ------------------------------------------------------------ a new run
     def remove_outputs(self):
-        """Delete the frames, GIFs, curves and metrics an earlier run of this prefix
-        left, so a new run's set is never mixed with an old one's."""
+        """Delete the frames, GIFs, curves, metrics and verification an earlier run of this
+        prefix left, so a new run's set is never mixed with an old one's."""
         escaped = RunFiles(glob.escape(self.ckpt_dir), glob.escape(self.out_dir), glob.escape(self.prefix))
         patterns = [os.path.join(escaped.out_dir, escaped._frame_name(split, '*')) for split in SPLITS]
-        patterns += [escaped.gif(split) for split in SPLITS] + [escaped.curves, escaped.metrics]
+        patterns += [escaped.gif(split) for split in SPLITS] + [escaped.curves, escaped.metrics, escaped.verify_json,
+                                                            escaped.roc]
         for pattern in patterns:
             for path in glob.glob(pattern):
                 os.remove(path)
@@ -84,6 +94,11 @@ class RunFiles(object):
 def comparison_path(out_dir, dataset):
     """The figure of --compare: every compared run's feature maps, one row each."""
     return os.path.join(out_dir, 'comparison-%s.png' % dataset)
+
+
+def verify_path(out_dir, dataset):
+    """The ROC figure of --verify with several runs: a curve per run."""
+    return os.path.join(out_dir, 'verify-%s.png' % dataset)
 
 
 def atomic_write(path, data):

@@ -160,6 +160,15 @@ def load_split(directory, split):
     return images, labels
 
 
+def split_classes(num_classes, holdout):
+    """(trained class ids, label map) when the classes ``holdout`` are kept out of training:
+    trained class c gets label map[c] in 0..K-1 (the class layer's outputs), a held-out one -1."""
+    trained = [c for c in range(num_classes) if c not in set(holdout)]
+    mapping = np.full(num_classes, -1, np.int64)
+    mapping[trained] = np.arange(len(trained))
+    return trained, mapping
+
+
 def to_nd(images, labels, mean, std, ctx):
     """NCHW float32 normalized images and float32 labels, held on ``ctx``."""
     x = (images.astype(np.float32) / 255.0 - mean) / std

@@ -1,0 +1,220 @@
+"""Open-set verification: how well features tell apart classes never trained on.
+
+What the paper measures on LFW and YouTube Faces, on the test images of the
+classes a run held out (or of every class):
+
+* all pairs i < j, exactly: ROC AUC, equal error rate, and the true accept
+  rate (TAR) at a false accept rate (FAR) of 1e-2, 1e-3 and 1e-4;
+* the LFW protocol as a yardstick: a fixed, seeded list of 3,000 same-class
+  and 3,000 different-class pairs in 10 folds; each fold is scored with the
+  threshold that is best on the other nine;
+* open-set recognition: each test image scored by its similarity to the
+  nearest trained class center; AUROC of known against held-out classes.
+
+A pair is accepted as "same class" when its score s >= threshold t, where
+s is the cosine similarity or minus the Euclidean distance (higher: more alike):
+
+    FAR(t) = #{different-class pairs with s >= t} / #different
+    TAR(t) = #{same-class pairs with s >= t} / #same,   FRR = 1 - TAR
+    AUC    = P(s_same > s_diff) + P(s_same = s_diff) / 2
+    EER    = min over t of max(FAR(t), FRR(t))
+
+Everything is numpy in float64; the scores of all pairs are kept sorted,
+split by same/different class, and every figure is read off them with
+binary searches, so nothing is sampled.
+"""
+import numpy as np
+
+METRICS = ('cosine', 'euclidean')
+FARS = (1e-2, 1e-3, 1e-4)
+PAIR_SEED = 2016          # the LFW-style pair list is the same for every checkpoint of a dataset
+FOLDS, PER_FOLD = 10, 300  # LFW View 2: 10 folds of 300 same-class and 300 different-class pairs
+ROC_FARS = np.logspace(-6, 0, 121)  # where the ROC curve is drawn and stored
+
+
+def similarity(a, b, metric):
+    """Scores of every row of ``a`` (n, d) against every row of ``b`` (m, d): (n, m); higher is more alike."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if metric == 'cosine':
+        a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+        b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
+        return a @ b.T
+    if metric == 'euclidean':
+        d2 = (a * a).sum(1)[:, None] - 2 * (a @ b.T) + (b * b).sum(1)[None, :]
+        return -np.sqrt(np.maximum(d2, 0))
+    raise ValueError('unknown metric %r: choose from %s' % (metric, ', '.join(METRICS)))
+
+
+def paired_similarity(a, b, metric):
+    """Scores of row i of ``a`` against row i of ``b``: (n,)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if metric == 'cosine':
+        return (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-24)
+    return -np.linalg.norm(a - b, axis=1)
+
+
+def pair_scores(features, labels, metric, chunk=1024):
+    """(same-class scores, different-class scores) of all pairs i < j, each sorted ascending.
+
+    Rows are scored in chunks of ``chunk`` against the rows after them, so the
+    memory is the scores themselves (8 bytes a pair) plus chunk x n.
+    """
+    labels = np.asarray(labels)
+    n = len(labels)
+    counts = np.unique(labels, return_counts=True)[1].astype(np.int64)
+    n_same = int((counts * (counts - 1) // 2).sum())
+    same, diff = np.empty(n_same), np.empty(n * (n - 1) // 2 - n_same)
+    at_same = at_diff = 0
+    for start in range(0, n, chunk):
+        stop = min(start + chunk, n)
+        s = similarity(features[start:stop], features[start:], metric)
+        upper = np.arange(start, n)[None, :] > np.arange(start, stop)[:, None]  # j > i
+        eq = labels[start:stop, None] == labels[None, start:]
+        block = s[upper & eq]
+        same[at_same:at_same + len(block)] = block
+        at_same += len(block)
+        block = s[upper & ~eq]
+        diff[at_diff:at_diff + len(block)] = block
+        at_diff += len(block)
+    same.sort()
+    diff.sort()
+    return same, diff
+
+
+def auc(pos, neg):
+    """P(pos > neg) + P(pos = neg) / 2 over every (pos, neg) couple; both sorted ascending."""
+    below = np.searchsorted(neg, pos, 'left')       # neg < p
+    not_above = np.searchsorted(neg, pos, 'right')  # neg <= p
+    return float((below.sum() + 0.5 * (not_above - below).sum()) / (float(len(pos)) * len(neg)))
+
+
+def tar_at_far(same, diff, far):
+    """(TAR, FAR reached, threshold) at the lowest threshold whose FAR is at most ``far``.
+
+    At most floor(far x #different) different-class pairs may be accepted, so
+    the threshold lies just above the next-highest different-class score: a
+    pair scoring exactly that is rejected.
+    """
+    allowed = int(np.floor(far * len(diff) * (1 + 1e-12)))
+    if allowed >= len(diff):
+        return 1.0, 1.0, -np.inf
+    threshold = diff[len(diff) - allowed - 1]  # accept s > threshold
+    tar = (len(same) - np.searchsorted(same, threshold, 'right')) / len(same)
+    reached = (len(diff) - np.searchsorted(diff, threshold, 'right')) / len(diff)
+    return float(tar), float(reached), float(threshold)
+
+
+def eer(same, diff):
+    """min over thresholds t (every score, and +inf) of max(FAR(t), FRR(t)).
+
+    FAR falls and FRR rises with t, so along each sorted list of candidate
+    thresholds the minimum sits where they cross: found by bisection.
+    """
+    def rates(t):
+        far = (len(diff) - np.searchsorted(diff, t, 'left')) / len(diff)
+        frr = np.searchsorted(same, t, 'left') / len(same)
+        return far, frr
+    best = 1.0  # t = +inf: FAR 0, FRR 1
+    for candidates in (same, diff):
+        lo, hi = 0, len(candidates)
+        while lo < hi:  # the first candidate where FAR < FRR
+            mid = (lo + hi) // 2
+            far, frr = rates(candidates[mid])
+            lo, hi = (lo, mid) if far < frr else (mid + 1, hi)
+        for i in (lo - 1, lo):
+            if 0 <= i < len(candidates):
+                best = min(best, max(rates(candidates[i])))
+    return float(best)
+
+
+def roc_curve(same, diff, fars=ROC_FARS):
+    """TAR at each FAR of ``fars``, as tar_at_far reads it."""
+    return [tar_at_far(same, diff, f)[0] for f in fars]
+
+
+# --------------------------------------------------------------------------- the LFW protocol
+
+def lfw_pairs(labels, seed=PAIR_SEED, folds=FOLDS, per_fold=PER_FOLD):
+    """(pairs (2 x folds x per, 2) of indices i < j into ``labels``, same-class flags), fold after fold:
+    ``per`` same-class pairs then ``per`` different-class pairs, none twice, from a RandomState(seed).
+
+    The first image of a pair is drawn uniformly, the second uniformly among the
+    images of its class (or of the other classes). ``per`` is ``per_fold``, or
+    less when the images cannot make that many distinct pairs (a small slice).
+    """
+    labels = np.asarray(labels)
+    rng = np.random.RandomState(seed)
+    counts = np.unique(labels, return_counts=True)[1].astype(np.int64)
+    n = len(labels)
+    possible_same = int((counts * (counts - 1) // 2).sum())
+    possible = {True: possible_same, False: n * (n - 1) // 2 - possible_same}
+    per = min(per_fold, possible[True] // (2 * folds), possible[False] // (2 * folds))
+    if per < 1:
+        raise ValueError('too few images (%d, in %d classes) for %d folds of same- and different-class pairs'
+                         % (n, len(counts), folds))
+    members = {c: np.flatnonzero(labels == c) for c in np.unique(labels)}
+    others = {c: np.flatnonzero(labels != c) for c in members}
+    picked = {True: [], False: []}
+    for want_same in (True, False):
+        seen = set()
+        while len(picked[want_same]) < folds * per:
+            i = rng.randint(n)
+            pool = members[labels[i]] if want_same else others[labels[i]]
+            j = pool[rng.randint(len(pool))]
+            pair = (min(i, j), max(i, j))
+            if i != j and pair not in seen:
+                seen.add(pair)
+                picked[want_same].append(pair)
+    pairs, same = [], []
+    for f in range(folds):
+        for want_same in (True, False):
+            pairs += picked[want_same][f * per:(f + 1) * per]
+            same += [want_same] * per
+    return np.array(pairs, dtype=np.int64), np.array(same)
+
+
+def best_threshold(scores, same):
+    """The threshold among the scores (and +inf) with the best accuracy of "same when s >= t";
+    the lowest one on a tie."""
+    candidates = np.append(np.unique(scores), np.inf)
+    pos, neg = np.sort(scores[same]), np.sort(scores[~same])
+    correct = (len(pos) - np.searchsorted(pos, candidates, 'left')) + np.searchsorted(neg, candidates, 'left')
+    return float(candidates[int(np.argmax(correct))])
+
+
+def fold_accuracies(scores, same, folds=FOLDS):
+    """Accuracy of each fold at the threshold best on the other folds (pairs ordered fold by fold)."""
+    fold = np.repeat(np.arange(folds), len(scores) // folds)
+    accuracies = []
+    for f in range(folds):
+        threshold = best_threshold(scores[fold != f], same[fold != f])
+        accuracies.append(float(((scores[fold == f] >= threshold) == same[fold == f]).mean()))
+    return accuracies
+
+
+# --------------------------------------------------------------------------- a checkpoint's figures
+
+def verify(features, labels, metric):
+    """Every all-pairs and LFW-style figure of ``features`` (n, d) with class ``labels``, by ``metric``."""
+    same, diff = pair_scores(features, labels, metric)
+    result = {'pairs': len(same) + len(diff), 'same_class_pairs': len(same), 'auc': auc(same, diff),
+              'eer': eer(same, diff)}
+    for far in FARS:
+        result['tar_at_far_%g' % far] = tar_at_far(same, diff, far)[0]
+    result['roc'] = {'far': ROC_FARS.tolist(), 'tar': roc_curve(same, diff)}
+    del same, diff
+    pairs, is_same = lfw_pairs(labels)
+    f = np.asarray(features, np.float64)
+    scores = paired_similarity(f[pairs[:, 0]], f[pairs[:, 1]], metric)
+    accuracies = fold_accuracies(scores, is_same)
+    result['lfw_protocol'] = {'pairs': len(pairs), 'folds': FOLDS, 'accuracy_mean': float(np.mean(accuracies)),
+                              'accuracy_std': float(np.std(accuracies)), 'fold_accuracies': accuracies}
+    return result
+
+
+def open_set_auroc(known, held, centers, metric):
+    """AUROC of telling test images of trained classes (``known``) from those of held-out ones
+    (``held``) by their score to the nearest trained class center (higher: known)."""
+    k = np.sort(similarity(known, centers, metric).max(axis=1))
+    h = np.sort(similarity(held, centers, metric).max(axis=1))
+    return auc(k, h)
