@@ -103,7 +103,7 @@ def plot_comparison(path, rows, num_classes, class_names=None):
     """The original port's figure: one row per run, training and test maps side by side.
 
     rows: [(run title, {'train': (features, labels), 'test': (...), 'held': (...) or None},
-    centers, their classes)]: labels are class ids (0..num_classes-1); 'held', the test images
+    centers, their classes (None: 0, 1, ...))]: labels are class ids (0..num_classes-1); 'held', the test images
     of classes kept out of training, is drawn as crosses on the test map.
     """
     plt = _pyplot()

@@ -174,12 +174,18 @@ def lfw_pairs(labels, seed=PAIR_SEED, folds=FOLDS, per_fold=PER_FOLD):
 
 
 def best_threshold(scores, same):
-    """The threshold among the scores (and +inf) with the best accuracy of "same when s >= t";
-    the lowest one on a tie."""
-    candidates = np.append(np.unique(scores), np.inf)
+    """The threshold with the best accuracy of "same when s >= t" on these pairs: halfway
+    between two consecutive distinct scores (below all, -inf; above all, +inf), the
+    lowest such on a tie. Halfway, not at a score, so that a new pair just below the
+    lowest accepted score of these pairs is not rejected for nothing."""
+    u = np.unique(scores)
+    candidates = np.append(u, np.inf)  # "s >= u[k]": the same decisions as any t in (u[k-1], u[k]]
     pos, neg = np.sort(scores[same]), np.sort(scores[~same])
     correct = (len(pos) - np.searchsorted(pos, candidates, 'left')) + np.searchsorted(neg, candidates, 'left')
-    return float(candidates[int(np.argmax(correct))])
+    k = int(np.argmax(correct))
+    if k == 0 or k == len(u):
+        return -np.inf if k == 0 else np.inf
+    return float((u[k - 1] + u[k]) / 2)
 
 
 def fold_accuracies(scores, same, folds=FOLDS):

@@ -35,9 +35,28 @@ def test_colours_fixed_per_class_whatever_classes_a_frame_holds():
     fig, ax = plt.subplots()
     labels = np.array([3, 3, 7, 7, 7])
     pictures.draw_features(ax, np.random.RandomState(0).randn(5, 2), labels, 10, 't')
-    for k in (3, 7):  # the k-th scatter has class k's colour, even with classes 0-2 absent
-        np.testing.assert_allclose(ax.collections[k].get_facecolor()[0][:3], colors[k][:3])
-        assert len(ax.collections[k].get_offsets()) == (labels == k).sum()
+    drawn = {c.get_label(): c for c in ax.collections}
+    assert sorted(drawn) == ['3', '7']  # absent classes get no legend entry
+    for k in (3, 7):  # class k's colour, even with classes 0-2 absent
+        np.testing.assert_allclose(drawn[str(k)].get_facecolor()[0][:3], colors[k][:3])
+        assert len(drawn[str(k)].get_offsets()) == (labels == k).sum()
+    plt.close(fig)
+
+
+def test_held_out_classes_are_crosses_and_centers_take_their_class_colour():
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    colors = pictures.class_colors(10)
+    fig, ax = plt.subplots()
+    rng = np.random.RandomState(0)
+    pictures.draw_features(ax, rng.randn(4, 2), np.array([0, 2, 2, 0]), 10, 't', centers=rng.randn(2, 2),
+                           center_labels=[0, 2], held=(rng.randn(3, 2), np.array([5, 5, 9])))
+    drawn = {c.get_label(): c for c in ax.collections}
+    assert len(drawn['5 (held out)'].get_offsets()) == 2 and len(drawn['9 (held out)'].get_offsets()) == 1
+    np.testing.assert_allclose(drawn['9 (held out)'].get_facecolor()[0][:3], colors[9][:3])
+    stars = ax.collections[-1].get_facecolor()
+    np.testing.assert_allclose(stars[1][:3], colors[2][:3])  # the second center is class 2's
     plt.close(fig)
 
 
@@ -58,7 +77,8 @@ def test_gif_has_every_frame_and_loops(tmp_path, num_frames):
 
 def test_comparison_figure(tmp_path):
     rng = np.random.RandomState(0)
-    row = lambda t: (t, {s: (rng.randn(40, 2), np.arange(40) % 10) for s in ('train', 'test')}, rng.randn(10, 2))  # noqa
+    row = lambda t: (t, {s: (rng.randn(40, 2), np.arange(40) % 10) for s in ('train', 'test')},  # noqa
+                     rng.randn(10, 2), None)
     path = str(tmp_path / 'c.png')
     pictures.plot_comparison(path, [row('a'), row('b'), row('c')], 10)
     h, w = imageio.imread(path).shape[:2]

@@ -1,0 +1,145 @@
+"""verification.py against brute-force references on small synthetic features, and known answers."""
+import itertools
+
+import numpy as np
+import pytest
+
+import verification as v
+
+
+def features(n=60, classes=4, dim=2, seed=0, spread=1.0, integer=False):
+    """Class-shifted Gaussian features; ``integer`` rounds them so that many scores tie."""
+    rng = np.random.RandomState(seed)
+    labels = rng.randint(0, classes, n)
+    f = rng.randn(n, dim) * spread + np.eye(classes, dim)[labels] * 2
+    return (np.round(f) if integer else f), labels
+
+
+def brute_pairs(f, labels, metric):
+    same, diff = [], []
+    for i, j in itertools.combinations(range(len(f)), 2):
+        if metric == 'cosine':
+            s = f[i] @ f[j] / (np.linalg.norm(f[i]) * np.linalg.norm(f[j]))
+        else:
+            s = -np.linalg.norm(f[i] - f[j])
+        (same if labels[i] == labels[j] else diff).append(s)
+    return np.array(same), np.array(diff)
+
+
+def brute_rates(same, diff, t):
+    """(FAR, TAR) of accepting s >= t, by counting."""
+    return (sum(d >= t for d in diff) / len(diff), sum(s >= t for s in same) / len(same))
+
+
+def thresholds(same, diff):
+    return list(np.unique(np.concatenate([same, diff]))) + [np.inf]
+
+
+@pytest.mark.parametrize('metric', v.METRICS)
+def test_pair_scores_are_all_pairs(metric):
+    f, labels = features(n=45)
+    same, diff = v.pair_scores(f, labels, metric, chunk=7)  # chunks that do not divide n
+    ref_same, ref_diff = brute_pairs(f, labels, metric)
+    assert len(same) + len(diff) == 45 * 44 // 2
+    np.testing.assert_allclose(same, np.sort(ref_same), atol=1e-9)
+    np.testing.assert_allclose(diff, np.sort(ref_diff), atol=1e-9)
+
+
+@pytest.mark.parametrize('integer', [False, True])
+def test_auc_counts_ordered_pairs(integer):
+    f, labels = features(n=50, integer=integer)
+    same, diff = v.pair_scores(f, labels, 'euclidean')
+    if integer:
+        assert len(np.unique(np.concatenate([same, diff]))) < len(same) + len(diff)  # ties happen
+    wins = sum(1.0 if s > d else 0.5 if s == d else 0.0 for s in same for d in diff)
+    assert v.auc(same, diff) == pytest.approx(wins / (len(same) * len(diff)), abs=1e-12)
+
+
+@pytest.mark.parametrize('integer', [False, True])
+def test_eer_is_the_best_max_of_far_and_frr(integer):
+    f, labels = features(n=50, integer=integer, spread=1.5)
+    same, diff = v.pair_scores(f, labels, 'euclidean')
+    ref = min(max(far, 1 - tar) for far, tar in (brute_rates(same, diff, t) for t in thresholds(same, diff)))
+    assert v.eer(same, diff) == pytest.approx(ref, abs=1e-12)
+
+
+@pytest.mark.parametrize('far', [0.5, 0.1, 0.01, 0.001, 0.0])
+@pytest.mark.parametrize('integer', [False, True])
+def test_tar_at_far_is_the_best_tar_within_the_far(far, integer):
+    f, labels = features(n=60, integer=integer, spread=1.5)
+    same, diff = v.pair_scores(f, labels, 'cosine')
+    allowed = [(tar, rate) for rate, tar in (brute_rates(same, diff, t) for t in thresholds(same, diff))
+               if rate <= far]
+    tar, reached, _ = v.tar_at_far(same, diff, far)
+    assert (tar, reached) == pytest.approx(max(allowed))
+    assert reached <= far
+
+
+def test_separated_features_give_auc_1_and_eer_0():
+    labels = np.repeat(np.arange(5), 40)
+    f = np.eye(5)[labels] * 10 + np.random.RandomState(1).randn(200, 5) * 0.01
+    for metric in v.METRICS:
+        r = v.verify(f, labels, metric)
+        assert r['auc'] == 1.0 and r['eer'] == 0.0
+        assert all(r['tar_at_far_%g' % far] == 1.0 for far in v.FARS)
+        assert r['lfw_protocol']['accuracy_mean'] == 1.0
+
+
+def test_random_features_give_about_one_half():
+    rng = np.random.RandomState(3)
+    f, labels = rng.randn(1500, 8), rng.randint(0, 5, 1500)
+    for metric in v.METRICS:
+        r = v.verify(f, labels, metric)
+        assert abs(r['auc'] - 0.5) < 0.02 and abs(r['eer'] - 0.5) < 0.03, r['auc']
+        assert abs(r['lfw_protocol']['accuracy_mean'] - 0.5) < 0.05
+
+
+def test_lfw_pairs_are_fixed_by_the_seed():
+    labels = np.random.RandomState(0).randint(0, 5, 2000)
+    pairs, same = v.lfw_pairs(labels)
+    again, _ = v.lfw_pairs(labels)
+    other, _ = v.lfw_pairs(labels, seed=v.PAIR_SEED + 1)
+    assert pairs.shape == (6000, 2) and same.sum() == 3000
+    np.testing.assert_array_equal(pairs, again)
+    assert (pairs != other).any()
+    assert (pairs[:, 0] < pairs[:, 1]).all() and len({tuple(p) for p in pairs}) == 6000
+    np.testing.assert_array_equal(labels[pairs[:, 0]] == labels[pairs[:, 1]], same)
+    # fold after fold: 300 same-class pairs, then 300 different-class pairs
+    np.testing.assert_array_equal(same.reshape(10, 600), np.repeat([[True] * 300 + [False] * 300], 10, axis=0))
+
+
+def test_lfw_pairs_shrink_on_a_small_slice_and_refuse_too_few():
+    labels = np.repeat(np.arange(3), 10)   # 135 same-class pairs possible
+    pairs, same = v.lfw_pairs(labels)
+    assert len(pairs) == 2 * 10 * (135 // 20) and len({tuple(p) for p in pairs}) == len(pairs)
+    with pytest.raises(ValueError, match='too few images'):
+        v.lfw_pairs(np.array([0, 0, 1, 1]))
+
+
+def test_fold_accuracies_match_a_plain_loop():
+    rng = np.random.RandomState(5)
+    same = np.repeat([[True] * 30 + [False] * 30], 10, axis=0).ravel()
+    scores = np.round(rng.randn(600) + same, 1)  # ties on purpose
+    folds = []
+    for f in range(10):
+        train = [i for i in range(600) if i // 60 != f]
+        best_t, best_ok = None, -1
+        u = sorted(set(scores[train]))
+        for t in [-np.inf] + [(a + b) / 2 for a, b in zip(u, u[1:])] + [np.inf]:  # halfway between scores
+            ok = sum((scores[i] >= t) == same[i] for i in train)
+            if ok > best_ok:  # the lowest threshold on a tie
+                best_t, best_ok = t, ok
+        test = [i for i in range(600) if i // 60 == f]
+        folds.append(sum((scores[i] >= best_t) == same[i] for i in test) / len(test))
+    assert v.fold_accuracies(scores, same) == pytest.approx(folds)
+
+
+def test_open_set_auroc_counts_known_against_held_out():
+    rng = np.random.RandomState(2)
+    centers = np.array([[0.0, 3.0], [3.0, 0.0]])
+    known = centers[rng.randint(0, 2, 40)] + rng.randn(40, 2) * 0.8
+    held = rng.randn(30, 2) * 2
+    for metric in v.METRICS:
+        sk, sh = (v.similarity(x, centers, metric).max(axis=1) for x in (known, held))
+        ref = np.mean([1.0 if a > b else 0.5 if a == b else 0.0 for a in sk for b in sh])
+        assert v.open_set_auroc(known, held, centers, metric) == pytest.approx(ref, abs=1e-12)
