@@ -1051,7 +1051,7 @@ def verify(args, rt, raw, loaded, runs):
     test images of the classes it held out (or of every class); a JSON and ROC figure per run,
     and one figure of every curve when there are several runs."""
     curves = []
-    for files, ckpt in runs:
+    for i, (files, ckpt) in enumerate(runs):
         arch, data = data_of(args, rt, raw, ckpt, loaded)
         net = build_net(arch, rt.ctxs, ckpt)
         known = evaluation.forward_all(net, data['test_x'])[1].asnumpy()
@@ -1083,7 +1083,7 @@ def verify(args, rt, raw, loaded, runs):
             pictures.plot_roc(files.roc, roc_curves(result), '%s (epoch %d): pairs of %d test images of %s'
                               % (files.prefix, result['epoch'], len(labels), which))
         print('verification: %s, %s' % (files.verify_json, files.roc))
-        curves += roc_curves(result, files.prefix + ', ')
+        curves += roc_curves(result, files.prefix + ', ', 'C%d' % i)
     if len(runs) > 1:
         path = verify_path(args.out_dir, args.dataset)
         with saved(path):
@@ -1091,9 +1091,10 @@ def verify(args, rt, raw, loaded, runs):
         print('verification figure: %s (%d runs)' % (path, len(runs)))
 
 
-def roc_curves(result, label=''):
+def roc_curves(result, label='', color=''):
+    """A run's curves for pictures.plot_roc: one colour per run, cosine solid, Euclidean dashed."""
     return [('%s%s (AUC %.4f)' % (label, metric, result[metric]['auc']), result[metric]['roc']['far'],
-             result[metric]['roc']['tar'], style) for metric, style in zip(verification.METRICS, ('-', '--'))]
+             result[metric]['roc']['tar'], color + style) for metric, style in zip(verification.METRICS, ('-', '--'))]
 
 
 def report_verification(result, which, seconds):
