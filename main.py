@@ -240,7 +240,7 @@ class Runtime(collections.namedtuple('Runtime', 'ctxs precision kv rank num_work
     for the first line, a note on the choice of device and why this precision."""
 
 
-class Arch(collections.namedtuple('Arch', list(ARCH_DEFAULTS))):
+class Arch(collections.namedtuple('Arch', list(ARCH_DEFAULTS), defaults=[()])):  # holdout: none
     """The network's shape: from the flags for a new first stage, else from the checkpoint."""
 
     @classmethod
@@ -989,8 +989,17 @@ def compared_runs(args):
     return [(RunFiles(args.ckpt_dir, args.out_dir, prefix), title) for prefix, title in COMPARED]
 
 
+def check_dataset(args, ckpt):
+    """A checkpoint is continued or evaluated on the dataset it was trained on."""
+    trained_on = ckpt.meta.get('dataset', args.dataset)
+    if trained_on != args.dataset:
+        raise UserError('%s was trained on %s, not %s: pass --dataset %s' % (ckpt.path, trained_on, args.dataset,
+                                                                          trained_on))
+
+
 def data_of(args, rt, raw, ckpt, loaded):
     """The data of checkpoint ``ckpt``'s classes and normalisation (``loaded``: a cache of them)."""
+    check_dataset(args, ckpt)
     arch = Arch.of(ckpt)
     key = (arch.holdout, arch.num_classes, tuple(ckpt.meta.get('normalisation') or ()))
     if key not in loaded:
@@ -1126,6 +1135,8 @@ def run(args):
     # Read before the rest: it gives the network's shape (and so the number of classes
     # the labels are checked against) and the precision a continued stage keeps.
     source = starting_checkpoint(args, files)
+    if source is not None:
+        check_dataset(args, source)
     arch = resolve_arch(args, source)
     rt = setup_runtime(args, devices, workers, arch, source)
     print('mxnet %s (%s build), context %s%s, %s, OMP_NUM_THREADS=%s; precision %s'

@@ -76,8 +76,9 @@ def ours(slice_path, precision, act, shift):
     mean, std = images.mean() / 255.0, images.std() / 255.0
     train_x, train_y = utils.to_nd(images, labels, mean, std, ctxs[0])
     test_x, test_y = utils.to_nd(test_img, test_lbl, mean, std, ctxs[0])
-    data = dict(train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y,
-                class_names=utils.CLASS_NAMES['mnist'], background=float(-mean / std))
+    data = dict(train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y, held_x=None, held_y=None,
+                classes=np.arange(10), num_total=10, normalisation=[float(mean), float(std)],
+                class_names=utils.CLASS_NAMES['mnist'], background=float(-mean / std))  # as main.load_data
     stage = trainer_mod.build_stage(args, rt, RunFiles(args.ckpt_dir, args.out_dir, 'bench'), 'first', None, n)
     stage.plot_idx = pictures.plot_sample(n, args.seed, size=n // 6)
 
@@ -91,7 +92,7 @@ def ours(slice_path, precision, act, shift):
     # the rest of an epoch of main.run_stage: evaluation, two frames, the checkpoint
     record, test_feat, centers = trainer_mod.evaluate_epoch(args, data, stage, 1, args.lr, sums / seen, train_feat)
     trainer_mod.draw_epoch(args, data, stage, record, train_feat, test_feat, centers)
-    trainer_mod.save_epoch(args, rt, stage, record, centers)
+    trainer_mod.save_epoch(args, rt, data, stage, record, centers)
     whole = time.time() - tic
     return dict(loop=n / loop, epoch=n / whole, ratio=whole / loop, precision=rt.precision, why=rt.why)
 

@@ -10,7 +10,7 @@ import pytest
 import checkpoints
 import main as trainer
 import utils
-from helpers import QUICK, ROOT, assert_clean_error, dirs, run_main as run, write_idx
+from helpers import QUICK, ROOT, assert_clean_error, dirs, make_dataset, run_main as run, write_idx
 
 HOLD = ['--holdout', '5,6,7,8,9']
 FIRST_TEST = utils.load_split(os.path.join(ROOT, 'data', 'mnist'), 'test')[1][:1000]  # labels of the slice used
@@ -39,6 +39,18 @@ def test_bad_holdout(value, message):
 def test_several_prefixes_only_to_verify_or_compare():
     assert_clean_error(run('--train', '--prefix', 'a,b'), 'several prefixes only with --verify and/or --compare')
     assert_clean_error(run('--verify', '--prefix', 'a,a'), 'names a run twice')
+
+
+def test_a_checkpoint_stays_on_its_dataset(tmp_path):
+    """A Fashion-MNIST checkpoint is not continued or measured on MNIST because --dataset was left out."""
+    data = str(tmp_path / 'data')
+    make_dataset(data, n_train=64, n_test=32)
+    rc, _, err = run('--train', '--epochs', '1', '--dataset', 'fashion-mnist', '--data_dir', data, *QUICK[4:],
+                     *dirs(tmp_path))
+    assert rc == 0, err
+    for mode in ('--verify', '--test', '--second_train'):
+        assert_clean_error(run(mode, '--prefix', 'softmax', *QUICK, *dirs(tmp_path)),
+                           'softmax-best.params was trained on fashion-mnist, not mnist: pass --dataset fashion-mnist')
 
 
 def test_holdout_and_num_classes_must_agree(tmp_path):
