@@ -109,6 +109,8 @@ def test_held_out_training_records_the_split(held_run):
         meta = checkpoints.load_checkpoint(str(tmp / 'ckpt' / ('%s-best.params' % prefix))).meta
         assert meta['holdout'] == [5, 6, 7, 8, 9] and meta['classes'] == [0, 1, 2, 3, 4]
         assert meta['num_classes'] == 5
+        mean, std = meta['normalisation']  # of the trained images, reused by every later command
+        assert 0 < mean < 1 and 0 < std < 1
 
 
 def test_closed_set_accuracy_is_on_the_trained_classes(held_run):
