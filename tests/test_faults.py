@@ -90,12 +90,20 @@ def test_an_output_folder_removed_mid_run(tmp_path, monkeypatch, capsys):
 
 # ----------------------------------------------------------------- SIGTERM
 
+def ctrl_c_on():
+    """In the child: SIGINT back to its default. A suite started in the background (`make test &`,
+    nohup, some CI runners) inherits SIGINT ignored, as shells do for background jobs, and
+    Python then never turns Ctrl-C into KeyboardInterrupt: the child would train on."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize('signum,status,word', [(signal.SIGINT, trainer.EXIT_INT, 'interrupted'),
                                                 (signal.SIGTERM, trainer.EXIT_TERM, 'terminated')])
 def test_ctrl_c_and_sigterm_keep_the_last_epoch_and_say_how_to_resume(tmp_path, signum, status, word):
     last = tmp_path / 'ckpt' / 'softmax-last.params'
     args = [sys.executable, os.path.join(ROOT, 'main.py'), '--train', '--epochs', '50'] + QUICK + dirs(tmp_path)
-    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
+                            preexec_fn=ctrl_c_on)
     deadline = time.time() + 240
     while not last.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)
