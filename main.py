@@ -997,11 +997,16 @@ def check_dataset(args, ckpt):
                                                                           trained_on))
 
 
+def data_key(arch, normalisation):
+    """What makes two loads of the data the same: the split and the normalisation."""
+    return arch.holdout, arch.num_classes, tuple(normalisation or ())
+
+
 def data_of(args, rt, raw, ckpt, loaded):
     """The data of checkpoint ``ckpt``'s classes and normalisation (``loaded``: a cache of them)."""
     check_dataset(args, ckpt)
     arch = Arch.of(ckpt)
-    key = (arch.holdout, arch.num_classes, tuple(ckpt.meta.get('normalisation') or ()))
+    key = data_key(arch, ckpt.meta.get('normalisation'))
     if key not in loaded:
         loaded[key] = load_data(args, arch, rt, raw, ckpt.meta.get('normalisation'))
     return arch, loaded[key]
@@ -1166,7 +1171,7 @@ def run(args):
             source = source or open_checkpoint(files.best, make_hint(files))
         if args.test:
             test(args, rt, data, source)
-        loaded = {}
+        loaded = {data_key(arch, data['normalisation']): data}  # checkpoints of this data need no second load
         if args.verify:
             verify(args, rt, raw, loaded, verified_runs(args, files, source))
         if args.compare:

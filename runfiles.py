@@ -58,22 +58,26 @@ class RunFiles(object):
     def gif(self, split):
         return os.path.join(self.out_dir, '%s-%s.gif' % (self.prefix, split))
 
+    def _output(self, suffix):
+        """``<out_dir>/<prefix>-<suffix>``: every per-run file but the frames and GIFs."""
+        return os.path.join(self.out_dir, '%s-%s' % (self.prefix, suffix))
+
     @property
     def curves(self):
-        return os.path.join(self.out_dir, '%s-curves.png' % self.prefix)
+        return self._output('curves.png')
 
     @property
     def metrics(self):
-        return os.path.join(self.out_dir, '%s-metrics.json' % self.prefix)
+        return self._output('metrics.json')
 
     @property
     def verify_json(self):
         """--verify's figures of this run's best checkpoint."""
-        return os.path.join(self.out_dir, '%s-verify.json' % self.prefix)
+        return self._output('verify.json')
 
     @property
     def roc(self):
-        return os.path.join(self.out_dir, '%s-roc.png' % self.prefix)
+        return self._output('roc.png')
 
     def _frame_name(self, split, epoch):
         return '%s-%s-epoch-%s.png' % (self.prefix, split, epoch)
