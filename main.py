@@ -18,7 +18,7 @@ import tempfile
 import time
 
 try:
-    import compat  # before mxnet: numpy alias, thread count, CUDA libraries
+    import compat  # noqa: F401  (before mxnet: numpy alias, thread count, CUDA libraries)
 except ImportError as e:  # a set-up problem, not a bug: say what to install
     print('error: %s' % e, file=sys.stderr)
     sys.exit(2)
@@ -31,13 +31,14 @@ from tqdm import tqdm
 import checkpoints
 import evaluation
 import pictures
-import precision
 import utils
 import verification
 from center_loss import CenterLoss, UPDATES
 from checkpoints import CheckpointError, CheckpointNotFound
+from errors import EXIT_INT, EXIT_IO, EXIT_TERM, EXIT_USAGE, SaveError, Terminated, UserError
 from models import ACTIVATIONS, MODELS, get_model
 from runfiles import RunFiles, comparison_path, verify_path, write_json
+from runtime import GradientReducer, get_contexts, gpu_cards, param_checksum, setup_runtime, setup_workers
 from utils import DataError, DataNotFound
 
 EVAL_METHODS = ('softmax', 'center', 'knn')
@@ -49,23 +50,6 @@ COMPARED = [('softmax', 'softmax'), ('center-loss', 'softmax + center loss'),
 # Flags that fix the network's shape: a later stage takes them from the checkpoint.
 ARCH_DEFAULTS = collections.OrderedDict([('model', 'lenet++'), ('act', 'leaky'), ('feature_size', 2),
                                          ('num_classes', 10), ('holdout', ())])
-
-
-class UserError(Exception):
-    """A problem the user can fix (a flag, a missing file): main prints it on one line and exits 2."""
-
-
-class SaveError(Exception):
-    """A write that failed mid-run (disk full, permission, folder removed): the stage stops, exit 74."""
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (kill, docker stop, Slurm, Kubernetes): handled like Ctrl-C, exit 143."""
-
-
-# Exit statuses: 0 done, 2 bad input (one line), 74 a write failed mid-run (EX_IOERR),
-# 130 Ctrl-C and 143 SIGTERM (the last completed epoch is kept; the message says how to resume).
-EXIT_USAGE, EXIT_IO, EXIT_INT, EXIT_TERM = 2, 74, 130, 143
 
 
 # --------------------------------------------------------------------------- command line
@@ -235,11 +219,6 @@ def parse_args(argv=None):
 
 # --------------------------------------------------------------------------- what the program decides
 
-class Runtime(collections.namedtuple('Runtime', 'ctxs precision kv rank num_workers note why')):
-    """Where and how this process computes: devices, precision, its place among workers, and
-    for the first line, a note on the choice of device and why this precision."""
-
-
 class Arch(collections.namedtuple('Arch', list(ARCH_DEFAULTS), defaults=[()])):  # holdout: none
     """The network's shape: from the flags for a new first stage, else from the checkpoint."""
 
@@ -281,132 +260,6 @@ def resolve_arch(args, ckpt=None):
             raise UserError('the checkpoint was made with --%s %s, not %s: drop the flag or retrain'
                             % (key, flag_value(value), flag_value(given)))
     return arch
-
-
-def gpu_cards():
-    """[(device number, name, compute capability)] of the GPUs this MXNet build could use; [] for the CPU build."""
-    if not mx.runtime.Features().is_enabled('CUDA'):
-        return []
-    cards = compat.gpu_cards()
-    if not cards:  # the runtime could not be asked: MXNet's count, capability unknown
-        cards = [(i, 'GPU %d' % i, None) for i in range(mx.context.num_gpus())]
-    return cards
-
-
-def runs_here(card):
-    return card[2] is None or compat.runs_cuda_build(card[2])
-
-
-def describe(card):
-    return 'GPU %d (%s) has compute capability %d.%d' % ((card[0], card[1]) + tuple(card[2]))
-
-
-def get_contexts(args, cards):
-    """(devices to train on, a note for the first line): [cpu()], [gpu(k)] or several GPUs for data
-    parallelism, among ``cards`` (see gpu_cards), only on cards whose architecture the build runs on."""
-    if not args.use_gpu:
-        return [mx.cpu()], ''
-    if args.gpus is None:
-        usable = [card for card in cards if runs_here(card)]
-        if usable:
-            return [mx.gpu(usable[0][0])], ''
-        if cards:
-            return [mx.cpu()], (' (%s, newer than the CUDA build\'s kernels, %s: the CPU instead)'
-                                % (describe(cards[0]), compat.CUDA_ARCHS_TEXT))
-        return [mx.cpu()], ''
-    try:
-        ids = [int(i) for i in args.gpus.split(',') if i.strip()]
-    except ValueError:
-        raise UserError('--gpus %r: expected indices such as 0 or 0,1' % args.gpus)
-    bad = [i for i in ids if not 0 <= i < len(cards)]
-    if not ids or bad or len(set(ids)) != len(ids):
-        raise UserError('--gpus %s: MXNet sees %d GPU(s)%s' % (
-            args.gpus, len(cards), '' if cards else ' (CPU build, or no driver): use --use_gpu False'))
-    for card in (cards[i] for i in ids):
-        if not runs_here(card):
-            raise UserError('--gpus %s: %s, and the CUDA build of mxnet 1.9.1 carries kernels for %s only: use '
-                            'the CPU build (`make setup GPU=0`, or --use_gpu False), or MXNet built from source '
-                            'with CUDA 11.8 or later for sm_%d%d' % (args.gpus, describe(card), compat.CUDA_ARCHS_TEXT,
-                                                                      card[2][0], card[2][1]))
-    return [mx.gpu(i) for i in ids], ''
-
-
-def choose_precision(args, ctxs, arch, source=None, may_measure=True):
-    """(precision, why): 'float32' or 'bfloat16' for this run, and a few words on the choice.
-
-    bfloat16 runs only the convolutions in bfloat16 (inputs and weights cast
-    on the fly, fp32 accumulation in oneDNN); the weights, their updates, the
-    feature and class layers and both losses stay float32. A stage that
-    continues from a checkpoint (--resume, --second_train, --test) takes the
-    precision it records, so a resumed run ends where an uninterrupted one
-    would; otherwise --precision auto measures which is faster here
-    (precision.py). ``may_measure`` False (workers but the first) returns
-    (None, '') where a measurement would be needed: rank 0's choice is used.
-    """
-    on_cpu, has_bf16 = ctxs[0].device_type == 'cpu', compat.cpu_has_bf16()
-    recorded = source.meta.get('precision') if source is not None else None
-    if args.resume and recorded and args.precision not in ('auto', recorded):
-        raise UserError('%s was trained in %s: resume it without --precision %s' % (source.path, recorded,
-                                                                                 args.precision))
-    if args.precision == 'bfloat16' or (args.precision == 'auto' and recorded == 'bfloat16'):
-        if not on_cpu:
-            raise UserError('--precision bfloat16 is for the CPU (oneDNN); on %s use float32' % ctxs[0])
-        if not has_bf16:
-            if args.precision == 'auto' and not (args.train or args.second_train):
-                return 'float32', '%s records bfloat16, which this CPU has no instructions for' % source.path
-            raise UserError('this CPU has no bfloat16 instructions (avx512_bf16 or amx_bf16)%s: use --precision '
-                            'float32' % (', and %s was trained in bfloat16' % source.path if recorded else ''))
-        return 'bfloat16', 'asked for' if args.precision == 'bfloat16' else 'as %s records' % source.path
-    if args.precision == 'float32':
-        return 'float32', 'asked for'
-    if recorded:
-        return recorded, 'as %s records' % source.path
-    if not on_cpu or not has_bf16:
-        return 'float32', 'on a GPU' if not on_cpu else 'this CPU has no bfloat16 instructions'
-    if not may_measure:
-        return None, ''
-    spec = dict(arch._asdict(), batch_size=args.batch_size)
-    choice = precision.choose(spec)
-    return choice.precision, '%s: bfloat16 %.0f, float32 %.0f images/s (bfloat16 only when %.2fx float32)' % (
-        choice.how, choice.rates['bfloat16'], choice.rates['float32'], precision.RULE)
-
-
-def share_precision(kv, choice):
-    """Every worker of a distributed run takes rank 0's precision (its value in ``choice``)."""
-    key = 1 << 20  # far from the GradientReducer's keys, which count from 0
-    value, = from_rank0(kv, [key], [nd.array([1.0 if choice == 'bfloat16' else 0.0])])
-    return 'bfloat16' if value.asscalar() > 0.5 else 'float32'
-
-
-def enable_bfloat16():
-    """MXNet's mixed precision for the convolutions: process-wide, before any network exists."""
-    from mxnet.contrib import amp
-    amp.init(target_dtype='bfloat16', target_precision_ops=['Convolution'])
-
-
-def setup_workers(args):
-    """(KVStore or None, rank, number of workers): a distributed KVStore when --kvstore asks for one."""
-    if not args.kvstore.startswith('dist'):
-        return None, 0, 1
-    if 'DMLC_ROLE' not in os.environ:
-        raise UserError('--kvstore %s needs a scheduler and servers: start the workers with '
-                        '`python launch.py -n 2 -- python main.py ...`' % args.kvstore)
-    kv = mx.kv.create(args.kvstore)
-    return kv, kv.rank, kv.num_workers
-
-
-def setup_runtime(args, devices, workers, arch, source=None):
-    """The Runtime of this process on ``devices`` (from get_contexts) among ``workers`` (from
-    setup_workers); ``source`` is the checkpoint it continues from, if any."""
-    (ctxs, note), (kv, rank, num_workers) = devices, workers
-    chosen, why = choose_precision(args, ctxs, arch, source, may_measure=rank == 0)
-    if kv is not None:
-        shared = share_precision(kv, chosen)
-        why = why if shared == chosen else "worker 0's choice"
-        chosen = shared
-    if chosen == 'bfloat16':
-        enable_bfloat16()
-    return Runtime(ctxs, chosen, kv, rank, num_workers, note, why)
 
 
 # --------------------------------------------------------------------------- files
@@ -792,51 +645,6 @@ def finish_stage(args, rt, stage):
         pictures.plot_curves(files.curves, stage.history, '%s: %s' % (files.prefix, stage.title))
         print('pictures: %s, %s' % (', '.join(files.gif(s) for s in ('train', 'test')), files.curves))
     print('best test accuracy (%s) %.4f; checkpoints: %s, %s' % (stage.metric, stage.best, files.best, files.last))
-
-
-class GradientReducer(object):
-    """Sums the gradients of ``params`` over devices and worker processes through ``kv``
-    (a KVStore: 'local' for one process, dist_sync across processes); Trainers
-    without a KVStore then update, so every worker takes the same step.
-
-    Every worker starts from rank 0's parameters. Gluon's Trainer would hand
-    them over lazily (init, then pull) just before the first gradient push, and
-    in MXNet 1.9 that goes wrong: KVStoreDist aliases its send buffer to the
-    array it pushes, so ``init`` returns (and passes its barrier) before rank
-    0's values have reached the servers. A worker's pull can then reach a
-    server first (the server aborts: "init N first"), or a push can overtake
-    the pull (a worker that learns nothing, or NaN): README, "Several devices
-    and machines". So the values are pushed, rank 0 waits for the servers to
-    acknowledge them, all workers meet at a barrier, and only then pull.
-    """
-
-    def __init__(self, kv, params):
-        self.kv = mx.kv.create(kv) if isinstance(kv, str) else kv
-        self.params = list(params)
-        # Plain copies: oneDNN may hold a parameter in a layout the KVStore cannot send.
-        values = [nd.array(p.list_data()[0].asnumpy()) for p in self.params]
-        for p, value in zip(self.params, from_rank0(self.kv, list(range(len(values))), values)):
-            p.set_data(value)
-
-    def allreduce_grads(self):
-        for key, p in enumerate(self.params):
-            self.kv.pushpull(key, p.list_grad(), out=p.list_grad(), priority=-key)
-
-
-def from_rank0(kv, keys, values):
-    """``values`` (plain NDArrays) overwritten with rank 0's, on every worker: the hand-over
-    GradientReducer's docstring explains. Returns ``values``."""
-    kv.init(keys, values)
-    nd.waitall()     # rank 0: its pushes are acknowledged
-    kv._barrier()    # nobody pulls before that
-    kv.pull(keys, out=values)
-    nd.waitall()
-    return values
-
-
-def param_checksum(*blocks):
-    return float(sum(p.list_data()[0].abs().sum().asscalar()
-                     for block in blocks if block is not None for p in block.collect_params().values()))
 
 
 def train_epoch(args, rt, data, stage, epoch):

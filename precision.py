@@ -109,8 +109,9 @@ def measure_steps(precision, model, act, batch_size, feature_size, num_classes, 
     import mxnet as mx
     from mxnet import gluon, nd
     import main
+    import runtime
     if precision == 'bfloat16':
-        main.enable_bfloat16()
+        runtime.enable_bfloat16()
     mx.random.seed(0)
     arch = main.Arch(model, act, feature_size, num_classes)
     net = main.build_net(arch, [mx.cpu()])

@@ -56,6 +56,7 @@ def ours(slice_path, precision, act, shift):
     import mxnet as mx
     import evaluation
     import main as trainer_mod
+    import runtime
     import pictures
     import utils
     from runfiles import RunFiles
@@ -64,10 +65,10 @@ def ours(slice_path, precision, act, shift):
                                    '--act', act, '--shift', shift,
                                    '--out_dir', tempfile.mkdtemp(), '--ckpt_dir', tempfile.mkdtemp()])
     ctxs = [mx.cpu()]
-    chosen, why = trainer_mod.choose_precision(args, ctxs, trainer_mod.resolve_arch(args))
-    rt = trainer_mod.Runtime(ctxs, chosen, None, 0, 1, '', why)
+    chosen, why = runtime.choose_precision(args, ctxs, trainer_mod.resolve_arch(args))
+    rt = runtime.Runtime(ctxs, chosen, None, 0, 1, '', why)
     if rt.precision == 'bfloat16':
-        trainer_mod.enable_bfloat16()
+        runtime.enable_bfloat16()
     arrays = np.load(slice_path)
     images, labels = arrays['images'], arrays['labels']
     n = len(labels)

@@ -16,6 +16,7 @@ from mxnet import gluon, nd
 import checkpoints
 import main as trainer_mod
 import models
+import runtime
 from center_loss import CenterLoss
 from helpers import ROOT, run_main
 
@@ -37,7 +38,7 @@ def one_step(ctxs, update, x, y, init, reduce=False):
     trainer = gluon.Trainer(net.collect_params(), 'sgd', {'learning_rate': 0.05, 'momentum': 0.9, 'wd': 5e-4},
                             kvstore=kv)
     center_trainer = gluon.Trainer(closs.collect_params(), 'sgd', {'learning_rate': 0.5}, kvstore=kv)
-    reducer = trainer_mod.GradientReducer('local', list(net.collect_params().values()) +
+    reducer = runtime.GradientReducer('local', list(net.collect_params().values()) +
                                           list(closs.collect_params().values())) if reduce else None
     outs = trainer_mod.train_step(objective, trainer, center_trainer, x.as_in_context(ctxs[0]),
                                   y.as_in_context(ctxs[0]), ctxs, 10, reducer)
@@ -72,7 +73,7 @@ def launch(n, main_args, timeout=400):
 
 
 def test_dist_sync_two_workers(tmp_path):
-    """Without the hand-over in main.GradientReducer this test failed intermittently (a worker
+    """Without the hand-over in runtime.GradientReducer this test failed intermittently (a worker
     that did not learn, different checksums, or NaN; README, "Several devices and machines")."""
     args = launch(2, ['--train', '--center_loss', '--kvstore', 'dist_sync',
                       # 2 workers x 64 = the single process's batch of 128, same number of steps

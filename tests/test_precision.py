@@ -9,9 +9,10 @@ import pytest
 import compat
 import main as trainer
 import precision
+import runtime
 from checkpoints import Checkpoint
 from helpers import QUICK, dirs, run_main
-from main import UserError
+from errors import UserError
 
 ONE_EPOCH = ['--train', '--center_loss', '--epochs', '1'] + QUICK
 ARCH = trainer.Arch('lenet++', 'leaky', 2, 10)
@@ -81,7 +82,7 @@ def test_cache_location(monkeypatch):
 
 
 def choose(argv, ctxs=(mx.cpu(),), source=None, **kwargs):
-    return trainer.choose_precision(trainer.parse_args(argv), list(ctxs), ARCH, source, **kwargs)
+    return runtime.choose_precision(trainer.parse_args(argv), list(ctxs), ARCH, source, **kwargs)
 
 
 def test_auto_measures_only_where_bfloat16_can_run(monkeypatch):
