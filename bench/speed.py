@@ -29,6 +29,8 @@ fraction of MNIST's (1/6 of the slice each), so the epoch ratio is the one of
 a full epoch.
 """
 import argparse
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -74,12 +76,10 @@ def ours(slice_path, precision, act, shift):
     n = len(labels)
     test_img, test_lbl = utils.load_split(utils.find_data('mnist', download=False), 'test')
     test_img, test_lbl = test_img[:n // 6], test_lbl[:n // 6]   # MNIST's 10,000 : 60,000
-    mean, std = images.mean() / 255.0, images.std() / 255.0
-    train_x, train_y = utils.to_nd(images, labels, mean, std, ctxs[0])
-    test_x, test_y = utils.to_nd(test_img, test_lbl, mean, std, ctxs[0])
-    data = dict(train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y, held_x=None, held_y=None,
-                classes=np.arange(10), num_total=10, normalisation=[float(mean), float(std)],
-                class_names=utils.CLASS_NAMES['mnist'], background=float(-mean / std))  # as main.load_data
+    with contextlib.redirect_stdout(io.StringIO()):  # its "data:" line
+        data = trainer_mod.load_data(args, trainer_mod.resolve_arch(args), rt,
+                                     (slice_path, (images, labels), (test_img, test_lbl)))
+    train_x, train_y, test_x = data['train_x'], data['train_y'], data['test_x']
     stage = trainer_mod.build_stage(args, rt, RunFiles(args.ckpt_dir, args.out_dir, 'bench'), 'first', None, n)
     stage.plot_idx = pictures.plot_sample(n, args.seed, size=n // 6)
 
