@@ -10,6 +10,9 @@ def forward_all(net, x, batch_size=1000):
     scores, features = [], []
     for start in range(0, x.shape[0], batch_size):
         s, f = net(x[start:start + batch_size])
+        # Python runs a signal handler only between MXNet's waits: waiting for each batch lets
+        # Ctrl-C or SIGTERM stop --compare within a batch, not after the whole set (minutes on a slow CPU).
+        f.wait_to_read()
         scores.append(s)
         features.append(f)
     return nd.concat(*scores, dim=0), nd.concat(*features, dim=0)

@@ -987,12 +987,14 @@ def run(args):
 
 
 def how_to_continue(args, argv):
-    """After Ctrl-C or SIGTERM: the command that resumes, or that starts again when no epoch was saved."""
+    """After Ctrl-C or SIGTERM: the command that resumes, or that starts again when no epoch was saved
+    (or that runs again, when it only evaluated or drew checkpoints)."""
     again = ' '.join(a for a in argv if a != '--resume')
     files = RunFiles(args.ckpt_dir, args.out_dir, args.prefix)
-    if args.train or args.second_train:
-        if not os.path.isfile((files if args.train else files.second()).last):
-            return 'no epoch was completed, nothing was saved; start again with\n  python main.py %s' % again
+    if not (args.train or args.second_train):
+        return 'nothing was training and no checkpoint changed; run it again with\n  python main.py %s' % again
+    if not os.path.isfile((files if args.train else files.second()).last):
+        return 'no epoch was completed, nothing was saved; start again with\n  python main.py %s' % again
     return ('the last completed epoch is saved in %s; continue with\n  python main.py %s --resume'
             % (args.ckpt_dir, again))
 

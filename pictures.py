@@ -111,7 +111,7 @@ def plot_comparison(path, rows, num_classes, class_names=None):
     for (title, splits, centers, center_labels), row in zip(rows, axes):
         for ax, split in zip(row, ('train', 'test')):
             features, labels = splits[split]
-            draw_features(ax, features, labels, num_classes, '%s: %s set' % (title, split), centers, class_names,
+            draw_features(ax, features, labels, num_classes, '%s\n%s set' % (title, split), centers, class_names,
                           center_labels, held=splits.get('held') if split == 'test' else None)
     fig.tight_layout()
     _save(plt, fig, path)

@@ -152,3 +152,11 @@ def test_stopped_before_the_first_epoch_says_to_start_again(tmp_path):
     assert proc.returncode == trainer.EXIT_TERM, err
     assert 'no epoch was completed' in err and '--resume' not in err and 'Traceback' not in err
     assert not os.path.exists(str(tmp_path / 'ckpt' / 'softmax-last.params'))
+
+
+@pytest.mark.parametrize('argv', [['--compare'], ['--test', '--prefix', 'softmax'], ['--verify']])
+def test_stopping_a_command_that_trains_nothing_says_to_run_it_again(tmp_path, argv):
+    argv = argv + dirs(tmp_path)
+    message = trainer.how_to_continue(trainer.parse_args(argv), argv)
+    assert '--resume' not in message and 'run it again' in message, message
+    assert message.endswith('python main.py ' + ' '.join(argv)), message
