@@ -305,14 +305,17 @@ def lock_run(files):
     return path
 
 
+TRAINING_STOPPED = 'the stage stopped; the checkpoints and pictures of the epochs before are kept'
+
+
 @contextlib.contextmanager
-def saved(what):
+def saved(what, consequence=TRAINING_STOPPED):
     """Turn a failed write into SaveError naming the file; what was saved before stays."""
     try:
         yield
     except OSError as error:
-        raise SaveError('could not write %s (%s): the stage stopped; the checkpoints and pictures of the '
-                        'epochs before are kept' % (error.filename or what, error.strerror or error))
+        raise SaveError('could not write %s (%s): %s' % (error.filename or what, error.strerror or error,
+                                                         consequence))
 
 
 # --------------------------------------------------------------------------- checkpoints and data
@@ -854,7 +857,8 @@ def compare(args, rt, raw, loaded, opened=None):
                         % (', '.join(os.path.basename(f.best) for f, _ in compared_runs(args)), args.ckpt_dir))
     os.makedirs(args.out_dir, exist_ok=True)
     path = comparison_path(args.out_dir, args.dataset)
-    pictures.plot_comparison(path, rows, num_classes, class_names)
+    with saved(path, 'no checkpoint changed'):
+        pictures.plot_comparison(path, rows, num_classes, class_names)
     print('comparison figure: %s (%d rows)' % (path, len(rows)))
     return path
 
@@ -900,7 +904,7 @@ def verify(args, rt, raw, loaded, runs):
                 result[metric]['open_set_auroc'] = verification.open_set_auroc(known, features,
                                                                                ckpt.centers.asnumpy(), metric)
         report_verification(result, which, time.time() - tic)
-        with saved(args.out_dir):
+        with saved(args.out_dir, 'no checkpoint changed'):
             write_json(files.verify_json, result)
             pictures.plot_roc(files.roc, roc_curves(result), '%s (epoch %d): pairs of %d test images of %s'
                               % (files.prefix, result['epoch'], len(labels), which))
@@ -908,7 +912,7 @@ def verify(args, rt, raw, loaded, runs):
         curves += roc_curves(result, files.prefix + ', ', 'C%d' % i)
     if len(runs) > 1:
         path = verify_path(args.out_dir, args.dataset)
-        with saved(path):
+        with saved(path, 'no checkpoint changed'):
             pictures.plot_roc(path, curves, '%s: ROC of each run, all pairs of its test images' % args.dataset)
         print('verification figure: %s (%d runs)' % (path, len(runs)))
 
@@ -943,7 +947,7 @@ def run(args):
         writable_folder(args.ckpt_dir, '--ckpt_dir')
         writable_folder(args.out_dir, '--out_dir')
         lock_run(files)
-    elif rank == 0 and args.compare:
+    elif rank == 0 and (args.compare or args.verify):
         writable_folder(args.out_dir, '--out_dir')
     # Read before the rest: it gives the network's shape (and so the number of classes
     # the labels are checked against) and the precision a continued stage keeps.

@@ -146,6 +146,19 @@ def test_verify_writes_every_figure(held_run):
     assert 'open-set AUROC' in out
 
 
+def test_verify_into_an_out_dir_of_its_own(held_run, tmp_path):
+    """--verify makes its --out_dir (it wrote into one that was missing: a SaveError, exit 74), and
+    refuses one it cannot write in, before any work."""
+    tmp, _ = held_run
+    ckpt, fresh = ['--ckpt_dir', str(tmp / 'ckpt')], tmp_path / 'new' / 'out'
+    rc, out, err = run('--verify', *ckpt, '--out_dir', str(fresh), *QUICK[:-1], '--test_samples', '1000')
+    assert rc == 0, err
+    assert os.path.isfile(str(fresh / 'center-loss-verify.json')) and os.path.isfile(str(fresh / 'center-loss-roc.png'))
+    (tmp_path / 'a-file').write_text('')
+    assert_clean_error(run('--verify', *ckpt, '--out_dir', str(tmp_path / 'a-file'), *QUICK),
+                       '--out_dir', 'not a folder')
+
+
 def test_verify_and_compare_several_runs(held_run):
     tmp, _ = held_run
     rc, out, err = run('--verify', '--compare', '--prefix', 'softmax,center-loss,center-loss-second', *dirs(tmp),
