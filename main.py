@@ -306,6 +306,7 @@ def lock_run(files):
 
 
 TRAINING_STOPPED = 'the stage stopped; the checkpoints and pictures of the epochs before are kept'
+NO_CHECKPOINT_CHANGED = 'no checkpoint changed'  # --verify, --compare: they only read checkpoints
 
 
 @contextlib.contextmanager
@@ -855,9 +856,8 @@ def compare(args, rt, raw, loaded, opened=None):
     if not rows:
         raise UserError('--compare found none of %s in %s: train them first'
                         % (', '.join(os.path.basename(f.best) for f, _ in compared_runs(args)), args.ckpt_dir))
-    os.makedirs(args.out_dir, exist_ok=True)
-    path = comparison_path(args.out_dir, args.dataset)
-    with saved(path, 'no checkpoint changed'):
+    path = comparison_path(args.out_dir, args.dataset)  # run() made --out_dir (writable_folder)
+    with saved(path, NO_CHECKPOINT_CHANGED):
         pictures.plot_comparison(path, rows, num_classes, class_names)
     print('comparison figure: %s (%d rows)' % (path, len(rows)))
     return path
@@ -904,7 +904,7 @@ def verify(args, rt, raw, loaded, runs):
                 result[metric]['open_set_auroc'] = verification.open_set_auroc(known, features,
                                                                                ckpt.centers.asnumpy(), metric)
         report_verification(result, which, time.time() - tic)
-        with saved(args.out_dir, 'no checkpoint changed'):
+        with saved(args.out_dir, NO_CHECKPOINT_CHANGED):
             write_json(files.verify_json, result)
             pictures.plot_roc(files.roc, roc_curves(result), '%s (epoch %d): pairs of %d test images of %s'
                               % (files.prefix, result['epoch'], len(labels), which))
@@ -912,7 +912,7 @@ def verify(args, rt, raw, loaded, runs):
         curves += roc_curves(result, files.prefix + ', ', 'C%d' % i)
     if len(runs) > 1:
         path = verify_path(args.out_dir, args.dataset)
-        with saved(path, 'no checkpoint changed'):
+        with saved(path, NO_CHECKPOINT_CHANGED):
             pictures.plot_roc(path, curves, '%s: ROC of each run, all pairs of its test images' % args.dataset)
         print('verification figure: %s (%d runs)' % (path, len(runs)))
 

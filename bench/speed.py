@@ -67,7 +67,8 @@ def ours(slice_path, precision, act, shift):
                                    '--act', act, '--shift', shift,
                                    '--out_dir', tempfile.mkdtemp(), '--ckpt_dir', tempfile.mkdtemp()])
     ctxs = [mx.cpu()]
-    chosen, why = runtime.choose_precision(args, ctxs, trainer_mod.resolve_arch(args))
+    arch = trainer_mod.resolve_arch(args)
+    chosen, why = runtime.choose_precision(args, ctxs, arch)
     rt = runtime.Runtime(ctxs, chosen, None, 0, 1, '', why)
     if rt.precision == 'bfloat16':
         runtime.enable_bfloat16()
@@ -77,8 +78,7 @@ def ours(slice_path, precision, act, shift):
     test_img, test_lbl = utils.load_split(utils.find_data('mnist', download=False), 'test')
     test_img, test_lbl = test_img[:n // 6], test_lbl[:n // 6]   # MNIST's 10,000 : 60,000
     with contextlib.redirect_stdout(io.StringIO()):  # its "data:" line
-        data = trainer_mod.load_data(args, trainer_mod.resolve_arch(args), rt,
-                                     (slice_path, (images, labels), (test_img, test_lbl)))
+        data = trainer_mod.load_data(args, arch, rt, (slice_path, (images, labels), (test_img, test_lbl)))
     train_x, train_y, test_x = data['train_x'], data['train_y'], data['test_x']
     stage = trainer_mod.build_stage(args, rt, RunFiles(args.ckpt_dir, args.out_dir, 'bench'), 'first', None, n)
     stage.plot_idx = pictures.plot_sample(n, args.seed, size=n // 6)
