@@ -1,6 +1,15 @@
-"""Checkpoints: the network, the centers, optimizer states and a description in one file, written whole."""
+"""Checkpoints: the network, the centers, optimizer states and a description in one file, written whole.
+
+A checkpoint holds arrays and JSON only, so reading one runs no code, wherever it
+came from. Gluon's ``Trainer.save_states`` pickles the optimizer (``pickle.load``
+on a shared file runs whatever it was crafted to run): here each optimizer state
+is stored as its arrays, with its layout and update counts in the description.
+Checkpoints of earlier versions of this project, which held that pickle, are read
+by an unpickler that builds only MXNet's arrays and optimizers (safepickle.py).
+"""
 import compat  # noqa: F401
 
+import errno
 import json
 import os
 import tempfile
@@ -9,9 +18,14 @@ import numpy as np
 import mxnet as mx
 from mxnet import nd
 
+import safepickle
 from runfiles import atomic_write
 
-CKPT_FORMAT = 1
+CKPT_FORMAT = 2  # 1: optimizer states as a pickle (read safely); 2: as arrays
+STATES = 'states.'
+# What the optimizer-state pickle of a format-1 checkpoint may name: arrays and the optimizers offered.
+FORMAT1_PICKLE = {('mxnet.ndarray.ndarray', 'NDArray'), ('builtins', 'bytearray'),
+                  ('mxnet.optimizer.optimizer', 'SGD'), ('mxnet.optimizer.optimizer', 'Adam')}
 
 
 class CheckpointError(ValueError):
@@ -33,24 +47,64 @@ class Checkpoint(object):
         return self.arrays['centers']
 
 
+def _updaters(trainer):
+    """The Updaters that hold ``trainer``'s optimizer states (the KVStore's when it updates)."""
+    if not trainer._kv_initialized:
+        trainer._init_kvstore()
+    if trainer._params_to_init:
+        trainer._init_params()
+    if trainer._update_on_kvstore:
+        return [trainer._kvstore._updater]
+    return trainer._updaters
+
+
+def trainer_states(name, trainer):
+    """(arrays, description) of ``trainer``'s optimizer: each state's arrays under
+    ``states.<name>.<index>[.<part>]``, and what JSON needs to put them back."""
+    updater = _updaters(trainer)[0]
+    arrays, layout = {}, {}
+    for index, state in updater.states.items():
+        key = '%s%s.%d' % (STATES, name, index)
+        if state is None:                     # SGD without momentum keeps nothing
+            layout[str(index)] = None
+        elif isinstance(state, nd.NDArray):   # SGD's momentum
+            arrays[key] = state.as_in_context(mx.cpu())
+            layout[str(index)] = 'array'
+        else:                                 # Adam's (mean, variance)
+            for part, value in enumerate(state):
+                arrays['%s.%d' % (key, part)] = value.as_in_context(mx.cpu())
+            layout[str(index)] = len(state)
+    optimizer = updater.optimizer
+    counts = {str(ctx): {str(i): int(c) for i, c in per.items()}
+              for ctx, per in optimizer._all_index_update_counts.items()}
+    return arrays, dict(optimizer=type(optimizer).__name__.lower(), layout=layout,
+                        num_update=int(optimizer.num_update), update_counts=counts)
+
+
 def save_checkpoint(path, net, centers, meta, trainers=None):
     """One file with the network, the centers (K, d), a JSON description and,
     for resuming, the optimizer states of ``trainers`` ({name: gluon.Trainer})."""
     arrays = {'net.' + k: p.list_data()[0].as_in_context(mx.cpu())
               for k, p in net._collect_params_with_prefix().items()}
     arrays['centers'] = centers.as_in_context(mx.cpu())
-    arrays['meta'] = _bytes_array(json.dumps(dict(meta, format=CKPT_FORMAT)).encode())
+    optimizers = {}
+    for name, trainer in (trainers or {}).items():
+        states, optimizers[name] = trainer_states(name, trainer)
+        arrays.update(states)
+    arrays['meta'] = _bytes_array(json.dumps(dict(meta, format=CKPT_FORMAT, optimizers=optimizers)).encode())
     directory = os.path.dirname(os.path.abspath(path))
-    # mx.nd.save and Trainer.save_states only take file names: use private temp
-    # files, then write the whole checkpoint in one atomic rename.
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix='.' + os.path.basename(path) + '.', suffix='.tmp')
+    # mx.nd.save only takes a file name: a private temp file, read back, then the whole
+    # checkpoint written in one atomic rename.
+    try:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix='.' + os.path.basename(path) + '.', suffix='.tmp')
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, path)
     os.close(fd)
     try:
-        for name, trainer in (trainers or {}).items():
-            trainer.save_states(tmp)
-            with open(tmp, 'rb') as f:
-                arrays['states.' + name] = _bytes_array(f.read())
-        nd.save(tmp, arrays)
+        try:
+            nd.save(tmp, arrays)
+        except mx.base.MXNetError as e:  # MXNet says only that the write failed, not why
+            raise OSError(errno.EIO, 'MXNet could not write it: %s' % str(e).strip().splitlines()[0], path)
         with open(tmp, 'rb') as f:
             blob = f.read()
     finally:
@@ -63,33 +117,89 @@ def _bytes_array(blob):
     return nd.array(np.frombuffer(blob, dtype=np.uint8), dtype='uint8')
 
 
-def load_checkpoint(path):
-    """The Checkpoint written by save_checkpoint at ``path``; CheckpointError if there is none."""
+def load_checkpoint(path, hint=''):
+    """The Checkpoint written by save_checkpoint at ``path``; CheckpointError if there is none
+    (``hint``: what the user can do about a missing one, appended to the message)."""
     if not os.path.isfile(path):
-        raise CheckpointNotFound('checkpoint %s not found' % path)
+        raise CheckpointNotFound('checkpoint %s not found%s' % (path, hint))
     try:
         arrays = nd.load(path)
         meta = json.loads(arrays.pop('meta').asnumpy().tobytes().decode())
     except Exception:
         raise CheckpointError('%s is not a checkpoint of this project or is truncated; '
                               'retrain to make it again' % path)
-    if not isinstance(arrays, dict) or 'centers' not in arrays:
+    if not isinstance(arrays, dict) or 'centers' not in arrays or not isinstance(meta, dict):
         raise CheckpointError('%s is not a checkpoint of this project' % path)
     return Checkpoint(path, arrays, meta)
 
 
 def restore_trainer(trainer, ckpt, name):
-    """Load optimizer states saved by save_checkpoint into ``trainer``."""
-    key = 'states.' + name
-    if key not in ckpt.arrays:
+    """Put the optimizer states saved by save_checkpoint (or by a format-1 checkpoint) into ``trainer``."""
+    if ckpt.meta.get('format', 1) < 2:
+        states, optimizer = _format1_states(ckpt, name)
+    else:
+        states, optimizer = _array_states(ckpt, name)
+    kind = type(trainer._optimizer).__name__.lower()
+    if optimizer['optimizer'] != kind:
+        raise CheckpointError('%s holds %s states for %s, not %s: resume with --optimizer %s'
+                              % (ckpt.path, optimizer['optimizer'], name, kind, optimizer['optimizer']))
+    updaters = _updaters(trainer)
+    expected = set(range(len(trainer._params)))
+    if set(states) - expected:
+        raise CheckpointError('%s holds optimizer states that do not fit the network (%s)' % (ckpt.path, name))
+    for updater in updaters:  # like Trainer.load_states: each device's updater, copied to its context on use
+        updater.states = dict(states)
+        updater.states_synced = dict.fromkeys(states, False)
+    opt = trainer._optimizer
+    for updater in updaters:
+        updater.optimizer = opt
+    opt.num_update = optimizer['num_update']
+    opt._all_index_update_counts = {int(ctx): {int(i): c for i, c in per.items()}
+                                    for ctx, per in optimizer['update_counts'].items()} or {0: {}}
+    opt._index_update_count = opt._all_index_update_counts.setdefault(0, {})
+
+
+def _array_states(ckpt, name):
+    described = ckpt.meta.get('optimizers', {}).get(name)
+    if described is None:
         raise CheckpointError('%s holds no optimizer state for %s' % (ckpt.path, name))
-    fd, tmp = tempfile.mkstemp(suffix='.states')
+    states = {}
     try:
-        with os.fdopen(fd, 'wb') as f:
-            f.write(ckpt.arrays[key].asnumpy().tobytes())
-        trainer.load_states(tmp)
-    finally:
-        os.remove(tmp)
+        for index, layout in described['layout'].items():
+            key = '%s%s.%s' % (STATES, name, index)
+            if layout is None:
+                states[int(index)] = None
+            elif layout == 'array':
+                states[int(index)] = ckpt.arrays[key]
+            else:
+                states[int(index)] = tuple(ckpt.arrays['%s.%d' % (key, part)] for part in range(int(layout)))
+        return states, described
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise CheckpointError('%s: its optimizer states for %s are incomplete' % (ckpt.path, name))
+
+
+def _format1_states(ckpt, name):
+    """A format-1 checkpoint's pickled (states, optimizer), read without running code."""
+    blob = ckpt.arrays.get(STATES + name)
+    if blob is None:
+        raise CheckpointError('%s holds no optimizer state for %s' % (ckpt.path, name))
+    try:
+        loaded = safepickle.loads(blob.asnumpy().tobytes(), FORMAT1_PICKLE)
+    except safepickle.UnsafePickle as e:
+        raise CheckpointError('%s: its optimizer states for %s are not plain data: %s' % (ckpt.path, name, e))
+    try:
+        states, optimizer = loaded
+        if not isinstance(states, dict) or not all(
+                s is None or isinstance(s, nd.NDArray) or (isinstance(s, tuple) and all(
+                    isinstance(v, nd.NDArray) for v in s)) for s in states.values()):
+            raise TypeError
+        counts = {str(ctx): {str(i): int(c) for i, c in per.items()}
+                  for ctx, per in optimizer._all_index_update_counts.items()}
+        described = dict(optimizer=type(optimizer).__name__.lower(), num_update=int(optimizer.num_update),
+                         update_counts=counts)
+        return {int(i): s for i, s in states.items()}, described
+    except (TypeError, ValueError, AttributeError):
+        raise CheckpointError('%s: its optimizer states for %s are not what this project saves' % (ckpt.path, name))
 
 
 def restore_net(net, ckpt):

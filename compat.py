@@ -37,11 +37,22 @@ def cpu_field(name, path='/proc/cpuinfo'):
     try:
         with open(path) as f:
             for line in f:
-                if line.startswith(name):
-                    return line.split(':', 1)[1].strip()
+                key, _, value = line.partition(':')
+                if key.strip() == name:
+                    return value.strip()
     except OSError:
         pass
     return None
+
+
+def cpu_name(path='/proc/cpuinfo'):
+    """The CPU's model name with its family and model numbers (virtual machines often hide the
+    name: 'Intel(R) Xeon(R) Processor'), e.g. '... (family 6, model 207)'; None off Linux."""
+    name = cpu_field('model name', path)
+    if name is None:
+        return None
+    family, model = cpu_field('cpu family', path), cpu_field('model', path)
+    return '%s (family %s, model %s)' % (name, family, model) if family and model else name
 
 
 def cpu_flags(path='/proc/cpuinfo'):

@@ -1,4 +1,8 @@
-"""What can stop a run, and the exit status each gives (main.py catches them)."""
+"""What can stop a run, the exit status each gives (main.py catches them), and the stretches
+of a run where a stop must wait: a failed write names its file, a signal waits for a save."""
+import contextlib
+import signal
+import threading
 
 
 class UserError(Exception):
@@ -16,3 +20,53 @@ class Terminated(KeyboardInterrupt):
 # Exit statuses: 0 done, 2 bad input (one line), 74 a write failed mid-run (EX_IOERR),
 # 130 Ctrl-C and 143 SIGTERM (the last completed epoch is kept; the message says how to resume).
 EXIT_USAGE, EXIT_IO, EXIT_INT, EXIT_TERM = 2, 74, 130, 143
+
+TRAINING_STOPPED = 'the stage stopped; the checkpoints and pictures of the epochs before are kept'
+NO_CHECKPOINT_CHANGED = 'no checkpoint changed'  # --verify, --compare: they only read checkpoints
+
+
+@contextlib.contextmanager
+def saved(what, consequence=TRAINING_STOPPED):
+    """Turn a failed write into SaveError naming the file that failed (``what`` when the error
+    names none); what was saved before stays."""
+    try:
+        yield
+    except OSError as error:
+        raise SaveError('could not write %s (%s): %s' % (error.filename or what, error.strerror or error,
+                                                         consequence))
+
+
+def on_sigterm(signum, frame):
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def signals_deferred():
+    """Hold Ctrl-C and SIGTERM until the block is done, then act on the first that came.
+
+    An epoch's report, pictures and checkpoint are one step for the user: a signal
+    arriving between the report line and the save would lose an epoch the user
+    saw finish. A signal the process ignores (SIGINT under nohup) stays ignored.
+    """
+    held, handlers = [], {}
+    if threading.current_thread() is not threading.main_thread():  # only the main thread gets signals
+        yield
+        return
+
+    def hold(signum, frame):
+        held.append(signum)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        before = signal.getsignal(signum)
+        if before in (signal.SIG_IGN, None):
+            continue
+        handlers[signum] = before
+        signal.signal(signum, hold)
+    try:
+        yield
+    finally:
+        for signum, before in handlers.items():
+            signal.signal(signum, before)
+    if held:  # after the block, as if the signal had come now
+        if held[0] == signal.SIGTERM:
+            raise Terminated()
+        raise KeyboardInterrupt()

@@ -13,6 +13,7 @@ it exits 143 or 130 once they have stopped. On several machines, set the same
 variables by hand (see README, "Several machines").
 """
 import argparse
+import ctypes
 import os
 import signal
 import socket
@@ -32,8 +33,25 @@ def free_port():
         return s.getsockname()[1]
 
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with(parent):
+    """What each child runs before its command: the kernel sends it SIGKILL when launch.py dies,
+    however it dies (even by SIGKILL, which launch.py cannot catch to stop them itself), so no
+    scheduler, server or worker is left behind waiting for the others."""
+    def arm():
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # launch.py died before the line above: nobody to wait for
+            os._exit(1)
+    return arm
+
+
 def start(cmd, env, role):
-    return subprocess.Popen(cmd, cwd=HERE, env=dict(env, DMLC_ROLE=role), start_new_session=True)
+    linux = sys.platform.startswith('linux')
+    return subprocess.Popen(cmd, cwd=HERE, env=dict(env, DMLC_ROLE=role), start_new_session=True,
+                            preexec_fn=die_with(os.getpid()) if linux else None)
 
 
 def stop(procs):

@@ -1,8 +1,15 @@
-"""Networks that return (class scores, features): LeNet++ of the paper and a small LeNet."""
+"""Networks that return (class scores, features): LeNet++ of the paper and a small LeNet; the
+shape of a run's network (Arch), from the flags or from the checkpoint it continues."""
+import collections
+
 import compat  # noqa: F401
 
-from mxnet import init
+import mxnet as mx
+from mxnet import init, nd
 from mxnet.gluon import nn
+
+import checkpoints
+from errors import UserError
 
 ACTIVATIONS = ('prelu', 'leaky', 'relu')
 # This project's slope, with which its README results were made. The original
@@ -121,3 +128,73 @@ def get_model(name, classes, feature_size, act):
     if name not in MODELS:
         raise ValueError('model must be one of %s, got %r' % (sorted(MODELS), name))
     return MODELS[name](classes=classes, feature_size=feature_size, act=act)
+
+
+# --------------------------------------------------------------------------- a run's network
+
+# Flags that fix the network's shape: a later stage takes them from the checkpoint.
+ARCH_DEFAULTS = collections.OrderedDict([('model', 'lenet++'), ('act', 'leaky'), ('feature_size', 2),
+                                         ('num_classes', 10), ('holdout', ())])
+
+
+class Arch(collections.namedtuple('Arch', list(ARCH_DEFAULTS), defaults=[()])):  # holdout: none
+    """The network's shape: from the flags for a new first stage, else from the checkpoint."""
+
+    @classmethod
+    def of(cls, ckpt):
+        meta = dict(ckpt.meta)
+        meta.setdefault('holdout', [])  # checkpoints from before --holdout trained on every class
+        missing = [k for k in cls._fields if k not in meta]
+        if missing:
+            raise checkpoints.CheckpointError('%s lacks its description; retrain to make it again' % ckpt.path)
+        return cls(**dict({k: meta[k] for k in cls._fields}, holdout=tuple(meta['holdout'])))
+
+
+def flag_value(value):
+    """A flag's value as the user types it (--holdout 5,6,7)."""
+    if isinstance(value, tuple):  # --holdout
+        return ','.join(map(str, value)) or 'none'
+    return value
+
+
+def resolve_arch(args, total_classes, ckpt=None):
+    """The Arch of a stage: ``ckpt``'s when there is one (a flag given must agree with it), else the flags'.
+
+    ``total_classes``: how many classes the dataset has. With --holdout the class layer has
+    one output per trained class.
+    """
+    if ckpt is None:
+        arch = Arch(**{k: d if getattr(args, k) is None else getattr(args, k) for k, d in ARCH_DEFAULTS.items()})
+        if arch.holdout:
+            unknown = [c for c in arch.holdout if not 0 <= c < total_classes]
+            if unknown:
+                raise UserError('--holdout: %s has no class %d (its classes are 0 to %d)'
+                                % (args.dataset, unknown[0], total_classes - 1))
+            trained = total_classes - len(arch.holdout)
+            if trained < 2:
+                raise UserError('--holdout %s leaves %d class%s to train on: at least two are needed'
+                                % (flag_value(arch.holdout), trained, '' if trained == 1 else 'es'))
+            if args.num_classes not in (None, trained):
+                raise UserError('--num_classes %d: with --holdout %s the class layer has one output per trained '
+                                'class, %d; drop --num_classes' % (args.num_classes, flag_value(arch.holdout),
+                                                                   trained))
+            arch = arch._replace(num_classes=trained)
+        return arch
+    arch = Arch.of(ckpt)
+    for key, value in arch._asdict().items():
+        given = getattr(args, key)
+        if given is not None and given != value:
+            raise UserError('the checkpoint was made with --%s %s, not %s: drop the flag or retrain'
+                            % (key, flag_value(value), flag_value(given)))
+    return arch
+
+
+def build_net(arch, ctxs, ckpt=None):
+    """The network of ``arch`` on ``ctxs``, hybridized; with the weights of ``ckpt`` when given."""
+    net = get_model(arch.model, arch.num_classes, arch.feature_size, arch.act)
+    net.initialize(mx.init.Xavier(magnitude=2.24), ctx=ctxs)
+    net(nd.zeros((1, 1, 28, 28), ctx=ctxs[0]))  # settle deferred shapes so a checkpoint can be checked
+    net.hybridize(static_alloc=True, static_shape=True)
+    if ckpt is not None:
+        checkpoints.restore_net(net, ckpt)
+    return net

@@ -101,6 +101,12 @@ def choose(spec, measure=run_candidate, path=None):
     return Choice(decide(rates), rates, 'measured')
 
 
+def enable_bfloat16():
+    """MXNet's mixed precision for the convolutions: process-wide, before any network exists."""
+    from mxnet.contrib import amp
+    amp.init(target_dtype='bfloat16', target_precision_ops=['Convolution'])
+
+
 def measure_steps(precision, model, act, batch_size, feature_size, num_classes, warmup=WARMUP, steps=STEPS):
     """In this process: images/s of hybridized softmax + center loss training steps of a fresh network."""
     sys.path.insert(0, HERE)
@@ -108,16 +114,17 @@ def measure_steps(precision, model, act, batch_size, feature_size, num_classes, 
     import numpy as np
     import mxnet as mx
     from mxnet import gluon, nd
-    import main
-    import runtime
+    import models
+    import train
+    from center_loss import CenterLoss
     if precision == 'bfloat16':
-        runtime.enable_bfloat16()
+        enable_bfloat16()
     mx.random.seed(0)
-    arch = main.Arch(model, act, feature_size, num_classes)
-    net = main.build_net(arch, [mx.cpu()])
-    closs = main.CenterLoss(num_classes, feature_size)
+    arch = models.Arch(model, act, feature_size, num_classes)
+    net = models.build_net(arch, [mx.cpu()])
+    closs = CenterLoss(num_classes, feature_size)
     closs.initialize(ctx=mx.cpu())
-    objective = main.Objective(net, closs)
+    objective = train.Objective(net, closs)
     objective.hybridize(static_alloc=True, static_shape=True)
     trainer = gluon.Trainer(net.collect_params(), 'sgd', {'learning_rate': 0.01, 'momentum': 0.9, 'wd': 5e-4})
     ctrainer = gluon.Trainer(closs.collect_params(), 'sgd', {'learning_rate': 0.5})
@@ -127,7 +134,7 @@ def measure_steps(precision, model, act, batch_size, feature_size, num_classes, 
     times = []
     for i in range(warmup + steps):
         tic = time.time()
-        main.train_step(objective, trainer, ctrainer, x, y, [mx.cpu()], num_classes)
+        train.train_step(objective, trainer, ctrainer, x, y, [mx.cpu()], num_classes)
         nd.waitall()
         if i >= warmup:
             times.append(time.time() - tic)

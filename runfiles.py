@@ -1,9 +1,15 @@
-"""One run's files: the names of its checkpoints, feature-map frames, GIFs, curves and metrics, and
-writing each of them whole."""
+"""One run's files: the names of its checkpoints, feature-map frames, GIFs, curves and metrics,
+writing each of them whole, and the lock that keeps two runs of one prefix apart."""
+import fcntl
 import glob
 import json
 import os
+import socket
+import sys
 import tempfile
+import time
+
+from errors import UserError
 
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
@@ -35,6 +41,17 @@ class RunFiles(object):
             return self
         return RunFiles(self.ckpt_dir, self.out_dir, self.prefix[:-len(SECOND)])
 
+    def hint(self):
+        """': run `python main.py ...` first', the command that makes this run's checkpoints."""
+        if self.is_second:
+            base = self.first().prefix
+            cmd = '--second_train' + ('' if base == 'center-loss' else ' --prefix ' + base)
+        elif self.prefix == 'softmax':
+            cmd = '--train'
+        else:
+            cmd = '--train --center_loss' + ('' if self.prefix == 'center-loss' else ' --prefix ' + self.prefix)
+        return ': run `python main.py %s` first' % cmd
+
     # ------------------------------------------------------------ names
     def checkpoint(self, tag):
         return os.path.join(self.ckpt_dir, '%s-%s.params' % (self.prefix, tag))
@@ -47,13 +64,29 @@ class RunFiles(object):
     def last(self):
         return self.checkpoint('last')
 
-    def frame(self, split, epoch):
-        """One feature-map frame per split and epoch."""
-        return os.path.join(self.out_dir, self._frame_name(split, '%02d' % epoch))
+    def frame(self, split, position):
+        """The feature-map frame of ``split`` after ``position`` epochs: epoch-NN.png at an epoch's end,
+        epoch-NN.FF.png within one (epoch-02.25.png: a quarter into the third epoch)."""
+        if position == int(position):
+            when = '%02d' % position
+        else:  # two decimals, three where two would not tell frames apart (more than 100 an epoch)
+            text = '%.2f' % position if abs(round(position, 2) - position) < 1e-9 else '%.3f' % position
+            whole, fraction = text.split('.')
+            when = '%02d.%s' % (int(whole), fraction)
+        return os.path.join(self.out_dir, self._frame_name(split, when))
 
     def frames(self, split, epochs):
-        """The frames of ``split`` for epochs 1..epochs that exist, in order."""
-        return [f for f in (self.frame(split, e) for e in range(1, epochs + 1)) if os.path.isfile(f)]
+        """The frames of ``split`` up to ``epochs`` epochs that exist, in order."""
+        start = os.path.join(self.out_dir, '%s-%s-epoch-' % (self.prefix, split))
+        found = []
+        for path in glob.glob(glob.escape(start) + '*.png'):
+            try:
+                position = float(path[len(start):-len('.png')])
+            except ValueError:
+                continue
+            if 0 < position <= epochs:
+                found.append((position, path))
+        return [path for _, path in sorted(found)]
 
     def gif(self, split):
         return os.path.join(self.out_dir, '%s-%s.gif' % (self.prefix, split))
@@ -95,6 +128,47 @@ class RunFiles(object):
                 os.remove(path)
 
 
+def writable_folder(path, flag):
+    """Make ``path`` a folder this run can write in, or say why not, before any training starts."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise UserError('%s %s: not a folder (a file is in the way)' % (flag, path))
+    try:
+        os.makedirs(path, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path, prefix='.write-test-')
+        os.close(fd)
+        os.remove(probe)
+    except OSError as e:
+        raise UserError('%s %s: cannot write there (%s)' % (flag, path, e.strerror or e))
+
+
+_LOCKS = []  # open lock files: each holds its flock until this process ends
+
+
+def lock_run(files):
+    """Take the lock of this run (its checkpoint folder and first-stage prefix) for as long as the
+    process lives, or stop if another process holds it. An OS lock (flock) dies with its holder,
+    whatever kills it, on any machine that shares the folder."""
+    path = os.path.join(files.ckpt_dir, '.%s.lock' % files.first().prefix)
+    f = open(path, 'a+')
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        holder = f.read().strip() or 'another process'
+        f.close()
+        raise UserError('%s is in use by %s: two runs of one prefix would overwrite each other\'s checkpoints '
+                        'and pictures; wait for it, or use another --prefix or --ckpt_dir'
+                        % (path, holder))
+    f.seek(0)
+    f.truncate()
+    f.write('pid %d on %s, started %s: python main.py %s' % (os.getpid(), socket.gethostname(),
+                                                              time.strftime('%Y-%m-%d %H:%M:%S'),
+                                                              ' '.join(sys.argv[1:])))
+    f.flush()
+    _LOCKS.append(f)
+    return path
+
+
 def comparison_path(out_dir, dataset):
     """The figure of --compare: every compared run's feature maps, one row each."""
     return os.path.join(out_dir, 'comparison-%s.png' % dataset)
@@ -107,9 +181,15 @@ def verify_path(out_dir, dataset):
 
 def atomic_write(path, data):
     """Write bytes next to ``path`` then rename over it: a crash, a full disk or a signal
-    leaves the old file (or none) and no temporary file."""
+    leaves the old file (or none) and no temporary file.
+
+    An OSError names ``path``, the file the user knows, not the temporary one.
+    """
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix='.' + os.path.basename(path) + '.', suffix='.tmp')
+    try:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix='.' + os.path.basename(path) + '.', suffix='.tmp')
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, path)
     try:
         with os.fdopen(fd, 'wb') as f:
             f.write(data)
@@ -117,9 +197,11 @@ def atomic_write(path, data):
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it private; give it a normal file's mode
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.remove(tmp)
+        if isinstance(e, OSError):
+            raise OSError(e.errno, e.strerror, path)
         raise
 
 

@@ -1,9 +1,7 @@
 """Where and how a run computes: its devices (CPU, one GPU or several, on the cards this
 MXNet build runs on), its precision (float32, or bfloat16 convolutions where measured
-faster: precision.py), and its place among the workers of a distributed run, whose
-gradients and starting parameters pass through a KVStore."""
+faster: precision.py), and its place among the workers of a distributed run (parallel.py)."""
 import collections
-import os
 
 import compat  # noqa: F401  (before mxnet)
 import mxnet as mx
@@ -11,6 +9,7 @@ from mxnet import nd
 
 import precision
 from errors import UserError
+from parallel import from_rank0
 
 
 class Runtime(collections.namedtuple('Runtime', 'ctxs precision kv rank num_workers note why')):
@@ -113,23 +112,6 @@ def share_precision(kv, choice):
     return 'bfloat16' if value.asscalar() > 0.5 else 'float32'
 
 
-def enable_bfloat16():
-    """MXNet's mixed precision for the convolutions: process-wide, before any network exists."""
-    from mxnet.contrib import amp
-    amp.init(target_dtype='bfloat16', target_precision_ops=['Convolution'])
-
-
-def setup_workers(args):
-    """(KVStore or None, rank, number of workers): a distributed KVStore when --kvstore asks for one."""
-    if not args.kvstore.startswith('dist'):
-        return None, 0, 1
-    if 'DMLC_ROLE' not in os.environ:
-        raise UserError('--kvstore %s needs a scheduler and servers: start the workers with '
-                        '`python launch.py -n 2 -- python main.py ...`' % args.kvstore)
-    kv = mx.kv.create(args.kvstore)
-    return kv, kv.rank, kv.num_workers
-
-
 def setup_runtime(args, devices, workers, arch, source=None):
     """The Runtime of this process on ``devices`` (from get_contexts) among ``workers`` (from
     setup_workers); ``source`` is the checkpoint it continues from, if any."""
@@ -140,50 +122,5 @@ def setup_runtime(args, devices, workers, arch, source=None):
         why = why if shared == chosen else "worker 0's choice"
         chosen = shared
     if chosen == 'bfloat16':
-        enable_bfloat16()
+        precision.enable_bfloat16()
     return Runtime(ctxs, chosen, kv, rank, num_workers, note, why)
-
-
-class GradientReducer(object):
-    """Sums the gradients of ``params`` over devices and worker processes through ``kv``
-    (a KVStore: 'local' for one process, dist_sync across processes); Trainers
-    without a KVStore then update, so every worker takes the same step.
-
-    Every worker starts from rank 0's parameters. Gluon's Trainer would hand
-    them over lazily (init, then pull) just before the first gradient push, and
-    in MXNet 1.9 that goes wrong: KVStoreDist aliases its send buffer to the
-    array it pushes, so ``init`` returns (and passes its barrier) before rank
-    0's values have reached the servers. A worker's pull can then reach a
-    server first (the server aborts: "init N first"), or a push can overtake
-    the pull (a worker that learns nothing, or NaN): README, "Several devices
-    and machines". So the values are pushed, rank 0 waits for the servers to
-    acknowledge them, all workers meet at a barrier, and only then pull.
-    """
-
-    def __init__(self, kv, params):
-        self.kv = mx.kv.create(kv) if isinstance(kv, str) else kv
-        self.params = list(params)
-        # Plain copies: oneDNN may hold a parameter in a layout the KVStore cannot send.
-        values = [nd.array(p.list_data()[0].asnumpy()) for p in self.params]
-        for p, value in zip(self.params, from_rank0(self.kv, list(range(len(values))), values)):
-            p.set_data(value)
-
-    def allreduce_grads(self):
-        for key, p in enumerate(self.params):
-            self.kv.pushpull(key, p.list_grad(), out=p.list_grad(), priority=-key)
-
-
-def from_rank0(kv, keys, values):
-    """``values`` (plain NDArrays) overwritten with rank 0's, on every worker: the hand-over
-    GradientReducer's docstring explains. Returns ``values``."""
-    kv.init(keys, values)
-    nd.waitall()     # rank 0: its pushes are acknowledged
-    kv._barrier()    # nobody pulls before that
-    kv.pull(keys, out=values)
-    nd.waitall()
-    return values
-
-
-def param_checksum(*blocks):
-    return float(sum(p.list_data()[0].abs().sum().asscalar()
-                     for block in blocks if block is not None for p in block.collect_params().values()))

@@ -8,7 +8,7 @@ Every contender runs in a process of its own (MXNet's mixed precision and the
 thread count are per process), on the same images, batch 128, LeNet++ with
 2-D features, softmax + center loss; each first warms up on 20 batches, then
 times one epoch:
-- ours: main.build_stage and main.train_epoch, batches sliced from arrays held on the device, one
+- ours: train.build_stage and train.train_epoch, batches sliced from arrays held on the device, one
   hybridized graph per step, sums read back every 50 batches; --precision auto
   (bfloat16 convolutions on a CPU that has the instructions) and float32. The
   contenders do not augment, so the ratios use ours with --shift 0; ours at
@@ -56,44 +56,49 @@ def ours(slice_path, precision, act, shift):
     import compat  # noqa: F401  (before mxnet)
     import numpy as np
     import mxnet as mx
+    import data as data_mod
     import evaluation
-    import main as trainer_mod
+    import main
+    import models
+    import precision as precision_mod
     import runtime
     import pictures
+    import train
     import utils
     from runfiles import RunFiles
 
-    args = trainer_mod.parse_args(['--train', '--center_loss', '--use_gpu', 'False', '--precision', precision,
+    args = main.parse_args(['--train', '--center_loss', '--use_gpu', 'False', '--precision', precision,
                                    '--act', act, '--shift', shift,
                                    '--out_dir', tempfile.mkdtemp(), '--ckpt_dir', tempfile.mkdtemp()])
+    data_mod.inherit_data_flags(args, None)
     ctxs = [mx.cpu()]
-    arch = trainer_mod.resolve_arch(args)
+    arch = models.resolve_arch(args, 10)
     chosen, why = runtime.choose_precision(args, ctxs, arch)
     rt = runtime.Runtime(ctxs, chosen, None, 0, 1, '', why)
     if rt.precision == 'bfloat16':
-        runtime.enable_bfloat16()
+        precision_mod.enable_bfloat16()
     arrays = np.load(slice_path)
     images, labels = arrays['images'], arrays['labels']
     n = len(labels)
     test_img, test_lbl = utils.load_split(utils.find_data('mnist', download=False), 'test')
     test_img, test_lbl = test_img[:n // 6], test_lbl[:n // 6]   # MNIST's 10,000 : 60,000
     with contextlib.redirect_stdout(io.StringIO()):  # its "data:" line
-        data = trainer_mod.load_data(args, arch, rt, (slice_path, (images, labels), (test_img, test_lbl)))
+        data = data_mod.load_data(args, arch, rt, (slice_path, (images, labels), (test_img, test_lbl)))
     train_x, train_y, test_x = data['train_x'], data['train_y'], data['test_x']
-    stage = trainer_mod.build_stage(args, rt, RunFiles(args.ckpt_dir, args.out_dir, 'bench'), 'first', None, n)
+    stage = train.build_stage(args, rt, data, RunFiles(args.ckpt_dir, args.out_dir, 'bench'), 'first', None)
     stage.plot_idx = pictures.plot_sample(n, args.seed, size=n // 6)
 
     warm = dict(data, train_x=train_x[:WARMUP * BATCH], train_y=train_y[:WARMUP * BATCH])
-    trainer_mod.train_epoch(args, rt, warm, stage, 1)
+    train.train_epoch(args, rt, warm, stage, 1)
     evaluation.forward_all(stage.net, test_x)[1].wait_to_read()
 
     tic = time.time()
-    sums, seen, train_feat = trainer_mod.train_epoch(args, rt, data, stage, 1)
+    sums, seen, train_feat = train.train_epoch(args, rt, data, stage, 1)
     loop = time.time() - tic
-    # the rest of an epoch of main.run_stage: evaluation, two frames, the checkpoint
-    record, test_feat, centers = trainer_mod.evaluate_epoch(args, data, stage, 1, args.lr, sums / seen, train_feat)
-    trainer_mod.draw_epoch(args, data, stage, record, train_feat, test_feat, centers)
-    trainer_mod.save_epoch(args, rt, data, stage, record, centers)
+    # the rest of an epoch of train.run_stage: evaluation, two frames, the checkpoint
+    record, test_feat, centers = train.evaluate_epoch(args, data, stage, 1, args.lr, sums / seen, train_feat)
+    train.draw_epoch(args, data, stage, record, train_feat, test_feat, centers)
+    train.save_epoch(args, rt, data, stage, record, centers)
     whole = time.time() - tic
     return dict(loop=n / loop, epoch=n / whole, ratio=whole / loop, precision=rt.precision, why=rt.why)
 

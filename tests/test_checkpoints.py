@@ -1,5 +1,7 @@
 """checkpoints.py: one file written whole, read back exactly, and clear errors for what is not one."""
+import json
 import os
+import pickle
 
 import numpy as np
 import pytest
@@ -73,3 +75,89 @@ def test_missing_and_misfitting_checkpoints(tmp_path):
     wider(nd.zeros((1, 1, 28, 28)))
     with pytest.raises(checkpoints.CheckpointError, match='does not fit the network'):
         checkpoints.restore_net(wider, checkpoints.load_checkpoint(path))
+
+
+def stepped(optimizer, params):
+    net = small_net()
+    trainer = gluon.Trainer(net.collect_params(), optimizer, params)
+    for _ in range(3):  # Adam's bias correction depends on the update count: make it 3
+        with autograd.record():
+            loss = net(nd.random.normal(shape=(4, 1, 28, 28)))[0].sum()
+        loss.backward()
+        trainer.step(4)
+    return net, trainer
+
+
+def assert_same_states(a, b):
+    sa, sb = a._updaters[0].states, b._updaters[0].states
+    assert sorted(sa) == sorted(sb)
+    for i in sa:
+        if sa[i] is None:  # SGD without momentum keeps nothing
+            assert sb[i] is None
+            continue
+        left, right = (sa[i], sb[i]) if isinstance(sa[i], tuple) else ((sa[i],), (sb[i],))
+        for x, y in zip(left, right):
+            np.testing.assert_array_equal(x.asnumpy(), y.asnumpy())
+    assert b._optimizer.num_update == a._optimizer.num_update
+    assert b._optimizer._index_update_count == a._optimizer._index_update_count
+
+
+@pytest.mark.parametrize('optimizer,params', [('sgd', {'learning_rate': 0.1, 'momentum': 0.9}),
+                                              ('sgd', {'learning_rate': 0.5, 'momentum': 0.0}),
+                                              ('adam', {'learning_rate': 0.001})])
+def test_optimizer_states_are_arrays_and_come_back(tmp_path, optimizer, params):
+    net, trainer = stepped(optimizer, params)
+    path = str(tmp_path / 'd.params')
+    checkpoints.save_checkpoint(path, net, nd.zeros((10, 2)), {}, {'net': trainer})
+    ckpt = checkpoints.load_checkpoint(path)
+    assert not any(k == 'states.net' for k in ckpt.arrays)  # no pickled blob: one array per state
+    other = gluon.Trainer(small_net().collect_params(), optimizer, params)
+    checkpoints.restore_trainer(other, ckpt, 'net')
+    assert_same_states(trainer, other)
+    wrong = gluon.Trainer(small_net().collect_params(), 'adam' if optimizer == 'sgd' else 'sgd', {})
+    with pytest.raises(checkpoints.CheckpointError, match='resume with --optimizer %s' % optimizer):
+        checkpoints.restore_trainer(wrong, ckpt, 'net')
+
+
+def format1_checkpoint(path, net, trainer, states_blob=None):
+    """A checkpoint as this project wrote them before format 2: the optimizer states as
+    Trainer.save_states' pickle, in a uint8 array."""
+    tmp = path + '.states'
+    trainer.save_states(tmp)
+    blob = open(tmp, 'rb').read() if states_blob is None else states_blob
+    arrays = {'net.' + k: p.data() for k, p in net._collect_params_with_prefix().items()}
+    arrays['centers'] = nd.zeros((10, 2))
+    arrays['meta'] = nd.array(np.frombuffer(json.dumps({'epoch': 1, 'format': 1}).encode(), np.uint8), dtype='uint8')
+    arrays['states.net'] = nd.array(np.frombuffer(blob, np.uint8), dtype='uint8')
+    nd.save(path, arrays)
+    return path
+
+
+def test_a_checkpoint_of_the_earlier_format_still_resumes(tmp_path):
+    net, trainer = stepped('sgd', {'learning_rate': 0.1, 'momentum': 0.9})
+    ckpt = checkpoints.load_checkpoint(format1_checkpoint(str(tmp_path / 'old.params'), net, trainer))
+    other = gluon.Trainer(small_net().collect_params(), 'sgd', {'learning_rate': 0.1, 'momentum': 0.9})
+    checkpoints.restore_trainer(other, ckpt, 'net')
+    assert_same_states(trainer, other)
+
+
+class Touch(object):
+    """Pickles to a call of os.system: what a crafted checkpoint would carry."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return os.system, ('touch %s' % self.path,)
+
+
+def test_a_crafted_checkpoint_runs_nothing(tmp_path):
+    marker = tmp_path / 'ran'
+    net, trainer = stepped('sgd', {'learning_rate': 0.1, 'momentum': 0.9})
+    path = format1_checkpoint(str(tmp_path / 'evil.params'), net, trainer, pickle.dumps(Touch(str(marker))))
+    other = gluon.Trainer(small_net().collect_params(), 'sgd', {'learning_rate': 0.1, 'momentum': 0.9})
+    with pytest.raises(checkpoints.CheckpointError, match='not plain data.*refused, nothing was run'):
+        checkpoints.restore_trainer(other, checkpoints.load_checkpoint(path), 'net')
+    assert not marker.exists()
+    pickle.loads(pickle.dumps(Touch(str(marker))))  # the same bytes through pickle itself: the file appears
+    assert marker.exists()

@@ -14,6 +14,7 @@ import pytest
 
 import checkpoints
 import main as trainer
+import train
 from helpers import QUICK, ROOT, assert_clean_error, dirs, run_main as run
 from runfiles import RunFiles
 
@@ -45,13 +46,13 @@ def test_an_output_location_that_cannot_be_written(tmp_path, monkeypatch, capsys
 
 def fail_from_epoch(monkeypatch, epoch, action):
     """Run ``action`` once, just after epoch ``epoch`` is trained and before it is drawn and saved."""
-    real = trainer.report
+    real = train.report
 
     def report(args, stage, record, n):
         if record['epoch'] == epoch:
             action()
         return real(args, stage, record, n)
-    monkeypatch.setattr(trainer, 'report', report)
+    monkeypatch.setattr(train, 'report', report)
 
 
 def assert_epoch_one_kept(tmp_path):
@@ -120,8 +121,8 @@ def test_ctrl_c_and_sigterm_keep_the_last_epoch_and_say_how_to_resume(tmp_path, 
 def test_a_second_run_of_the_same_prefix_stops_at_once(tmp_path):
     (tmp_path / 'ckpt').mkdir()
     files = RunFiles(str(tmp_path / 'ckpt'), str(tmp_path / 'out'), 'center-loss')
-    holder = subprocess.Popen([sys.executable, '-c', 'import sys, time; sys.path.insert(0, %r); import main; '
-                               'from runfiles import RunFiles; main.lock_run(RunFiles(%r, %r, "center-loss")); '
+    holder = subprocess.Popen([sys.executable, '-c', 'import sys, time; sys.path.insert(0, %r); '
+                               'from runfiles import RunFiles, lock_run; lock_run(RunFiles(%r, %r, "center-loss")); '
                                'print("locked", flush=True); time.sleep(300)'
                                % (ROOT, files.ckpt_dir, files.out_dir)],
                               stdout=subprocess.PIPE, universal_newlines=True)
@@ -160,3 +161,63 @@ def test_stopping_a_command_that_trains_nothing_says_to_run_it_again(tmp_path, a
     message = trainer.how_to_continue(trainer.parse_args(argv), argv)
     assert '--resume' not in message and 'run it again' in message, message
     assert message.endswith('python main.py ' + ' '.join(argv)), message
+
+
+def test_a_signal_after_the_report_line_waits_for_the_save(tmp_path, monkeypatch, capsys):
+    """SIGTERM just after epoch 2's line is printed: the epoch the user saw finish is saved whole
+    (its pictures and checkpoints) before the run stops with 143."""
+    fail_from_epoch(monkeypatch, 2, lambda: os.kill(os.getpid(), signal.SIGTERM))
+    rc = trainer.main(['--train', '--center_loss', '--epochs', '3'] + TINY + dirs(tmp_path))
+    err = capsys.readouterr().err
+    assert rc == trainer.EXIT_TERM and 'terminated' in err and '--resume' in err, err
+    ckpt = tmp_path / 'ckpt'
+    assert checkpoints.load_checkpoint(str(ckpt / 'center-loss-last.params')).meta['epoch'] == 2
+    for split in ('train', 'test'):
+        assert imageio.imread(str(tmp_path / 'out' / ('center-loss-%s-epoch-02.png' % split))).shape[0] > 200
+
+
+def test_a_failed_checkpoint_write_names_the_checkpoint(tmp_path, monkeypatch, capsys):
+    """A full disk in --ckpt_dir (--out_dir fine): the message names the checkpoint file that failed."""
+    real_fsync, failing = os.fsync, []
+    ckpt_dir = str(tmp_path / 'ckpt')
+
+    def fsync(fd):
+        if failing and os.readlink('/proc/self/fd/%d' % fd).startswith(ckpt_dir):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_fsync(fd)
+    monkeypatch.setattr(os, 'fsync', fsync)
+    fail_from_epoch(monkeypatch, 2, lambda: failing.append(True))
+    rc = trainer.main(['--train', '--center_loss', '--epochs', '3'] + TINY + dirs(tmp_path))
+    assert_clean_error((rc, '', capsys.readouterr().err),
+                       'could not write %s (No space left on device)' % os.path.join(ckpt_dir, 'center-loss-last.params'),
+                       status=trainer.EXIT_IO)
+    assert_epoch_one_kept(tmp_path)
+
+
+class Touch(object):
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return os.system, ('touch %s' % self.path,)
+
+
+def test_resume_from_a_crafted_checkpoint_runs_nothing(tmp_path):
+    """A -last.params whose optimizer states hold a pickle that would create a file: one line,
+    exit 2, no file."""
+    import json
+    import pickle
+    import numpy as np
+    from mxnet import nd
+    assert run('--train', '--epochs', '1', *QUICK, *dirs(tmp_path))[0] == 0
+    last = str(tmp_path / 'ckpt' / 'softmax-last.params')
+    arrays = nd.load(last)
+    meta = json.loads(arrays['meta'].asnumpy().tobytes().decode())
+    meta['format'] = 1  # the earlier format, whose states were a pickle
+    arrays['meta'] = nd.array(np.frombuffer(json.dumps(meta).encode(), np.uint8), dtype='uint8')
+    marker = tmp_path / 'ran'
+    arrays['states.net'] = nd.array(np.frombuffer(pickle.dumps(Touch(str(marker))), np.uint8), dtype='uint8')
+    nd.save(last, arrays)
+    assert_clean_error(run('--train', '--epochs', '2', '--resume', *QUICK, *dirs(tmp_path)),
+                       'softmax-last.params', 'not plain data', 'nothing was run')
+    assert not marker.exists()

@@ -9,6 +9,7 @@ import pytest
 
 import checkpoints
 import main as trainer
+import train
 import utils
 from helpers import QUICK, ROOT, assert_clean_error, dirs, make_dataset, run_main as run, write_idx
 
@@ -42,15 +43,22 @@ def test_several_prefixes_only_to_verify_or_compare():
 
 
 def test_a_checkpoint_stays_on_its_dataset(tmp_path):
-    """A Fashion-MNIST checkpoint is not continued or measured on MNIST because --dataset was left out."""
+    """Later commands take the dataset (and its folder, and --train_samples) from the checkpoint
+    they start from; naming another dataset is an error."""
     data = str(tmp_path / 'data')
     make_dataset(data, n_train=64, n_test=32)
-    rc, _, err = run('--train', '--epochs', '1', '--dataset', 'fashion-mnist', '--data_dir', data, *QUICK[4:],
-                     *dirs(tmp_path))
+    rc, _, err = run('--train', '--epochs', '1', '--dataset', 'fashion-mnist', '--data_dir', data,
+                     '--train_samples', '40', *QUICK[4:], *dirs(tmp_path))
     assert rc == 0, err
     for mode in ('--verify', '--test', '--second_train'):
-        assert_clean_error(run(mode, '--prefix', 'softmax', *QUICK, *dirs(tmp_path)),
-                           'softmax-best.params was trained on fashion-mnist, not mnist: pass --dataset fashion-mnist')
+        rc, out, err = run(mode, '--prefix', 'softmax', '--epochs', '1', *QUICK[4:], *dirs(tmp_path))
+        assert rc == 0, err
+        assert 'data: fashion-mnist from %s, 40 train' % data in out, out
+        assert_clean_error(run(mode, '--prefix', 'softmax', '--dataset', 'mnist', *QUICK, *dirs(tmp_path)),
+                           'softmax-best.params was trained on fashion-mnist, not mnist: drop --dataset')
+    rc, out, err = run('--second_train', '--prefix', 'softmax', '--epochs', '1', '--train_samples', '64',
+                       *QUICK[4:], *dirs(tmp_path))  # a second stage on more images than the first: a choice
+    assert rc == 0 and 'data: fashion-mnist from %s, 64 train' % data in out, err
 
 
 def test_holdout_and_num_classes_must_agree(tmp_path):
@@ -73,12 +81,12 @@ def test_no_held_out_image_reaches_a_training_batch(tmp_path, monkeypatch):
             values = grey[labels[trained]] / 255.0
     mean, std = values.mean(), values.std()
     seen = []
-    real = trainer.train_step
+    real = train.train_step
 
     def spy(objective, trainer_, center_trainer, x, y, *args, **kwargs):
         seen.append((x[:, 0, 14, 14].asnumpy(), y.asnumpy()))
         return real(objective, trainer_, center_trainer, x, y, *args, **kwargs)
-    monkeypatch.setattr(trainer, 'train_step', spy)
+    monkeypatch.setattr(train, 'train_step', spy)
     assert trainer.main(['--train', '--center_loss', '--holdout', '1,3,5,7,9', '--epochs', '2', '--shift', '0',
                          '--data_dir', str(data), '--use_gpu', 'False', '--no_plotting'] + dirs(tmp_path)) == 0
     pixels, labels = (np.concatenate(a) for a in zip(*seen))

@@ -59,7 +59,7 @@ def test_lenet_is_the_original_ports_small_network():
 
 
 def test_default_activation_is_the_trainers():
-    import main
+    import models as main
     net = models.LeNetPlus()
     acts = [b for b in net.body if b.__class__.__name__ == 'LeakyReLU']
     assert len(acts) == 6 and main.ARCH_DEFAULTS['act'] == 'leaky'

@@ -14,9 +14,9 @@ import pytest
 from mxnet import gluon, nd
 
 import checkpoints
-import main as trainer_mod
+import train as trainer_mod
 import models
-import runtime
+import parallel
 from center_loss import CenterLoss
 from helpers import ROOT, run_main
 
@@ -38,7 +38,7 @@ def one_step(ctxs, update, x, y, init, reduce=False):
     trainer = gluon.Trainer(net.collect_params(), 'sgd', {'learning_rate': 0.05, 'momentum': 0.9, 'wd': 5e-4},
                             kvstore=kv)
     center_trainer = gluon.Trainer(closs.collect_params(), 'sgd', {'learning_rate': 0.5}, kvstore=kv)
-    reducer = runtime.GradientReducer('local', list(net.collect_params().values()) +
+    reducer = parallel.GradientReducer('local', list(net.collect_params().values()) +
                                           list(closs.collect_params().values())) if reduce else None
     outs = trainer_mod.train_step(objective, trainer, center_trainer, x.as_in_context(ctxs[0]),
                                   y.as_in_context(ctxs[0]), ctxs, 10, reducer)
@@ -73,11 +73,11 @@ def launch(n, main_args, timeout=400):
 
 
 def test_dist_sync_two_workers(tmp_path):
-    """Without the hand-over in runtime.GradientReducer this test failed intermittently (a worker
+    """Without the hand-over in parallel.GradientReducer this test failed intermittently (a worker
     that did not learn, different checksums, or NaN; README, "Several devices and machines")."""
     args = launch(2, ['--train', '--center_loss', '--kvstore', 'dist_sync',
                       # 2 workers x 64 = the single process's batch of 128, same number of steps
-                      '--epochs', '3', '--batch_size', '64', '--feature_size', '8',
+                      '--epochs', '3', '--batch_size', '64', '--feature_size', '8', '--shift', '0',
                       '--train_samples', '6000', '--test_samples', '1000',
                       '--use_gpu', 'False', '--ckpt_dir', str(tmp_path / 'ckpt'), '--out_dir', str(tmp_path / 'out')])
     env = dict(os.environ, OMP_NUM_THREADS='1')
@@ -151,3 +151,30 @@ def test_launch_stops_every_process(tmp_path, how):
     assert proc.returncode == expected, out
     assert worker_pids(marker) == [], out   # nobody left waiting in a reduction
     assert checkpoints.load_checkpoint(str(last)).meta['epoch'] >= 1
+
+
+def test_launch_killed_by_sigkill_takes_its_processes_with_it(tmp_path):
+    """SIGKILL cannot be caught, so launch.py cannot stop its children then: the kernel does
+    (PR_SET_PDEATHSIG in each child). Its scheduler and server would otherwise wait forever."""
+    marker = 'launch-sigkill-%d' % os.getpid()
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, 'launch.py'), '-n', '2', '-s', '1', '--',
+                             sys.executable, '-c', 'import time; time.sleep(600)  # ' + marker],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.time() + 60
+    children = []
+    while time.time() < deadline and len(children) < 4:  # scheduler, server, two workers
+        out = subprocess.run(['pgrep', '-P', str(proc.pid)], stdout=subprocess.PIPE, universal_newlines=True).stdout
+        children = [int(p) for p in out.split()]
+        time.sleep(0.2)
+    assert len(children) == 4 and len(set(worker_pids(marker)) - {proc.pid}) == 2
+    time.sleep(1)  # every child has armed its death signal before running its command
+    proc.kill()
+    proc.wait()
+    deadline = time.time() + 20
+    alive = children
+    while alive and time.time() < deadline:
+        alive = [pid for pid in children if subprocess.run(['ps', '-o', 'stat=', '-p', str(pid)],
+                                                            stdout=subprocess.PIPE, universal_newlines=True
+                                                            ).stdout.strip() not in ('', 'Z')]
+        time.sleep(0.2)
+    assert alive == [] and worker_pids(marker) == []

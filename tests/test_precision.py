@@ -8,6 +8,7 @@ import pytest
 
 import compat
 import main as trainer
+import models
 import precision
 import runtime
 from checkpoints import Checkpoint
@@ -15,7 +16,7 @@ from helpers import QUICK, dirs, run_main
 from errors import UserError
 
 ONE_EPOCH = ['--train', '--center_loss', '--epochs', '1'] + QUICK
-ARCH = trainer.Arch('lenet++', 'leaky', 2, 10)
+ARCH = models.Arch('lenet++', 'leaky', 2, 10)
 SPEC = dict(ARCH._asdict(), batch_size=128)
 
 
@@ -142,12 +143,12 @@ def test_the_first_line_names_the_precision_used(tmp_path):
     rc, out, err = run_main(*ONE_EPOCH, *dirs(tmp_path))
     assert rc == 0, err
     first = out.splitlines()[0]
-    chosen = re.search(r'context cpu\(0\), (float32|bfloat16),', first).group(1)
+    chosen = re.search(r'context cpu\(0\), precision (float32|bfloat16) \(', first).group(1)
     if compat.cpu_has_bf16():  # measured (or cached by an earlier test): the line gives both rates
-        rates = dict((p, float(r)) for p, r in re.findall(r'(bfloat16|float32) ([0-9.]+)', first.split(';')[1]))
+        rates = dict((p, float(r)) for p, r in re.findall(r'(bfloat16|float32) ([0-9.]+)', first.split(': ')[1]))
         assert chosen == precision.decide(rates), first
     else:
         assert chosen == 'float32' and 'no bfloat16 instructions' in first, first
     rc, out, err = run_main(*ONE_EPOCH, '--precision', 'float32', '--shift', '2', *dirs(tmp_path))
     assert rc == 0, err
-    assert 'context cpu(0), float32,' in out.splitlines()[0]
+    assert 'context cpu(0), precision float32 (asked for),' in out.splitlines()[0]
