@@ -1,6 +1,6 @@
 """The commands that read checkpoints and train nothing: --test (accuracy by softmax, nearest
 center and k-NN), --compare (the original port's figure of feature maps) and --verify (open-set
-figures of the classes a run never saw)."""
+figures of the classes a run never saw, or of a given pair list)."""
 import compat  # noqa: F401  (before mxnet)
 
 import os
@@ -13,10 +13,12 @@ import evaluation
 import pictures
 import verification
 from checkpoints import load_checkpoint
+from pairs import read_pairs
 from data import check_dataset, load_data
 from errors import NO_CHECKPOINT_CHANGED, UserError, saved
 from models import Arch, build_net, flag_value, resolve_arch
 from runfiles import RunFiles, comparison_path, verify_path, write_json
+from sources import SourceError, decode
 
 EVAL_METHODS = ('softmax', 'center', 'knn')
 # The rows of --compare: the three runs of the original port's figure.
@@ -182,3 +184,66 @@ def report_verification(result, which, seconds):
               % (metric, r['auc'], r['eer'], ' / '.join('%.4f' % r['tar_at_far_%g' % f] for f in verification.FARS),
                  ' / '.join('%g' % f for f in verification.FARS), lfw['pairs'], lfw['accuracy_mean'],
                  lfw['accuracy_std'], '  open-set AUROC %.4f' % r['open_set_auroc'] if 'open_set_auroc' in r else ''))
+
+
+def verify_pairs(args, rt, runs):
+    """--verify --pairs FILE: the figures of each run's best checkpoint on a given pair list (LFW's
+    pairs.txt resolved against --pairs_dir, or an insightface .bin): AUC, EER, TAR at FAR and the
+    accuracy of each of its folds at the threshold best on the others."""
+    folder = args.pairs_dir or (os.path.join(args.data_dir, 'test') if args.data_dir else None)
+    try:
+        pair_list = read_pairs(args.pairs, folder)
+    except SourceError as e:
+        raise UserError('--pairs: %s' % e)
+    curves = []
+    for i, (files, ckpt) in enumerate(runs):
+        arch = Arch.of(ckpt)
+        net = build_net(arch, rt.ctxs, ckpt)
+        mean, std = ckpt.meta.get('normalisation', (0.0, 1.0))
+        tic = time.time()
+        features = pair_features(net, arch, mean, std, pair_list, rt.ctxs[0])
+        result = dict(prefix=files.prefix, checkpoint=ckpt.path, epoch=ckpt.meta['epoch'], pairs_file=args.pairs,
+                      images=len(pair_list.images))
+        for metric in verification.METRICS:
+            try:
+                result[metric] = verification.verify_pairs(features, pair_list.pairs, pair_list.same,
+                                                            pair_list.folds, metric)
+            except ValueError as e:
+                raise UserError('--pairs: %s' % e)
+        print('verify %s (epoch %d) on %s: %d pairs (%d same) of %d images, %.1fs'
+              % (files.prefix, result['epoch'], pair_list.name, len(pair_list.same), int(pair_list.same.sum()),
+                 len(pair_list.images), time.time() - tic))
+        for metric in verification.METRICS:
+            r = result[metric]
+            print('  %-9s AUC %.4f  EER %.4f  TAR %s at FAR %s  %d-fold accuracy %.4f +- %.4f'
+                  % (metric, r['auc'], r['eer'], ' / '.join('%.4f' % r['tar_at_far_%g' % f] for f in verification.FARS),
+                     ' / '.join('%g' % f for f in verification.FARS), r['folds']['folds'],
+                     r['folds']['accuracy_mean'], r['folds']['accuracy_std']))
+        json_path, roc_path = files.output('pairs.json'), files.output('pairs-roc.png')
+        with saved(args.out_dir, NO_CHECKPOINT_CHANGED):
+            write_json(json_path, result)
+            pictures.plot_roc(roc_path, roc_curves(result), '%s (epoch %d): the pairs of %s'
+                              % (files.prefix, result['epoch'], pair_list.name))
+        print('verification: %s, %s' % (json_path, roc_path))
+        curves += roc_curves(result, files.prefix + ', ', 'C%d' % i)
+
+
+def pair_features(net, arch, mean, std, pair_list, ctx, chunk=256):
+    """Features of every image of ``pair_list``, decoded and normalised as the checkpoint's training images."""
+    out = []
+    for start in range(0, len(pair_list.images), chunk):
+        pixels = []
+        for where, blob, path in pair_list.images[start:start + chunk]:
+            if blob is None:
+                try:
+                    with open(path, 'rb') as f:
+                        blob = f.read()
+                except OSError as e:
+                    raise UserError('--pairs: cannot read %s (%s)' % (path, e.strerror or e))
+            try:
+                pixels.append(decode(blob, arch.channels, arch.image_size, where))
+            except SourceError as e:
+                raise UserError('--pairs: %s' % e)
+        x = (nd.array(np.stack(pixels), ctx=ctx).astype('float32') / 255.0 - mean) / std
+        out.append(net(x)[1].asnumpy())
+    return np.concatenate(out)

@@ -6,10 +6,13 @@ from mxnet import nd
 
 
 def forward_all(net, x, batch_size=1000):
-    """Class scores and features of every row of ``x``, concatenated on x's context."""
+    """Class scores and features of every image of ``x`` (an NDArray, or images.InMemory/Streamed),
+    concatenated on x's context."""
     scores, features = [], []
-    for start in range(0, x.shape[0], batch_size):
-        s, f = net(x[start:start + batch_size])
+    chunks = x.chunks(batch_size) if hasattr(x, 'chunks') else (
+        x[start:start + batch_size] for start in range(0, x.shape[0], batch_size))
+    for chunk in chunks:
+        s, f = net(chunk)
         # Python runs a signal handler only between MXNet's waits: waiting for each batch lets
         # Ctrl-C or SIGTERM stop --compare within a batch, not after the whole set (minutes on a slow CPU).
         f.wait_to_read()

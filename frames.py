@@ -33,7 +33,7 @@ class Frames(object):
         n_test = data['test_x'].shape[0]
         self.test_idx = np.sort(np.random.RandomState(seed + 1).choice(n_test, min(n_test, TEST_POINTS),
                                                                         replace=False))
-        self.test_x = nd.take(data['test_x'], nd.array(self.test_idx, ctx=data['test_x'].context, dtype='int32'))
+        self.test_x = data['test_x'].take(self.test_idx)  # held in memory: drawn again and again
         self.n_train = data['train_x'].shape[0]
         self.latest = None  # (N, d) features of the training images as last computed; NaN: not yet
 
@@ -84,9 +84,10 @@ class Frames(object):
         maps = {'train': (train_feat[known], ids[data['train_y'].asnumpy().astype(int)[stage.plot_idx][known]],
                           train_acc),
                 'test': (test_feat, ids[data['test_y'].asnumpy().astype(int)[self.test_idx]], test_acc)}
-        when = ('epoch %d' % position) if position == int(position) else ('epoch %s' % ('%.3f' % position).rstrip('0'))
+        when = 'epoch %d' % position if position == int(position) else 'epoch %.2f' % position
         for split, (feat, labels, acc) in maps.items():
-            pictures.plot_features(stage.files.frame(split, position), stage.projection(feat), labels,
+            pictures.plot_features(stage.files.frame(split, position, 2 if self.per_epoch <= 100 else 3),
+                                   stage.projection(feat), labels,
                                    data['num_total'], '%s (%s stage), %s set, %s, accuracy %.4f'
                                    % (stage.title, stage.kind, split, when, acc),
                                    centers=stage.projection(centers), class_names=data['class_names'],

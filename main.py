@@ -22,16 +22,16 @@ import mxnet as mx
 
 import commands
 import data
-import utils
 from center_loss import UPDATES
 from checkpoints import CheckpointError, load_checkpoint
 from commands import EVAL_METHODS
 from errors import EXIT_INT, EXIT_IO, EXIT_TERM, EXIT_USAGE, SaveError, Terminated, UserError, on_sigterm
 from models import ACTIVATIONS, MODELS, resolve_arch
 from parallel import setup_workers
-from runfiles import RunFiles, lock_run, writable_folder
+from runfiles import RunFiles, lock_run, unlock_all, writable_folder
 from runtime import get_contexts, gpu_cards, setup_runtime
 from schedule import SCHEDULES
+from sources import SourceError
 from train import build_stage, run_stage
 from utils import DataError
 
@@ -98,6 +98,18 @@ def class_ids(value):
     return tuple(sorted(ids))
 
 
+def image_size(value):
+    """--image_size: N (square) or HxW, e.g. 112 or 112x96 -> (112, 112), (112, 96)."""
+    parts = value.lower().split('x')
+    try:
+        size = tuple(int(v) for v in parts)
+    except ValueError:
+        size = ()
+    if len(size) not in (1, 2) or min(size) < 8:
+        raise argparse.ArgumentTypeError('expected N or HxW of at least 8 pixels, e.g. 112 or 112x96, got %r' % value)
+    return size * 2 if len(size) == 1 else size
+
+
 POSITIVE_INT, POSITIVE = number(int, above=0), number(float, above=0)
 NON_NEGATIVE_INT, NON_NEGATIVE = number(int, at_least=0), number(float, at_least=0)
 
@@ -128,11 +140,17 @@ def parse_args(argv=None):
                             '--verify and --compare alone take several: A,B,C')
     files.add_argument('--ckpt_dir', default='ckpt', help='checkpoints')
     files.add_argument('--out_dir', default='output', help='feature maps, GIFs, curves, metrics, figures')
-    files.add_argument('--dataset', default=None, choices=sorted(utils.SHA256),
-                       help='default: the checkpoint\'s a command starts from, else mnist')
+    files.add_argument('--dataset', default=None, choices=data.DATASETS,
+                       help='images: your own, in --data_dir (docs/own-data.md); default: the checkpoint\'s a '
+                            'command starts from, else mnist')
     files.add_argument('--data_dir', default=None,
-                       help='directory with the four IDX files (.gz or raw); default: the checkpoint\'s, else the '
+                       help='the four IDX files (.gz or raw), or your own images: train/ and test/ class folders, '
+                            'or train.rec and test.rec with their .idx; default: the checkpoint\'s, else the '
                             'vendored MNIST or Debian\'s Fashion-MNIST')
+    files.add_argument('--image_size', type=image_size, default=None,
+                       help='bring your own images to N or HxW pixels (default: the first training image\'s)')
+    files.add_argument('--decode_workers', type=NON_NEGATIVE_INT, default=1,
+                       help='processes that decode your own images ahead of the training step (0: in this one)')
     files.add_argument('--train_samples', type=POSITIVE_INT, default=None,
                        help='use the first N training images (default: the checkpoint\'s, else all)')
     files.add_argument('--test_samples', type=POSITIVE_INT, default=None,
@@ -185,6 +203,10 @@ def parse_args(argv=None):
                     help='accuracy that picks the best checkpoint (default: softmax for the first stage, '
                          'center for the second) and that --test prints (default: all three)')
     ev.add_argument('--knn_k', type=POSITIVE_INT, default=10, help='neighbours for --eval_method knn')
+    ev.add_argument('--pairs', default=None,
+                    help='--verify on this pair list instead: LFW\'s pairs.txt format, or an insightface .bin')
+    ev.add_argument('--pairs_dir', default=None,
+                    help='the folder of class folders a pairs.txt names (default: the test/ folder of --data_dir)')
     ev.add_argument('--plotting', dest='plotting', action='store_true', default=True,
                     help='feature-map PNG per epoch and GIFs (on by default)')
     ev.add_argument('--no_plotting', dest='plotting', action='store_false', help='no pictures')
@@ -266,7 +288,10 @@ def run(args):
     # classes the labels are checked against) and the precision a continued stage keeps.
     source = starting_checkpoint(args, files)
     data.inherit_data_flags(args, source)
-    arch = resolve_arch(args, len(utils.CLASS_NAMES[args.dataset]), source)
+    raw = data.read_data(args)
+    if source is None:
+        data.untrained_classes(args, raw)
+    arch = resolve_arch(args, len(raw.class_names), source, data.image_shape(args, raw))
     rt = setup_runtime(args, devices, workers, arch, source)
     print('mxnet %s (%s build), context %s%s, precision %s (%s), OMP_NUM_THREADS=%s'
           % (mx.__version__, 'CUDA' if mx.runtime.Features().is_enabled('CUDA') else 'CPU',
@@ -275,7 +300,6 @@ def run(args):
         print('worker %d of %d, kvstore %s' % (rt.rank, rt.num_workers, args.kvstore))
     mx.random.seed(args.seed)
     np.random.seed(args.seed)
-    raw = data.read_data(args)
     loaded = data.load_data(args, arch, rt, raw, source.meta.get('normalisation') if source is not None else None)
     n_train = loaded['train_x'].shape[0]
     if args.test and args.knn_k > n_train and args.eval_method in (None, 'knn'):
@@ -296,7 +320,9 @@ def run(args):
         if args.test:
             commands.test(args, rt, loaded, source)
         cache = {commands.data_key(arch, loaded['normalisation']): loaded}  # checkpoints of this data: no reload
-        if args.verify:
+        if args.verify and args.pairs:
+            commands.verify_pairs(args, rt, commands.verified_runs(args, files, source))
+        elif args.verify:
             commands.verify(args, rt, raw, cache, commands.verified_runs(args, files, source))
         if args.compare:
             commands.compare(args, rt, raw, cache, source)
@@ -320,7 +346,7 @@ def main(argv=None):
     before = signal.signal(signal.SIGTERM, on_sigterm)
     try:
         run(args)
-    except (UserError, DataError, CheckpointError) as e:
+    except (UserError, DataError, CheckpointError, SourceError) as e:
         print('error: %s' % e, file=sys.stderr)
         return EXIT_USAGE
     except SaveError as e:
@@ -332,6 +358,7 @@ def main(argv=None):
         return EXIT_TERM if isinstance(e, Terminated) else EXIT_INT
     finally:
         signal.signal(signal.SIGTERM, before)
+        unlock_all()
     return 0
 
 

@@ -121,12 +121,37 @@ class LeNet(_Net):
             self.output = nn.Dense(classes)
 
 
+class ResNet(_Net):
+    """A ResNet of Gluon's model zoo (He et al. 2016), randomly initialised (nothing is downloaded),
+    as the body: its convolutions and global average pooling, then a dense layer to
+    ``feature_size`` (the embedding center loss acts on) and the class layer.
+
+    Images smaller than 64 pixels get the zoo's "thumbnail" stem (one 3x3 convolution, no
+    pooling), as for CIFAR; larger ones its ImageNet stem (7x7 stride 2, then max pooling).
+    """
+
+    def __init__(self, classes=10, feature_size=2, version=1, layers=18, thumbnail=False, **kwargs):
+        super(ResNet, self).__init__(**kwargs)
+        from mxnet.gluon.model_zoo import vision
+        with self.name_scope():
+            self.body = vision.get_resnet(version, layers, pretrained=False, thumbnail=thumbnail).features
+            self.embedding = nn.Dense(feature_size)
+            self.output = nn.Dense(classes)
+
+
 MODELS = {'lenet++': LeNetPlus, 'lenet': LeNet}
+MODELS.update(('resnet%d%s' % (layers, '' if version == 1 else '_v2'), (version, layers))
+              for version in (1, 2) for layers in (18, 34, 50, 101, 152))
 
 
-def get_model(name, classes, feature_size, act):
+def get_model(name, classes, feature_size, act, size=28):
+    """The network ``name`` for images of ``size`` pixels (the smaller side); ``act`` is LeNet's."""
     if name not in MODELS:
         raise ValueError('model must be one of %s, got %r' % (sorted(MODELS), name))
+    if name.startswith('resnet'):
+        version, layers = MODELS[name]
+        return ResNet(classes=classes, feature_size=feature_size, version=version, layers=layers,
+                      thumbnail=size < 64)
     return MODELS[name](classes=classes, feature_size=feature_size, act=act)
 
 
@@ -134,37 +159,48 @@ def get_model(name, classes, feature_size, act):
 
 # Flags that fix the network's shape: a later stage takes them from the checkpoint.
 ARCH_DEFAULTS = collections.OrderedDict([('model', 'lenet++'), ('act', 'leaky'), ('feature_size', 2),
-                                         ('num_classes', 10), ('holdout', ())])
+                                         ('num_classes', 10), ('holdout', ()), ('channels', 1),
+                                         ('image_size', (28, 28))])
+# What checkpoints made before a field existed were made with.
+ARCH_BEFORE = {'holdout': (), 'channels': 1, 'image_size': (28, 28)}
 
 
-class Arch(collections.namedtuple('Arch', list(ARCH_DEFAULTS), defaults=[()])):  # holdout: none
-    """The network's shape: from the flags for a new first stage, else from the checkpoint."""
+class Arch(collections.namedtuple('Arch', list(ARCH_DEFAULTS), defaults=[(), 1, (28, 28)])):
+    """The network's shape, and that of the images it takes (channels, (height, width)): from the
+    flags and the data for a new first stage, else from the checkpoint."""
 
     @classmethod
     def of(cls, ckpt):
-        meta = dict(ckpt.meta)
-        meta.setdefault('holdout', [])  # checkpoints from before --holdout trained on every class
+        meta = dict(ARCH_BEFORE, **ckpt.meta)
         missing = [k for k in cls._fields if k not in meta]
         if missing:
             raise checkpoints.CheckpointError('%s lacks its description; retrain to make it again' % ckpt.path)
-        return cls(**dict({k: meta[k] for k in cls._fields}, holdout=tuple(meta['holdout'])))
+        return cls(**dict({k: meta[k] for k in cls._fields}, holdout=tuple(meta['holdout']),
+                          image_size=tuple(meta['image_size'])))
 
 
-def flag_value(value):
-    """A flag's value as the user types it (--holdout 5,6,7)."""
+def flag_value(value, key='holdout'):
+    """A flag's value as the user types it (--holdout 5,6,7, --image_size 112x96)."""
+    if key == 'image_size':
+        return '%dx%d' % tuple(value)
     if isinstance(value, tuple):  # --holdout
         return ','.join(map(str, value)) or 'none'
     return value
 
 
-def resolve_arch(args, total_classes, ckpt=None):
-    """The Arch of a stage: ``ckpt``'s when there is one (a flag given must agree with it), else the flags'.
+def resolve_arch(args, total_classes, ckpt=None, shape=(1, (28, 28))):
+    """The Arch of a stage: ``ckpt``'s when there is one (a flag given must agree with it), else the
+    flags' and the data's.
 
-    ``total_classes``: how many classes the dataset has. With --holdout the class layer has
-    one output per trained class.
+    ``total_classes``: how many classes the dataset has; ``shape``: (channels, (height, width)) of its
+    images (--image_size already applied). With --holdout the class layer has one output per trained class.
     """
     if ckpt is None:
-        arch = Arch(**{k: d if getattr(args, k) is None else getattr(args, k) for k, d in ARCH_DEFAULTS.items()})
+        given = {k: getattr(args, k, None) for k in ARCH_DEFAULTS}
+        given.update(channels=shape[0], image_size=tuple(shape[1]))
+        if given['num_classes'] is None:  # one output per class of the dataset
+            given['num_classes'] = total_classes
+        arch = Arch(**{k: d if given[k] is None else given[k] for k, d in ARCH_DEFAULTS.items()})
         if arch.holdout:
             unknown = [c for c in arch.holdout if not 0 <= c < total_classes]
             if unknown:
@@ -182,18 +218,19 @@ def resolve_arch(args, total_classes, ckpt=None):
         return arch
     arch = Arch.of(ckpt)
     for key, value in arch._asdict().items():
-        given = getattr(args, key)
-        if given is not None and given != value:
+        given = getattr(args, key, None) if key != 'channels' else None  # the images' channels follow the net
+        if given is not None and (tuple(given) if key == 'image_size' else given) != value:
             raise UserError('the checkpoint was made with --%s %s, not %s: drop the flag or retrain'
-                            % (key, flag_value(value), flag_value(given)))
+                            % (key, flag_value(value, key), flag_value(given, key)))
     return arch
 
 
 def build_net(arch, ctxs, ckpt=None):
     """The network of ``arch`` on ``ctxs``, hybridized; with the weights of ``ckpt`` when given."""
-    net = get_model(arch.model, arch.num_classes, arch.feature_size, arch.act)
+    net = get_model(arch.model, arch.num_classes, arch.feature_size, arch.act, min(arch.image_size))
     net.initialize(mx.init.Xavier(magnitude=2.24), ctx=ctxs)
-    net(nd.zeros((1, 1, 28, 28), ctx=ctxs[0]))  # settle deferred shapes so a checkpoint can be checked
+    # settle deferred shapes so a checkpoint can be checked
+    net(nd.zeros((1, arch.channels) + tuple(arch.image_size), ctx=ctxs[0]))
     net.hybridize(static_alloc=True, static_shape=True)
     if ckpt is not None:
         checkpoints.restore_net(net, ckpt)

@@ -8,7 +8,7 @@ steps of each candidate, each in a process of its own (MXNet's mixed precision,
 and random batches, never the run's, so that a run's results do not depend on
 the measurement.
 
-    python precision.py --measure float32 lenet++ leaky 128 2 10   # one candidate: prints images/s
+    python precision.py --measure float32 lenet++ leaky 128 2 10 1x28x28   # one candidate: images/s
 """
 import collections
 import json
@@ -49,7 +49,14 @@ def cache_key(spec):
     return '|'.join(str(v) for v in (compat.cpu_field('model name') or platform.machine(),
                                      'threads=%s' % os.environ.get('OMP_NUM_THREADS'), 'mxnet=' + mx.__version__,
                                      spec['model'], spec['act'], 'batch=%d' % spec['batch_size'],
-                                     'features=%d' % spec['feature_size'], 'classes=%d' % spec['num_classes']))
+                                     'features=%d' % spec['feature_size'], 'classes=%d' % spec['num_classes'])
+                        + _shape_key(spec))
+
+
+def _shape_key(spec):
+    """The images' shape, for others than MNIST's 1x28x28 (whose keys stay those cached before)."""
+    shape = (spec.get('channels', 1),) + tuple(spec.get('image_size', (28, 28)))
+    return '' if shape == (1, 28, 28) else '|input=%dx%dx%d' % shape
 
 
 def read_cache(path):
@@ -76,8 +83,10 @@ def write_cache(path, entries):
 def run_candidate(precision, spec):
     """Images/s of ``precision``, measured by a child process with a clean environment."""
     env = {k: v for k, v in os.environ.items() if not k.startswith('DMLC_')}  # not a parameter-server worker
+    channels, (height, width) = spec.get('channels', 1), spec.get('image_size', (28, 28))
     cmd = [sys.executable, os.path.join(HERE, 'precision.py'), '--measure', precision, spec['model'], spec['act'],
-           str(spec['batch_size']), str(spec['feature_size']), str(spec['num_classes'])]
+           str(spec['batch_size']), str(spec['feature_size']), str(spec['num_classes']),
+           '%dx%dx%d' % (channels, height, width)]
     out = subprocess.run(cmd, env=env, cwd=HERE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          universal_newlines=True)
     if out.returncode != 0:
@@ -107,7 +116,8 @@ def enable_bfloat16():
     amp.init(target_dtype='bfloat16', target_precision_ops=['Convolution'])
 
 
-def measure_steps(precision, model, act, batch_size, feature_size, num_classes, warmup=WARMUP, steps=STEPS):
+def measure_steps(precision, model, act, batch_size, feature_size, num_classes, shape=(1, 28, 28), warmup=WARMUP,
+                  steps=STEPS):
     """In this process: images/s of hybridized softmax + center loss training steps of a fresh network."""
     sys.path.insert(0, HERE)
     import compat  # noqa: F401  (before mxnet)
@@ -120,7 +130,7 @@ def measure_steps(precision, model, act, batch_size, feature_size, num_classes, 
     if precision == 'bfloat16':
         enable_bfloat16()
     mx.random.seed(0)
-    arch = models.Arch(model, act, feature_size, num_classes)
+    arch = models.Arch(model, act, feature_size, num_classes, (), shape[0], tuple(shape[1:]))
     net = models.build_net(arch, [mx.cpu()])
     closs = CenterLoss(num_classes, feature_size)
     closs.initialize(ctx=mx.cpu())
@@ -129,7 +139,7 @@ def measure_steps(precision, model, act, batch_size, feature_size, num_classes, 
     trainer = gluon.Trainer(net.collect_params(), 'sgd', {'learning_rate': 0.01, 'momentum': 0.9, 'wd': 5e-4})
     ctrainer = gluon.Trainer(closs.collect_params(), 'sgd', {'learning_rate': 0.5})
     rng = np.random.RandomState(0)
-    x = nd.array(rng.randn(batch_size, 1, 28, 28))
+    x = nd.array(rng.randn(batch_size, *shape))
     y = nd.array(rng.randint(0, num_classes, batch_size))
     times = []
     for i in range(warmup + steps):
@@ -142,7 +152,8 @@ def measure_steps(precision, model, act, batch_size, feature_size, num_classes, 
 
 
 if __name__ == '__main__':
-    if len(sys.argv) != 8 or sys.argv[1] != '--measure':
-        sys.exit('usage: python precision.py --measure PRECISION MODEL ACT BATCH FEATURES CLASSES')
-    p, m, a, b, f, c = sys.argv[2:]
-    print(measure_steps(p, m, a, int(b), int(f), int(c)))
+    if len(sys.argv) not in (8, 9) or sys.argv[1] != '--measure':
+        sys.exit('usage: python precision.py --measure PRECISION MODEL ACT BATCH FEATURES CLASSES [CxHxW]')
+    p, m, a, b, f, c = sys.argv[2:8]
+    shape = tuple(int(v) for v in sys.argv[8].split('x')) if len(sys.argv) == 9 else (1, 28, 28)
+    print(measure_steps(p, m, a, int(b), int(f), int(c), shape))

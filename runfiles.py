@@ -64,14 +64,14 @@ class RunFiles(object):
     def last(self):
         return self.checkpoint('last')
 
-    def frame(self, split, position):
+    def frame(self, split, position, decimals=2):
         """The feature-map frame of ``split`` after ``position`` epochs: epoch-NN.png at an epoch's end,
-        epoch-NN.FF.png within one (epoch-02.25.png: a quarter into the third epoch)."""
+        epoch-NN.FF.png within one (epoch-02.25.png: a quarter into the third epoch; ``decimals`` 3 for
+        more than 100 frames an epoch)."""
         if position == int(position):
             when = '%02d' % position
-        else:  # two decimals, three where two would not tell frames apart (more than 100 an epoch)
-            text = '%.2f' % position if abs(round(position, 2) - position) < 1e-9 else '%.3f' % position
-            whole, fraction = text.split('.')
+        else:
+            whole, fraction = ('%.*f' % (decimals, position)).split('.')
             when = '%02d.%s' % (int(whole), fraction)
         return os.path.join(self.out_dir, self._frame_name(split, when))
 
@@ -91,26 +91,26 @@ class RunFiles(object):
     def gif(self, split):
         return os.path.join(self.out_dir, '%s-%s.gif' % (self.prefix, split))
 
-    def _output(self, suffix):
+    def output(self, suffix):
         """``<out_dir>/<prefix>-<suffix>``: every per-run file but the frames and GIFs."""
         return os.path.join(self.out_dir, '%s-%s' % (self.prefix, suffix))
 
     @property
     def curves(self):
-        return self._output('curves.png')
+        return self.output('curves.png')
 
     @property
     def metrics(self):
-        return self._output('metrics.json')
+        return self.output('metrics.json')
 
     @property
     def verify_json(self):
         """--verify's figures of this run's best checkpoint."""
-        return self._output('verify.json')
+        return self.output('verify.json')
 
     @property
     def roc(self):
-        return self._output('roc.png')
+        return self.output('roc.png')
 
     def _frame_name(self, split, epoch):
         return '%s-%s-epoch-%s.png' % (self.prefix, split, epoch)
@@ -122,7 +122,8 @@ class RunFiles(object):
         escaped = RunFiles(glob.escape(self.ckpt_dir), glob.escape(self.out_dir), glob.escape(self.prefix))
         patterns = [os.path.join(escaped.out_dir, escaped._frame_name(split, '*')) for split in SPLITS]
         patterns += [escaped.gif(split) for split in SPLITS] + [escaped.curves, escaped.metrics, escaped.verify_json,
-                                                            escaped.roc]
+                                                            escaped.roc, escaped.output('pairs.json'),
+                                                            escaped.output('pairs-roc.png')]
         for pattern in patterns:
             for path in glob.glob(pattern):
                 os.remove(path)
@@ -167,6 +168,12 @@ def lock_run(files):
     f.flush()
     _LOCKS.append(f)
     return path
+
+
+def unlock_all():
+    """Give up this process's locks (main() when its command is done; the OS would at exit)."""
+    while _LOCKS:
+        _LOCKS.pop().close()
 
 
 def comparison_path(out_dir, dataset):

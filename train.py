@@ -87,7 +87,8 @@ def build_stage(args, rt, data, files, kind, source):
     """A Stage of ``kind`` trained on ``data``, saved under ``files``, from checkpoint ``source`` (or new)."""
     second = kind == 'second'
     resumed = source is not None and source.path == files.last
-    arch = resolve_arch(args, len(data['class_names']), source)
+    arch = resolve_arch(args, len(data['class_names']), source,
+                        (data['train_x'].shape[1], tuple(data['train_x'].shape[2:])))
     net = build_net(arch, rt.ctxs, source)
     center_loss = None
     if second or args.center_loss:
@@ -322,19 +323,21 @@ def train_epoch(args, rt, data, stage, epoch):
     feats, mine_all, sync_every, frame_time = [], [], 50, 0.0
     bar = tqdm(range(num_batches), desc='%s %d/%d' % (stage.files.prefix, epoch, args.epochs), leave=False,
                disable=None)
+    places = [np.arange(b * bs, min((b + 1) * bs, n)) for b in range(num_batches)]
+    if workers > 1:  # this worker's slice of each global batch
+        places = [np.array_split(p, workers)[rt.rank] for p in places]
+    # in memory: taken on the device; streamed: decoded by DataLoader workers a few batches ahead
+    images = train_x.batches([order[p] for p in places])
     for b in bar:
-        places = np.arange(b * bs, min((b + 1) * bs, n))
-        if workers > 1:
-            places = np.array_split(places, workers)[rt.rank]
-        batch, mine = order[b * bs:(b + 1) * bs], order[places]
-        idx = nd.array(mine, ctx=ctx, dtype='int32')
-        x, y = nd.take(train_x, idx), nd.take(train_y, idx)
+        batch, mine = order[b * bs:(b + 1) * bs], order[places[b]]
+        x, y = next(images), nd.take(train_y, nd.array(mine, ctx=ctx, dtype='int32'))
         counts = None  # one process: train_step counts its own batch; several: the whole global batch
         if workers > 1:
             counts = nd.one_hot(nd.take(train_y, nd.array(batch, ctx=ctx, dtype='int32')),
                                 stage.arch.num_classes).sum(axis=0)
         if args.shift:
-            x = utils.random_shift(x, shifts[int(places[0]):int(places[-1]) + 1], data['background'], args.shift)
+            x = utils.random_shift(x, shifts[int(places[b][0]):int(places[b][-1]) + 1], data['background'],
+                                   args.shift)
         step = (epoch - 1) * num_batches + b
         set_step(stage, step)
         for loss, l_s, l_c, scores, features, y_dev in train_step(

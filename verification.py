@@ -188,11 +188,13 @@ def best_threshold(scores, same):
     return float((u[k - 1] + u[k]) / 2)
 
 
-def fold_accuracies(scores, same, folds=FOLDS):
-    """Accuracy of each fold at the threshold best on the other folds (pairs ordered fold by fold)."""
-    fold = np.repeat(np.arange(folds), len(scores) // folds)
+def fold_accuracies(scores, same, folds=FOLDS, fold=None):
+    """Accuracy of each fold at the threshold best on the other folds: ``fold`` gives each pair's
+    fold, by default ``folds`` equal blocks of pairs ordered fold by fold."""
+    if fold is None:
+        fold = np.repeat(np.arange(folds), len(scores) // folds)
     accuracies = []
-    for f in range(folds):
+    for f in np.unique(fold):
         threshold = best_threshold(scores[fold != f], same[fold != f])
         accuracies.append(float(((scores[fold == f] >= threshold) == same[fold == f]).mean()))
     return accuracies
@@ -215,6 +217,25 @@ def verify(features, labels, metric):
     accuracies = fold_accuracies(scores, is_same)
     result['lfw_protocol'] = {'pairs': len(pairs), 'folds': FOLDS, 'accuracy_mean': float(np.mean(accuracies)),
                               'accuracy_std': float(np.std(accuracies)), 'fold_accuracies': accuracies}
+    return result
+
+
+def verify_pairs(features, pairs, same, fold, metric):
+    """The figures of a given pair list (LFW's pairs.txt, an insightface .bin): ``pairs`` (P, 2) rows of
+    ``features``, ``same`` their flags, ``fold`` their folds; AUC, EER and TAR at FAR over all its
+    pairs, and each fold's accuracy at the threshold best on the other folds."""
+    f = np.asarray(features, np.float64)
+    scores = paired_similarity(f[pairs[:, 0]], f[pairs[:, 1]], metric)
+    pos, neg = np.sort(scores[same]), np.sort(scores[~same])
+    if not len(pos) or not len(neg):
+        raise ValueError('the pair list needs same and different pairs; it has %d and %d' % (len(pos), len(neg)))
+    result = {'pairs': len(scores), 'same_class_pairs': len(pos), 'auc': auc(pos, neg), 'eer': eer(pos, neg)}
+    for far in FARS:
+        result['tar_at_far_%g' % far] = tar_at_far(pos, neg, far)[0]
+    result['roc'] = {'far': ROC_FARS.tolist(), 'tar': roc_curve(pos, neg)}
+    accuracies = fold_accuracies(scores, np.asarray(same), fold=np.asarray(fold))
+    result['folds'] = {'folds': len(accuracies), 'accuracy_mean': float(np.mean(accuracies)),
+                       'accuracy_std': float(np.std(accuracies)), 'fold_accuracies': accuracies}
     return result
 
 

@@ -19,10 +19,14 @@ times one epoch:
 - PyTorch (bench/pytorch_lenet.py, when torch is installed): PReLU in float32,
   the reference the speed targets were set against, and the same activation
   and precision as ours (LeakyReLU, bfloat16 autocast).
-Then the ratios; our whole epoch (test evaluation, the two feature-map frames
-and the checkpoint included) against our training loop alone; the time of
-nearest-center and k-NN evaluation of 10,000 test features against 60,000
-training features; and the peak memory of a one-epoch main.py run.
+Then the ratios; each contender's arithmetic rate (FLOP_PER_IMAGE, the
+forward and backward convolutions and dense layers of LeNet++, about 485 MFLOP
+an image, times its images/s) beside this machine's practical float32 peak, the
+rate of numpy's matrix multiply ``a @ b`` on as many threads as the trainer
+uses, measured in the same run; our whole epoch (test evaluation, the two
+feature-map frames and the checkpoint included) against our training loop
+alone; the time of nearest-center and k-NN evaluation of 10,000 test features
+against 60,000 training features; and the peak memory of a one-epoch main.py run.
 
 On a slice, the test images and the plotted training points are the same
 fraction of MNIST's (1/6 of the slice each), so the epoch ratio is the one of
@@ -41,6 +45,41 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HERE = os.path.dirname(os.path.abspath(__file__))
 BATCH, WARMUP = 128, 20
+
+
+def lenet_flops(size=28, channels=(32, 64, 128), kernel=5, feature_size=2, classes=10):
+    """FLOP of one image's training step in LeNet++: 2 per multiply-add, forward, the data
+    gradient (none for the first layer, whose input needs none) and the weight gradient."""
+    macs, first, c_in, side = 0, None, 1, size
+    for c_out in channels:
+        for _ in range(2):
+            layer = side * side * c_out * c_in * kernel * kernel
+            first = layer if first is None else first
+            macs += layer
+            c_in = c_out
+        side //= 2
+    dense = side * side * c_in * feature_size + feature_size * classes
+    return 2 * (3 * (macs + dense) - first)
+
+
+FLOP_PER_IMAGE = lenet_flops()
+
+
+def matmul_rate(n=2048, repeats=10):
+    """GFLOP/s of numpy's float32 matrix multiply (the BLAS numpy links, on OMP_NUM_THREADS
+    threads): the best of ``repeats`` products of two n x n matrices."""
+    import numpy as np
+    rng = np.random.RandomState(0)
+    a, b = rng.randn(n, n).astype(np.float32), rng.randn(n, n).astype(np.float32)
+    a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(repeats))
+    return 2.0 * n ** 3 / best / 1e9
+
+
+def _timed(f):
+    tic = time.time()
+    f()
+    return time.time() - tic
 
 
 def child(cmd, env=None):
@@ -144,7 +183,13 @@ def main():
     p.add_argument('--prelu', action='store_true', help='also time LeNet++ with PReLU (ours and PyTorch)')
     p.add_argument('--ours', nargs=4, metavar=('SLICE', 'PRECISION', 'ACT', 'SHIFT'), help=argparse.SUPPRESS)
     p.add_argument('--eval', action='store_true', help=argparse.SUPPRESS)
+    p.add_argument('--matmul', action='store_true', help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.matmul:  # a child process, with the trainer's thread count
+        sys.path.insert(0, ROOT)
+        import compat  # noqa: F401  (OMP_NUM_THREADS: one per core)
+        print(json.dumps(dict(gflops=matmul_rate(), threads=os.environ.get('OMP_NUM_THREADS'))))
+        return
     if args.ours:  # a child process
         print(json.dumps(ours(*args.ours)))
         return
@@ -163,7 +208,7 @@ def main():
     np.savez(slice_path, images=images[:n], labels=labels[:n])
     flags = compat.cpu_flags()
     print('CPU: %s, %d cores (AVX512-BF16: %s, AMX: %s, AVX512: %s); %d images, batch %d, LeNet++ 2-D features, '
-          'softmax + center loss' % (compat.cpu_field('model name') or 'unknown', len(os.sched_getaffinity(0)),
+          'softmax + center loss' % (compat.cpu_name() or 'unknown', len(os.sched_getaffinity(0)),
                                      'yes' if 'avx512_bf16' in flags else 'no',
                                      'yes' if 'amx_bf16' in flags else 'no', 'yes' if 'avx512f' in flags else 'no',
                                      n, BATCH), flush=True)
@@ -190,10 +235,20 @@ def main():
             rows['torch-prelu-same'] = child(torch_cmd + ['--act', 'prelu'] + (
                 ['--bf16'] if rows['ours-prelu']['precision'] == 'bfloat16' else []))
 
+    peak = child(me + ['--matmul'])
+    print('float32 matrix multiply (numpy a @ b, 2048 x 2048, %s threads): %.0f GFLOP/s, the practical peak; '
+          'a LeNet++ training step takes %.0f MFLOP an image' % (peak['threads'], peak['gflops'], FLOP_PER_IMAGE / 1e6))
     o, prec = rows['ours'], rows['ours']['precision']
     print('--precision auto chose %s (%s)' % (prec, o['why']))
     same = 'bfloat16 autocast' if prec == 'bfloat16' else 'float32'
-    line = '%-44s %6.0f images/s training loop%s'
+
+    class Line(str):
+        def __mod__(self, values):  # name, images/s, rest: with the step's GFLOP/s and share of the peak
+            name, rate, rest = values
+            gflops = rate * FLOP_PER_IMAGE / 1e9
+            return '%-44s %6.0f images/s training loop (%4.0f GFLOP/s, %.2f of the peak)%s' % (
+                name, rate, gflops, gflops / peak['gflops'], rest)
+    line = Line()
     print(line % ('ours, leaky, %s, no shifts' % prec, o['loop'], ', %6.0f whole epoch' % o['epoch']))
     print(line % ('ours at the defaults (+ 2-px shifts)', rows['ours-defaults']['loop'],
                   ', %6.0f whole epoch' % rows['ours-defaults']['epoch']))

@@ -20,8 +20,9 @@ def pipeline(tmp_path_factory):
     tmp = tmp_path_factory.mktemp('run')
     common = ['--ckpt_dir', str(tmp / 'ckpt'), '--out_dir', str(tmp / 'out'),
               '--train_samples', '6000', '--test_samples', '2000', '--use_gpu', 'False', '--shift', '0']
-    first = main('--train', '--center_loss', '--epochs', '3', '--feature_size', '8', *common)
-    second = main('--second_train', '--epochs', '2', *common)
+    # --frames 6: two frames an epoch in the first stage (one within it), three in the second
+    first = main('--train', '--center_loss', '--epochs', '3', '--feature_size', '8', '--frames', '6', *common)
+    second = main('--second_train', '--epochs', '2', '--frames', '6', *common)
     test = main('--test', '--prefix', 'center-loss-second', '--knn_k', '5', *common)
     return tmp, first, second, test
 
@@ -45,17 +46,43 @@ def test_second_stage_continues_from_the_first(pipeline):
     assert os.path.isfile(str(tmp / 'ckpt' / 'center-loss-best.params'))  # the first stage is kept
 
 
-def test_gifs_and_frames(pipeline):
+def test_gifs_and_frames_within_epochs(pipeline):
     tmp = pipeline[0]
     out = tmp / 'out'
+    within = {'center-loss': ['00.50', '01.50', '02.50'], 'center-loss-second': ['00.33', '00.67', '01.33', '01.67']}
     for prefix, epochs in (('center-loss', 3), ('center-loss-second', 2)):
         for split in ('train', 'test'):
             frames = imageio.mimread(str(out / ('%s-%s.gif' % (prefix, split))))
-            assert len(frames) == epochs
+            assert len(frames) == 6
             assert frames[0].shape[0] > 200 and frames[0].shape[1] > 200
-            for e in range(1, epochs + 1):
-                assert os.path.isfile(str(out / ('%s-%s-epoch-%02d.png' % (prefix, split, e))))
+            names = ['%02d' % e for e in range(1, epochs + 1)] + within[prefix]
+            for when in names:
+                assert os.path.isfile(str(out / ('%s-%s-epoch-%s.png' % (prefix, split, when)))), when
+            drawn = sorted(f for f in os.listdir(str(out)) if f.startswith('%s-%s-epoch-' % (prefix, split)))
+            assert len(drawn) == 6, drawn
+            # a frame within an epoch is a picture of its own, not a copy of the epoch's end
+            assert (imageio.imread(str(out / ('%s-%s-epoch-%s.png' % (prefix, split, within[prefix][0])))) !=
+                    imageio.imread(str(out / ('%s-%s-epoch-01.png' % (prefix, split))))).any()
         assert os.path.isfile(str(out / ('%s-curves.png' % prefix)))
+
+
+def test_metrics_say_when_the_floors_were_reached(pipeline):
+    import json
+    out = pipeline[0] / 'out'
+    first = json.load(open(str(out / 'center-loss-metrics.json')))
+    assert list(first['floors']) == ['softmax >= 0.992', 'center >= 0.989']
+    assert [h['epoch'] for h in first['epochs']] == [1, 2, 3]
+    assert [h['images'] for h in first['epochs']] == [6000, 12000, 18000]
+    seconds = [h['seconds'] for h in first['epochs']]
+    assert seconds == sorted(seconds) and seconds[0] > 0
+    for floor, at in first['floors'].items():  # 6,000 images and 3 epochs: not reached, or reached at an epoch
+        method, value = floor.split(' >= ')
+        reached = [h for h in first['epochs'] if h['test_acc_' + method] >= float(value)]
+        assert at == (None if not reached else {k: reached[0][k] for k in ('epoch', 'images', 'seconds')})
+    second = json.load(open(str(out / 'center-loss-second-metrics.json')))
+    assert list(second['floors']) == ['center >= 0.99'] and second['stage'] == 'second'
+    last_line = [l for l in pipeline[1][1].splitlines() if l.startswith('best test accuracy')][0]
+    assert 'time to accuracy: softmax >= 0.992 ' in last_line and 'center >= 0.989 ' in last_line
 
 
 def test_test_reports_three_methods(pipeline):

@@ -210,3 +210,31 @@ def test_train_and_second_train_in_one_command(tmp_path):
 def test_dist_kvstore_wants_one_stage_and_a_launcher(tmp_path):
     assert_clean_error(run('--train', '--second_train', '--kvstore', 'dist_sync', *QUICK), 'one stage per launch')
     assert_clean_error(run('--train', '--kvstore', 'dist_sync', *QUICK, *dirs(tmp_path)), 'launch.py')
+
+
+def test_resume_in_the_middle_of_a_cosine_schedule_ends_where_an_uninterrupted_run_does(tmp_path, monkeypatch,
+                                                                                     capsys):
+    """Stopped by Ctrl-C after epoch 1 of 3 of a warm-up + cosine schedule with a lambda warm-up, then
+    resumed: the rate of every later step comes from the step's place in the whole schedule."""
+    import main as trainer
+    import train
+    a, b = tmp_path / 'a', tmp_path / 'b'
+    common = ['--train', '--center_loss', '--epochs', '3', '--lr_schedule', 'cosine', '--lr', '0.03',
+              '--warmup', '0.5', '--lmbd_warmup', '1.5', '--precision', 'float32'] + QUICK
+    assert run(*common, *dirs(a))[0] == 0
+    real = train.save_epoch
+
+    def stop_after_epoch_one(args, rt, data, stage, record, centers):
+        real(args, rt, data, stage, record, centers)
+        if record['epoch'] == 1:
+            raise KeyboardInterrupt
+    monkeypatch.setattr(train, 'save_epoch', stop_after_epoch_one)
+    assert trainer.main(common + dirs(b)) == trainer.EXIT_INT
+    assert 'continue with' in capsys.readouterr().err
+    rc, out, err = run(*common, '--resume', *dirs(b))
+    assert rc == 0 and 'resuming center-loss after epoch 1' in out, err
+    pa, ma = params_of(str(a / 'ckpt' / 'center-loss-last.params'))
+    pb, mb = params_of(str(b / 'ckpt' / 'center-loss-last.params'))
+    assert [h['lr'] for h in mb['history']] == pytest.approx([h['lr'] for h in ma['history']])
+    for k in pa:
+        np.testing.assert_allclose(pb[k], pa[k], rtol=1e-4, atol=1e-5, err_msg=k)

@@ -1,0 +1,106 @@
+"""Pair lists for verification, as face benchmarks ship them: LFW's ``pairs.txt`` resolved against an
+image folder, and insightface's ``.bin`` (a pickle, read without running code).
+
+LFW's format: a first line with the number of folds and of pairs per kind in a fold (``10 300``; a
+single number N means one fold), then, fold after fold, N same pairs ``name n1 n2`` and N different
+pairs ``name1 n1 name2 n2``; ``n`` is the n-th image (from 1) of that name's folder in sorted order,
+which for LFW's own files, ``name/name_0001.jpg``, is LFW's numbering.
+
+insightface's ``.bin``: a pickle of (list of encoded images, list of same/different flags), image 2k
+and 2k+1 making pair k; its benchmarks split the pairs into 10 consecutive folds.
+"""
+import collections
+import os
+
+import numpy as np
+
+import safepickle
+from sources import IMAGE_EXTENSIONS, SourceError
+
+# images: a list of (where, encoded bytes or None, path or None); pairs: (P, 2) indices into it;
+# same: (P,) bool; folds: (P,) fold of each pair
+PairList = collections.namedtuple('PairList', 'name images pairs same folds')
+BIN_FOLDS = 10
+
+
+def read_pairs(path, folder=None):
+    """The PairList of ``path``: a ``.bin``, or LFW's text format resolved against ``folder``."""
+    if not os.path.isfile(path):
+        raise SourceError('pair list %s not found' % path)
+    if path.endswith('.bin'):
+        return read_bin(path)
+    if folder is None or not os.path.isdir(folder):
+        raise SourceError('%s names images by folder: give the folder that holds them (--pairs_dir), '
+                          'not %s' % (path, folder))
+    return read_lfw(path, folder)
+
+
+def read_lfw(path, folder):
+    with open(path) as f:
+        lines = [line.split() for line in f if line.strip()]
+    try:
+        head = [int(v) for v in lines[0]]
+    except (ValueError, IndexError):
+        raise SourceError('%s: the first line must give the folds and the pairs per kind, e.g. "10 300"' % path)
+    folds, per = (1, head[0]) if len(head) == 1 else head[:2]
+    if len(lines) - 1 != 2 * folds * per:
+        raise SourceError('%s announces %d folds of %d + %d pairs but holds %d pair lines'
+                          % (path, folds, per, per, len(lines) - 1))
+    files, index, images, pairs, same = {}, {}, [], [], []
+
+    def image(name, n, line_no):
+        if name not in files:
+            d = os.path.join(folder, name)
+            files[name] = sorted(f for f in os.listdir(d) if f.lower().endswith(IMAGE_EXTENSIONS)) \
+                if os.path.isdir(d) else []
+        if not 1 <= n <= len(files[name]):
+            raise SourceError('%s line %d: %s has no image %d (%s holds %d)' % (
+                path, line_no, name, n, os.path.join(folder, name), len(files[name])))
+        p = os.path.join(folder, name, files[name][n - 1])
+        if p not in index:
+            index[p] = len(images)
+            images.append((p, None, p))
+        return index[p]
+    for k, parts in enumerate(lines[1:]):
+        line_no = k + 2
+        try:
+            if len(parts) == 3:
+                first, second = (parts[0], int(parts[1])), (parts[0], int(parts[2]))
+            elif len(parts) == 4:
+                first, second = (parts[0], int(parts[1])), (parts[2], int(parts[3]))
+            else:
+                raise ValueError
+        except ValueError:
+            raise SourceError('%s line %d: expected "name n1 n2" or "name1 n1 name2 n2", got %r'
+                              % (path, line_no, ' '.join(parts)))
+        a, b = image(first[0], first[1], line_no), image(second[0], second[1], line_no)
+        pairs.append((a, b))
+        same.append(len(parts) == 3)
+    fold = np.repeat(np.arange(folds), 2 * per)
+    return PairList(os.path.basename(path), images, np.array(pairs, np.int64), np.array(same), fold)
+
+
+def read_bin(path):
+    with open(path, 'rb') as f:
+        blob = f.read()
+    try:  # Python 2 pickles hold str: read them as bytes
+        loaded = safepickle.loads(blob, encoding='bytes')
+    except safepickle.UnsafePickle as e:
+        raise SourceError('%s: %s' % (path, e))
+    ok = (isinstance(loaded, (tuple, list)) and len(loaded) == 2 and isinstance(loaded[0], (list, tuple))
+          and isinstance(loaded[1], (list, tuple)))
+    if ok:
+        bins, flags = loaded
+        ok = all(isinstance(b, (bytes, bytearray)) for b in bins) and all(isinstance(s, (bool, int)) for s in flags)
+    if not ok:
+        raise SourceError('%s is not an insightface verification set: a pickle of (list of encoded images, '
+                          'list of same/different flags)' % path)
+    if len(bins) != 2 * len(flags) or not flags:
+        raise SourceError('%s holds %d images for %d pairs: expected two images a pair' % (path, len(bins),
+                                                                                            len(flags)))
+    images = [('%s (image %d)' % (path, i), bytes(b), None) for i, b in enumerate(bins)]
+    pairs = np.arange(len(bins)).reshape(-1, 2)
+    n = len(flags)  # 10 consecutive folds, the first n % 10 one pair longer (as scikit-learn's KFold)
+    sizes = [n // BIN_FOLDS + (1 if f < n % BIN_FOLDS else 0) for f in range(BIN_FOLDS)]
+    fold = np.repeat(np.arange(BIN_FOLDS), sizes)
+    return PairList(os.path.basename(path), images, pairs, np.array([bool(s) for s in flags]), fold)

@@ -1,0 +1,299 @@
+"""Your own images: image folders and RecordIO written here, streamed, trained on end to end;
+pair lists (LFW's pairs.txt, insightface's .bin); and every bad input one line and exit 2."""
+import io
+import json
+import os
+import pickle
+
+import numpy as np
+import pytest
+from mxnet import nd
+
+import checkpoints
+import pairs
+import sources
+import verification
+from helpers import assert_clean_error, dirs, run_main as run
+
+FAST = ['--use_gpu', 'False', '--precision', 'float32', '--batch_size', '32', '--decode_workers', '1', '--lr', '0.05',
+        '--shift', '0']
+
+
+def png(img):
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format='PNG')
+    return buf.getvalue()
+
+
+def digits(n, seed, size=16, colour=False, classes=3):
+    """n images of ``classes`` easy classes: class k is a bright bar at row band k, plus noise."""
+    rng = np.random.RandomState(seed)
+    labels = np.arange(n) % classes
+    imgs = rng.randint(0, 60, (n, size, size)).astype(np.uint8)
+    band = size // classes
+    for i, k in enumerate(labels):
+        imgs[i, k * band:(k + 1) * band] = 255
+    if colour:
+        imgs = np.stack([imgs, imgs[:, ::-1], imgs.transpose(0, 2, 1)], axis=-1)
+    return imgs, labels
+
+
+def write_folder(root, splits, names=('a', 'b', 'c')):
+    for split, (imgs, labels) in splits.items():
+        for i, (img, label) in enumerate(zip(imgs, labels)):
+            d = os.path.join(root, split, names[label])
+            os.makedirs(d, exist_ok=True)
+            with open(os.path.join(d, '%04d.png' % i), 'wb') as f:
+                f.write(png(img))
+    return root
+
+
+def write_rec(root, splits, order=None, insightface=False, num_classes=None):
+    import mxnet as mx
+    os.makedirs(root, exist_ok=True)
+    for split, (imgs, labels) in splits.items():
+        rec = mx.recordio.MXIndexedRecordIO(os.path.join(root, split + '.idx'), os.path.join(root, split + '.rec'),
+                                            'w')
+        idx = order[split] if order else np.arange(len(labels))
+        key = 0
+        if insightface:  # record 0: the image records are 1 .. N
+            rec.write_idx(0, mx.recordio.pack(mx.recordio.IRHeader(2, [len(labels) + 1, len(labels) + 4], 0, 0),
+                                              b''))
+            key = 1
+        for i in idx:
+            label = float(labels[i]) if not insightface else [float(labels[i]), 0.0]
+            rec.write_idx(key, mx.recordio.pack(mx.recordio.IRHeader(0, label, key, 0), png(imgs[i])))
+            key += 1
+        rec.close()
+    if num_classes:
+        with open(os.path.join(root, 'property'), 'w') as f:
+            f.write('%d,16,16\n' % num_classes)
+    return root
+
+
+@pytest.fixture(scope='module')
+def same_images(tmp_path_factory):
+    """One set of images as a folder and as RecordIO, the records in the folder's (class) order."""
+    tmp = tmp_path_factory.mktemp('own')
+    splits = {'train': digits(240, 0), 'test': digits(60, 1)}
+    folder = write_folder(str(tmp / 'folder'), splits)
+    order = {s: np.argsort(lbl, kind='stable') for s, (_, lbl) in splits.items()}  # sorted folders: class order
+    rec = write_rec(str(tmp / 'rec'), splits, order)
+    return tmp, folder, rec
+
+
+def last_params(folder):
+    ckpt = checkpoints.load_checkpoint(os.path.join(folder, 'ckpt', 'center-loss-last.params'))
+    return {k: v.asnumpy() for k, v in ckpt.arrays.items() if k.startswith('net.') or k == 'centers'}, ckpt.meta
+
+
+@pytest.fixture(scope='module')
+def trained(same_images):
+    """A first stage trained from the folder and from the RecordIO: {name: (exit, stdout, stderr)}."""
+    tmp, folder, rec = same_images
+    return {name: run('--train', '--center_loss', '--epochs', '2', '--data_dir', source, '--frames', '4', *FAST,
+                      *dirs(tmp / ('run-' + name))) for name, source in (('folder', folder), ('rec', rec))}
+
+
+def test_a_folder_and_its_recordio_train_the_same_steps(same_images, trained):
+    """The epoch's order comes from (seed, epoch) over the listed images; the same images in the same
+    order, read from PNG files or from records, give the same batches, hence the same parameters."""
+    tmp, folder, rec = same_images
+    results = {}
+    for name, source in (('folder', folder), ('rec', rec)):
+        rc, out, err = trained[name]
+        assert rc == 0, err
+        assert 'data: images from %s %s (3 classes, grey images of 16x16), 240 train / 60 test' % (
+            'image folder' if name == 'folder' else 'RecordIO', source) in out, out
+        results[name] = last_params(str(tmp / ('run-' + name)))
+    (pf, mf), (pr, mr) = results['folder'], results['rec']
+    assert mf['dataset'] == 'images' and mf['image_size'] == [16, 16] and mf['channels'] == 1
+    for k in pf:
+        np.testing.assert_allclose(pr[k], pf[k], rtol=1e-5, atol=1e-6, err_msg=k)
+    assert mf['history'][-1]['test_acc_softmax'] > 0.9  # three easy classes: chance is 1/3
+    out = tmp / 'run-folder' / 'out'
+    assert os.path.getsize(str(out / 'center-loss-train.gif')) > 0 and (out / 'center-loss-test-epoch-01.50.png').exists()
+
+
+def test_later_commands_on_a_streamed_source(same_images, trained):
+    """--second_train, --test, --verify, --compare take the data from the checkpoint; --resume of a
+    streamed run ends where an uninterrupted one does."""
+    tmp, folder, rec = same_images
+    d = dirs(tmp / 'run-folder')
+    rc, out, err = run('--second_train', '--epochs', '1', *FAST, *d)
+    assert rc == 0 and 'second stage from' in out, err
+    rc, out, err = run('--test', '--verify', '--compare', '--knn_k', '3', *FAST, *d)
+    assert rc == 0, err
+    assert 'knn (k=3) accuracy' in out and 'verify center-loss' in out and 'comparison figure' in out
+    b = tmp / 'resumed'
+    assert run('--train', '--center_loss', '--epochs', '1', '--data_dir', folder, *FAST, *dirs(b))[0] == 0
+    rc, out, err = run('--train', '--center_loss', '--epochs', '2', '--resume', *FAST, *dirs(b))
+    assert rc == 0 and 'resuming center-loss after epoch 1' in out, err
+    pa, _ = last_params(str(tmp / 'run-folder'))
+    pb, _ = last_params(str(b))
+    for k in pa:
+        np.testing.assert_allclose(pb[k], pa[k], rtol=1e-4, atol=1e-5, err_msg=k)
+
+
+def test_test_classes_without_training_images_are_held_out(tmp_path):
+    splits = {'train': digits(90, 0, classes=3), 'test': digits(40, 1, classes=5)}
+    root = write_folder(str(tmp_path / 'd'), splits, names=('a', 'b', 'c', 'd', 'e'))
+    rc, out, err = run('--train', '--epochs', '1', '--data_dir', root, '--no_plotting', *FAST, *dirs(tmp_path))
+    assert rc == 0, err
+    assert 'of classes 0,1,2 (held out: 3,4, 16 test images)' in out, out
+    rc, out, err = run('--verify', '--prefix', 'softmax', *FAST, *dirs(tmp_path))
+    assert rc == 0 and 'held-out classes 3,4' in out and 'open-set AUROC' in out, err
+
+
+def test_insightface_recordio_and_colour_images_with_a_resnet(tmp_path):
+    splits = {'train': digits(64, 0, size=32, colour=True), 'test': digits(24, 1, size=32, colour=True)}
+    root = write_rec(str(tmp_path / 'rec'), splits, insightface=True, num_classes=5)
+    rc, out, err = run('--train', '--center_loss', '--epochs', '1', '--data_dir', root, '--model', 'resnet18',
+                       '--feature_size', '16', '--image_size', '24', '--no_plotting', *FAST, *dirs(tmp_path))
+    assert rc == 0, err
+    assert '5 classes, colour images of 32x32' in out and 'streamed at 24x24' in out, out
+    meta = checkpoints.load_checkpoint(str(tmp_path / 'ckpt' / 'center-loss-last.params')).meta
+    assert meta['model'] == 'resnet18' and meta['channels'] == 3 and meta['image_size'] == [24, 24]
+    assert meta['num_classes'] == 5
+
+
+def test_lenet_at_another_size(tmp_path):
+    splits = {'train': digits(60, 0, size=40, colour=True), 'test': digits(30, 1, size=40, colour=True)}
+    root = write_folder(str(tmp_path / 'd'), splits)
+    rc, out, err = run('--train', '--epochs', '1', '--data_dir', root, '--feature_size', '3', *FAST, *dirs(tmp_path))
+    assert rc == 0 and 'colour images of 40x40' in out, err
+    assert (tmp_path / 'out' / 'softmax-train.gif').exists()  # 3-D features drawn by PCA
+
+
+# ----------------------------------------------------------------- pair lists
+
+def lfw_lines(folds, per):
+    lines = ['%d\t%d' % (folds, per)]
+    for f in range(folds):
+        lines += ['%s\t%d\t%d' % ('abc'[(f + k) % 3], 1 + k, 2 + k) for k in range(per)]
+        lines += ['%s\t%d\t%s\t%d' % ('abc'[(f + k) % 3], 1 + k, 'abc'[(f + k + 1) % 3], 3 + k) for k in range(per)]
+    return '\n'.join(lines) + '\n'
+
+
+def test_pairs_txt_gives_the_figures_computed_directly(same_images, trained, tmp_path):
+    tmp, folder, rec = same_images
+    path = tmp_path / 'pairs.txt'
+    path.write_text(lfw_lines(10, 3))
+    listed = pairs.read_pairs(str(path), os.path.join(folder, 'test'))
+    assert listed.pairs.shape == (60, 2) and listed.same.sum() == 30 and list(np.bincount(listed.folds)) == [6] * 10
+    # the first line, "a 1 2": the first and second files of test/a in sorted order
+    a = sorted(os.listdir(os.path.join(folder, 'test', 'a')))
+    assert [listed.images[i][2] for i in listed.pairs[0]] == [os.path.join(folder, 'test', 'a', f) for f in a[:2]]
+    rc, out, err = run('--verify', '--pairs', str(path), *FAST, *dirs(tmp / 'run-folder'))
+    assert rc == 0, err
+    result = json.load(open(str(tmp / 'run-folder' / 'out' / 'center-loss-pairs.json')))
+    # the same figures from the features of the same images, computed here
+    import commands
+    import models
+    ckpt = checkpoints.load_checkpoint(str(tmp / 'run-folder' / 'ckpt' / 'center-loss-best.params'))
+    import mxnet as mx
+    net = models.build_net(models.Arch.of(ckpt), [mx.cpu()], ckpt)
+    mean, std = ckpt.meta['normalisation']
+    features = commands.pair_features(net, models.Arch.of(ckpt), mean, std, listed, mx.cpu())
+    for metric in verification.METRICS:
+        direct = verification.verify_pairs(features, listed.pairs, listed.same, listed.folds, metric)
+        assert result[metric]['folds']['fold_accuracies'] == pytest.approx(direct['folds']['fold_accuracies'])
+        assert result[metric]['auc'] == pytest.approx(direct['auc'])
+        # and by hand: each fold at the threshold best on the other nine
+        f = features.astype(np.float64)
+        s = verification.paired_similarity(f[listed.pairs[:, 0]], f[listed.pairs[:, 1]], metric)
+        for k in range(10):
+            t = verification.best_threshold(s[listed.folds != k], listed.same[listed.folds != k])
+            acc = ((s[listed.folds == k] >= t) == listed.same[listed.folds == k]).mean()
+            assert direct['folds']['fold_accuracies'][k] == pytest.approx(acc)
+
+
+def bin_file(path, n_pairs=20, payload=None):
+    imgs, _ = digits(2 * n_pairs, 3)
+    bins = [png(i) for i in imgs]
+    flags = [bool(k % 2) for k in range(n_pairs)]
+    with open(str(path), 'wb') as f:
+        pickle.dump(payload if payload is not None else (bins, flags), f, protocol=pickle.HIGHEST_PROTOCOL)
+    return str(path)
+
+
+def test_insightface_bin(same_images, trained, tmp_path):
+    tmp = same_images[0]
+    listed = pairs.read_pairs(bin_file(tmp_path / 'v.bin', 23))
+    assert listed.pairs.tolist()[:2] == [[0, 1], [2, 3]] and list(np.bincount(listed.folds)) == [3, 3, 3] + [2] * 7
+    rc, out, err = run('--verify', '--pairs', str(tmp_path / 'v.bin'), *FAST, *dirs(tmp / 'run-folder'))
+    assert rc == 0 and '23 pairs (11 same) of 46 images' in out and '10-fold accuracy' in out, err
+
+
+class Touch(object):
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return os.system, ('touch %s' % self.path,)
+
+
+def test_a_crafted_bin_runs_nothing(same_images, trained, tmp_path):
+    marker = tmp_path / 'ran'
+    path = bin_file(tmp_path / 'evil.bin', payload=([Touch(str(marker))], [True]))
+    assert_clean_error(run('--verify', '--pairs', path, *FAST, *dirs(same_images[0] / 'run-folder')),
+                       'evil.bin', 'refused, nothing was run')
+    assert not marker.exists()
+
+
+# ----------------------------------------------------------------- bad input
+
+def test_bad_sources(tmp_path, same_images, trained):
+    folder = same_images[1]
+    empty = tmp_path / 'empty'
+    (empty / 'train').mkdir(parents=True)
+    (empty / 'test').mkdir()
+    cases = [(str(empty), ['holds no class folders'])]
+    no_images = write_folder(str(tmp_path / 'noimg'), {'train': digits(30, 0), 'test': digits(9, 1)})
+    os.makedirs(os.path.join(no_images, 'train', 'zebra'))
+    cases.append((no_images, ['class folder', 'zebra holds no images']))
+    broken = write_folder(str(tmp_path / 'broken'), {'train': digits(30, 0), 'test': digits(9, 1)})
+    bad = os.path.join(broken, 'train', 'b', '0004.png')
+    with open(bad, 'wb') as f:
+        f.write(b'not a png at all')
+    cases.append((broken, [bad, 'cannot be decoded']))
+    rec = write_rec(str(tmp_path / 'rec'), {'train': digits(30, 0), 'test': digits(9, 1)})
+    os.remove(os.path.join(rec, 'test.idx'))
+    cases.append((rec, ['test.rec has no index', 'test.idx']))
+    labels = write_rec(str(tmp_path / 'labels'), {'train': digits(30, 0), 'test': digits(9, 1)}, num_classes=2)
+    cases.append((labels, ['a label 2', 'outside the 2 classes']))
+    for source, fragments in cases:
+        assert_clean_error(run('--train', '--epochs', '1', '--data_dir', source, *FAST, *dirs(tmp_path / 'x')),
+                           *fragments)
+    pairs_txt = tmp_path / 'pairs.txt'
+    pairs_txt.write_text('1\t1\na\t1\t999\nb\t1\tc\t1\n')
+    assert_clean_error(run('--verify', '--pairs', str(pairs_txt), *FAST, *dirs(same_images[0] / 'run-folder')),
+                       'line 2', 'a has no image 999')
+    assert_clean_error(run('--train', '--dataset', 'images', *FAST, *dirs(tmp_path / 'x')),
+                       '--dataset images needs --data_dir')
+    assert_clean_error(run('--train', '--dataset', 'mnist', '--data_dir', folder, *FAST, *dirs(tmp_path / 'x')),
+                       'holds image folders, not the IDX files of mnist')
+
+
+def test_an_image_that_cannot_be_decoded_mid_run_keeps_the_checkpoints(tmp_path):
+    """Found only when its batch comes (after the first epoch): named, exit 2, epoch 1 kept."""
+    root = write_folder(str(tmp_path / 'd'), {'train': digits(60, 0), 'test': digits(9, 1)})
+    common = ['--train', '--epochs', '3', '--data_dir', root, '--no_plotting', *FAST, *dirs(tmp_path)]
+    assert run(*common[:2], '1', *common[3:])[0] == 0
+    bad = os.path.join(root, 'train', 'c', '0005.png')
+    with open(bad, 'wb') as f:
+        f.write(b'\x89PNG broken')
+    assert_clean_error(run(*common, '--resume'), bad, 'cannot be decoded')
+    assert checkpoints.load_checkpoint(str(tmp_path / 'ckpt' / 'softmax-last.params')).meta['epoch'] == 1
+
+
+def test_sources_read_records_exactly(tmp_path):
+    imgs, labels = digits(12, 5)
+    root = write_rec(str(tmp_path / 'r'), {'train': (imgs, labels), 'test': (imgs[:3], labels[:3])})
+    src = sources.open_source(root)
+    assert list(src.splits['train'].labels) == list(labels) and src.channels == 1 and src.size == (16, 16)
+    for i in range(12):
+        got = sources.decode(sources.read_bytes(src.splits['train'], i), 1, (16, 16), 'x')
+        np.testing.assert_array_equal(got[0], imgs[i])
+    assert nd.array(got).shape == (1, 16, 16)
