@@ -3,7 +3,7 @@ epochs, within them too, so that each GIF shows the clusters forming in at least
 frames; then the GIFs.
 
 A frame shows the same points every time: the training images of ``plot_idx`` (10,000
-sampled once per run) and the test images of ``test_idx`` (5,000). A training image is
+sampled once per run) and the test images of ``test_idx`` (3,000). A training image is
 drawn at the feature its latest training step computed, which costs nothing (the steps
 compute them anyway); the test images need a forward pass, the one price of a frame
 within an epoch (the epoch's evaluation computes them at its end).
@@ -16,7 +16,7 @@ from mxnet import nd
 import evaluation
 import pictures
 
-TEST_POINTS = 5000
+TEST_POINTS = 3000
 
 
 class Frames(object):

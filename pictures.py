@@ -84,8 +84,8 @@ def draw_features(ax, features, labels, num_classes, title, centers=None, class_
         ids = np.arange(len(centers)) if center_labels is None else np.asarray(center_labels)
         ax.scatter(centers[:, 0], centers[:, 1], s=90, marker='*', c=[colors[i] for i in ids],
                    edgecolors='black', linewidths=0.8, zorder=3)
-    ax.legend(loc='upper right', markerscale=5, fontsize=7, framealpha=0.8,
-              ncol=2 if num_classes > 10 else 1)
+    if num_classes <= 20:  # beyond, a legend would cover the map
+        ax.legend(loc='upper right', markerscale=5, fontsize=7, framealpha=0.8, ncol=2 if num_classes > 10 else 1)
     ax.set_title(title, fontsize=10)
     ax.tick_params(labelsize=7)
 

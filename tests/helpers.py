@@ -60,3 +60,13 @@ def assert_clean_error(result, *fragments, status=2):
     assert len(lines) == 1, err
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
+
+
+class Touch(object):
+    """Pickles to a call of os.system that creates ``path``: what a crafted checkpoint or .bin would carry."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return os.system, ('touch %s' % self.path,)

@@ -9,6 +9,7 @@ from mxnet import autograd, gluon, nd
 
 import checkpoints
 import models
+from helpers import Touch
 
 
 def small_net():
@@ -139,16 +140,6 @@ def test_a_checkpoint_of_the_earlier_format_still_resumes(tmp_path):
     other = gluon.Trainer(small_net().collect_params(), 'sgd', {'learning_rate': 0.1, 'momentum': 0.9})
     checkpoints.restore_trainer(other, ckpt, 'net')
     assert_same_states(trainer, other)
-
-
-class Touch(object):
-    """Pickles to a call of os.system: what a crafted checkpoint would carry."""
-
-    def __init__(self, path):
-        self.path = path
-
-    def __reduce__(self):
-        return os.system, ('touch %s' % self.path,)
 
 
 def test_a_crafted_checkpoint_runs_nothing(tmp_path):

@@ -15,7 +15,7 @@ import pytest
 import checkpoints
 import main as trainer
 import train
-from helpers import QUICK, ROOT, assert_clean_error, dirs, run_main as run
+from helpers import QUICK, ROOT, Touch, assert_clean_error, dirs, run_main as run
 from runfiles import RunFiles
 
 TINY = ['--train_samples', '300', '--test_samples', '100', '--use_gpu', 'False', '--precision', 'float32']
@@ -192,14 +192,6 @@ def test_a_failed_checkpoint_write_names_the_checkpoint(tmp_path, monkeypatch, c
                        'could not write %s (No space left on device)' % os.path.join(ckpt_dir, 'center-loss-last.params'),
                        status=trainer.EXIT_IO)
     assert_epoch_one_kept(tmp_path)
-
-
-class Touch(object):
-    def __init__(self, path):
-        self.path = path
-
-    def __reduce__(self):
-        return os.system, ('touch %s' % self.path,)
 
 
 def test_resume_from_a_crafted_checkpoint_runs_nothing(tmp_path):

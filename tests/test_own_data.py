@@ -13,7 +13,7 @@ import checkpoints
 import pairs
 import sources
 import verification
-from helpers import assert_clean_error, dirs, run_main as run
+from helpers import Touch, assert_clean_error, dirs, run_main as run
 
 FAST = ['--use_gpu', 'False', '--precision', 'float32', '--batch_size', '32', '--decode_workers', '1', '--lr', '0.05',
         '--shift', '0']
@@ -224,14 +224,6 @@ def test_insightface_bin(same_images, trained, tmp_path):
     assert listed.pairs.tolist()[:2] == [[0, 1], [2, 3]] and list(np.bincount(listed.folds)) == [3, 3, 3] + [2] * 7
     rc, out, err = run('--verify', '--pairs', str(tmp_path / 'v.bin'), *FAST, *dirs(tmp / 'run-folder'))
     assert rc == 0 and '23 pairs (11 same) of 46 images' in out and '10-fold accuracy' in out, err
-
-
-class Touch(object):
-    def __init__(self, path):
-        self.path = path
-
-    def __reduce__(self):
-        return os.system, ('touch %s' % self.path,)
 
 
 def test_a_crafted_bin_runs_nothing(same_images, trained, tmp_path):
