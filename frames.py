@@ -26,7 +26,9 @@ class Frames(object):
         self.stage = stage
         self.per_epoch = max(1, int(math.ceil(frames / float(epochs))))
         # after which step of an epoch (1-based count) a frame is drawn: the last one is the epoch's end
-        self.after = {int(round(j * steps_per_epoch / float(self.per_epoch))): j for j in range(1, self.per_epoch)}
+        self.after = {}
+        for j in range(self.per_epoch - 1, 0, -1):  # the first j wins where an epoch has fewer steps than frames
+            self.after[int(round(j * steps_per_epoch / float(self.per_epoch)))] = j
         self.after.pop(0, None)
         self.after.pop(steps_per_epoch, None)
         self.steps = steps_per_epoch

@@ -36,6 +36,9 @@ from train import build_stage, run_stage
 from utils import DataError
 
 KVSTORES = ('device', 'local', 'dist_sync', 'dist_device_sync')
+# Each stage's own defaults for the flags of its schedule (docs/time-to-accuracy.md says how they were chosen).
+STAGE_DEFAULTS = {'first': dict(epochs=20, lr=0.01, lr_schedule='step', warmup=0.0),
+                  'second': dict(epochs=20, lr=0.01, lr_schedule='step', warmup=0.0)}
 PRECISIONS = ('auto', 'float32', 'bfloat16')
 
 
@@ -114,6 +117,23 @@ POSITIVE_INT, POSITIVE = number(int, above=0), number(float, above=0)
 NON_NEGATIVE_INT, NON_NEGATIVE = number(int, at_least=0), number(float, at_least=0)
 
 
+def stage_default(flag):
+    return 'default: %s for the first stage, %s for the second' % (STAGE_DEFAULTS['first'][flag],
+                                                                  STAGE_DEFAULTS['second'][flag])
+
+
+def stage_args(args, kind):
+    """``args`` with the schedule flags the user left out set to stage ``kind``'s defaults."""
+    filled = argparse.Namespace(**vars(args))
+    for flag, value in STAGE_DEFAULTS[kind].items():
+        if getattr(filled, flag) is None:
+            setattr(filled, flag, value)
+    if filled.lr_schedule != 'step' and filled.warmup >= filled.epochs:
+        raise UserError('--warmup %g leaves nothing of %d epoch%s of the %s stage for the %s schedule'
+                        % (filled.warmup, filled.epochs, '' if filled.epochs == 1 else 's', kind, filled.lr_schedule))
+    return filled
+
+
 def parse_args(argv=None):
     p = Parser(prog='main.py', description=__doc__, formatter_class=HelpFormatter)
     mode = p.add_argument_group('what to do (any combination, run in this order)')
@@ -157,18 +177,20 @@ def parse_args(argv=None):
                        help='use the first N test images (default: all)')
 
     opt = p.add_argument_group('optimisation')
-    opt.add_argument('--epochs', type=POSITIVE_INT, default=20, help='epochs of each stage')
+    opt.add_argument('--epochs', type=POSITIVE_INT, default=None, help='epochs of each stage (%s)' % stage_default('epochs'))
     opt.add_argument('--batch_size', type=POSITIVE_INT, default=128, help='images per step')
     opt.add_argument('--optimizer', choices=('sgd', 'adam'), default='sgd', help='sgd uses --momentum')
-    opt.add_argument('--lr', type=POSITIVE, default=0.01, help='learning rate of the network')
+    opt.add_argument('--lr', type=POSITIVE, default=None, help='the network\'s peak learning rate (%s)' % stage_default('lr'))
     opt.add_argument('--momentum', type=NON_NEGATIVE, default=0.9, help='SGD momentum')
     opt.add_argument('--momentum_low', type=NON_NEGATIVE, default=0.85,
                      help='onecycle: the momentum at the peak rate')
-    opt.add_argument('--lr_schedule', choices=SCHEDULES, default='step',
+    opt.add_argument('--lr_schedule', choices=SCHEDULES, default=None,
                      help='how the rate changes step by step (schedule.py): step (x lr_factor every lr_step '
-                          'epochs), cosine or linear to lr * lr_final, onecycle (cosine, momentum moved against it)')
-    opt.add_argument('--warmup', type=NON_NEGATIVE, default=0.0,
-                     help='epochs (fractions allowed) over which the rate climbs linearly from 0 to --lr')
+                          'epochs), cosine or linear to lr * lr_final, onecycle (cosine, momentum moved against it) '
+                          '(%s)' % stage_default('lr_schedule'))
+    opt.add_argument('--warmup', type=NON_NEGATIVE, default=None,
+                     help='epochs (fractions allowed) over which the rate climbs linearly from 0 to --lr (%s)'
+                          % stage_default('warmup'))
     opt.add_argument('--lr_final', type=NON_NEGATIVE, default=0.0,
                      help='the last rate of cosine, linear and onecycle, as a fraction of --lr')
     opt.add_argument('--lr_step', type=POSITIVE_INT, default=8, help='step: multiply lr by lr_factor every N epochs')
@@ -238,9 +260,6 @@ def parse_args(argv=None):
         args.prefix = 'softmax' if args.train and not args.center_loss else 'center-loss'
     else:
         args.prefix = args.prefixes[0]
-    if args.lr_schedule != 'step' and args.warmup >= args.epochs:
-        p.error('--warmup %g leaves nothing of %d epoch%s for the %s schedule'
-                % (args.warmup, args.epochs, '' if args.epochs == 1 else 's', args.lr_schedule))
     if args.kvstore.startswith('dist') and args.train and args.second_train:
         p.error('with --kvstore %s run one stage per launch' % args.kvstore)
     for prefix in args.prefixes or [args.prefix]:
@@ -305,14 +324,16 @@ def run(args):
     if args.test and args.knn_k > n_train and args.eval_method in (None, 'knn'):
         raise UserError('--knn_k %d is larger than the %d training images it votes among' % (args.knn_k, n_train))
     if args.train:
-        run_stage(args, rt, loaded, build_stage(args, rt, loaded, files, 'first', source))
+        first = stage_args(args, 'first')
+        run_stage(first, rt, loaded, build_stage(first, rt, loaded, files, 'first', source))
         source = None
     if args.second_train:
         second = files.second()
         if source is None:  # after a first stage in this command: resume only a second stage that started
             resume = args.resume and os.path.isfile(second.last)
             source = load_checkpoint(second.last) if resume else load_checkpoint(files.best, files.hint())
-        run_stage(args, rt, loaded, build_stage(args, rt, loaded, second, 'second', source))
+        later = stage_args(args, 'second')
+        run_stage(later, rt, loaded, build_stage(later, rt, loaded, second, 'second', source))
         files, source = second, None
     if rt.rank == 0:  # with several workers, the first alone evaluates and draws
         if args.test or args.verify:

@@ -310,7 +310,7 @@ def train_epoch(args, rt, data, stage, epoch):
     """
     train_x, train_y = data['train_x'], data['train_y']
     n, ctx, workers = train_x.shape[0], rt.ctxs[0], rt.num_workers
-    bs, num_batches, schedule = args.batch_size * workers, stage.schedule.steps, stage.schedule
+    bs, num_batches, schedule = args.batch_size * workers, steps_per_epoch(n, args.batch_size, workers), stage.schedule
     # Each epoch's order depends only on (seed, epoch): a resumed run sees the same batches.
     rng = np.random.RandomState([args.seed, epoch])
     order = rng.permutation(n)
@@ -338,7 +338,7 @@ def train_epoch(args, rt, data, stage, epoch):
         if args.shift:
             x = utils.random_shift(x, shifts[int(places[b][0]):int(places[b][-1]) + 1], data['background'],
                                    args.shift)
-        step = (epoch - 1) * num_batches + b
+        step = (epoch - 1) * schedule.steps + b
         set_step(stage, step)
         for loss, l_s, l_c, scores, features, y_dev in train_step(
                 stage.objective, stage.trainer, stage.center_trainer, x, y, rt.ctxs, stage.arch.num_classes,

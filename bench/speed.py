@@ -106,10 +106,12 @@ def ours(slice_path, precision, act, shift):
     import utils
     from runfiles import RunFiles
 
+    # batch 128 for every contender; one frame an epoch (frames within epochs are timed by the training runs)
     args = main.parse_args(['--train', '--center_loss', '--use_gpu', 'False', '--precision', precision,
-                                   '--act', act, '--shift', shift,
-                                   '--out_dir', tempfile.mkdtemp(), '--ckpt_dir', tempfile.mkdtemp()])
+                            '--act', act, '--shift', shift, '--batch_size', str(BATCH), '--frames', '1',
+                            '--out_dir', tempfile.mkdtemp(), '--ckpt_dir', tempfile.mkdtemp()])
     data_mod.inherit_data_flags(args, None)
+    args = main.stage_args(args, 'first')
     ctxs = [mx.cpu()]
     arch = models.resolve_arch(args, 10)
     chosen, why = runtime.choose_precision(args, ctxs, arch)
@@ -122,21 +124,22 @@ def ours(slice_path, precision, act, shift):
     test_img, test_lbl = utils.load_split(utils.find_data('mnist', download=False), 'test')
     test_img, test_lbl = test_img[:n // 6], test_lbl[:n // 6]   # MNIST's 10,000 : 60,000
     with contextlib.redirect_stdout(io.StringIO()):  # its "data:" line
-        data = data_mod.load_data(args, arch, rt, (slice_path, (images, labels), (test_img, test_lbl)))
+        data = data_mod.load_data(args, arch, rt, data_mod.Raw(slice_path, utils.CLASS_NAMES['mnist'], (1, (28, 28)),
+                                                               (images, labels), (test_img, test_lbl), None))
     train_x, train_y, test_x = data['train_x'], data['train_y'], data['test_x']
     stage = train.build_stage(args, rt, data, RunFiles(args.ckpt_dir, args.out_dir, 'bench'), 'first', None)
     stage.plot_idx = pictures.plot_sample(n, args.seed, size=n // 6)
 
-    warm = dict(data, train_x=train_x[:WARMUP * BATCH], train_y=train_y[:WARMUP * BATCH])
+    warm = dict(data, train_x=train_x.subset(np.arange(WARMUP * BATCH)), train_y=train_y[:WARMUP * BATCH])
     train.train_epoch(args, rt, warm, stage, 1)
     evaluation.forward_all(stage.net, test_x)[1].wait_to_read()
 
     tic = time.time()
-    sums, seen, train_feat = train.train_epoch(args, rt, data, stage, 1)
+    sums, seen, train_feat, _ = train.train_epoch(args, rt, data, stage, 1)
     loop = time.time() - tic
     # the rest of an epoch of train.run_stage: evaluation, two frames, the checkpoint
-    record, test_feat, centers = train.evaluate_epoch(args, data, stage, 1, args.lr, sums / seen, train_feat)
-    train.draw_epoch(args, data, stage, record, train_feat, test_feat, centers)
+    record, test_feat, centers = train.evaluate_epoch(args, data, stage, 1, sums / seen, train_feat)
+    stage.frames.epoch_end(args, data, record, train_feat, test_feat, centers)
     train.save_epoch(args, rt, data, stage, record, centers)
     whole = time.time() - tic
     return dict(loop=n / loop, epoch=n / whole, ratio=whole / loop, precision=rt.precision, why=rt.why)

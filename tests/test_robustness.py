@@ -169,7 +169,8 @@ def test_divergence_stops_cleanly_and_keeps_the_best(tmp_path):
 
 
 def test_new_run_replaces_the_old_set_of_pictures(tmp_path):
-    common = ['--train', '--train_samples', '300', '--test_samples', '100', '--use_gpu', 'False'] + dirs(tmp_path)
+    common = ['--train', '--train_samples', '300', '--test_samples', '100', '--use_gpu', 'False', '--frames', '1'] + \
+        dirs(tmp_path)
     assert run(*common, '--epochs', '3')[0] == 0
     assert run(*common, '--epochs', '1')[0] == 0
     frames = sorted(f for f in os.listdir(str(tmp_path / 'out')) if 'epoch' in f)
