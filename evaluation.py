@@ -67,7 +67,8 @@ def predict_knn(features, gallery, gallery_labels, k, num_classes, chunk=1024):
 
 
 def accuracy(pred, labels):
-    return float((pred == labels.astype(pred.dtype)).mean().asscalar())
+    """The share of correct predictions, exactly: 9,920 of 10,000 is 0.992, not float32's 0.99199998."""
+    return float((pred == labels.astype(pred.dtype)).sum().asscalar()) / labels.shape[0]
 
 
 def class_means(features, labels, num_classes):

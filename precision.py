@@ -49,8 +49,8 @@ def cache_key(spec):
     return '|'.join(str(v) for v in (compat.cpu_field('model name') or platform.machine(),
                                      'threads=%s' % os.environ.get('OMP_NUM_THREADS'), 'mxnet=' + mx.__version__,
                                      spec['model'], spec['act'], 'batch=%d' % spec['batch_size'],
-                                     'features=%d' % spec['feature_size'], 'classes=%d' % spec['num_classes'])
-                        + _shape_key(spec))
+                                     'features=%d' % spec['feature_size'], 'classes=%d' % spec['num_classes'])) \
+        + _shape_key(spec)
 
 
 def _shape_key(spec):
