@@ -62,7 +62,7 @@ def stage_args(args, kind):
     return filled
 
 
-def parse_args(argv=None):
+def build_parser():
     p = Parser(prog='main.py', description=__doc__, formatter_class=HelpFormatter)
     mode = p.add_argument_group('what to do (any combination, run in this order)')
     mode.add_argument('--train', action='store_true', help='first stage: softmax (+ center loss with --center_loss)')
@@ -100,9 +100,10 @@ def parse_args(argv=None):
     files.add_argument('--decode_workers', type=NON_NEGATIVE_INT, default=1,
                        help='processes that decode your own images ahead of the training step (0: in this one)')
     files.add_argument('--train_samples', type=POSITIVE_INT, default=None,
-                       help='use the first N training images (default: the checkpoint\'s, else all)')
+                       help='use N training images: the first N of IDX files, a seeded sample of your own (default: '
+                            'the checkpoint\'s, else all)')
     files.add_argument('--test_samples', type=POSITIVE_INT, default=None,
-                       help='use the first N test images (default: all)')
+                       help='use N test images, as --train_samples (default: all)')
 
     opt = p.add_argument_group('optimisation')
     opt.add_argument('--epochs', type=POSITIVE_INT, default=None, help='epochs of each stage (%s)' % stage_default('epochs'))
@@ -138,15 +139,17 @@ def parse_args(argv=None):
                     help='gradient: balanced loss, centers by SGD at alpha; paper: Eq. 4 of the paper')
 
     net = p.add_argument_group('network and classes (later stages take these from the checkpoint)')
-    net.add_argument('--model', choices=sorted(MODELS), default=None, help='default lenet++')
-    net.add_argument('--act', choices=ACTIVATIONS, default=None, help='default leaky')
-    net.add_argument('--feature_size', type=POSITIVE_INT, default=None, help='default 2')
+    net.add_argument('--model', choices=sorted(MODELS), default=None,
+                     help='the paper\'s LeNet++, the original port\'s LeNet, or a model-zoo ResNet (default: lenet++)')
+    net.add_argument('--act', choices=ACTIVATIONS, default=None, help='LeNet\'s activation (default: leaky)')
+    net.add_argument('--feature_size', type=POSITIVE_INT, default=None,
+                     help='the features center loss acts on (default: 2, to draw them as the paper does)')
     net.add_argument('--num_classes', type=POSITIVE_INT, default=None,
                      help='default 10, or the number of classes trained on with --holdout')
     net.add_argument('--holdout', type=class_ids, default=None,
                      help='class ids kept out of training, e.g. 5,6,7,8,9: both stages train on the other classes '
                           '(at least two), whose test images give the accuracy; --verify measures on the held-out '
-                          'ones')
+                          'ones (default: none; with your own images, the test classes with no training images)')
 
     ev = p.add_argument_group('evaluation and output')
     ev.add_argument('--eval_method', choices=EVAL_METHODS, default=None,
@@ -154,7 +157,8 @@ def parse_args(argv=None):
                          'center for the second) and that --test prints (default: all three)')
     ev.add_argument('--knn_k', type=POSITIVE_INT, default=10, help='neighbours for --eval_method knn')
     ev.add_argument('--pairs', default=None,
-                    help='--verify on this pair list instead: LFW\'s pairs.txt format, or an insightface .bin')
+                    help='--verify on this pair list instead: LFW\'s pairs.txt format, or an insightface .bin '
+                         '(default: all pairs of the test images)')
     ev.add_argument('--pairs_dir', default=None,
                     help='the folder of class folders a pairs.txt names (default: the test/ folder of --data_dir)')
     ev.add_argument('--plotting', dest='plotting', action='store_true', default=True,
@@ -175,6 +179,11 @@ def parse_args(argv=None):
                           'auto (default): whichever trains faster here, measured once and cached (precision.py); '
                           'a continued stage keeps its checkpoint\'s')
 
+    return p
+
+
+def parse_args(argv=None):
+    p = build_parser()
     args = p.parse_args(argv)
     if not (args.train or args.second_train or args.test or args.verify or args.compare):
         p.error('nothing to do: pass --train [--center_loss], --second_train, --test, --verify and/or --compare')

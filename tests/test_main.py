@@ -124,3 +124,16 @@ def test_second_stage_without_first_says_what_to_run(tmp_path):
     rc, out, err = main('--second_train', '--ckpt_dir', str(tmp_path), '--use_gpu', 'False')
     assert rc == 2 and 'Traceback' not in err
     assert 'center-loss-best.params not found' in err and 'python main.py --train --center_loss' in err
+
+
+def test_help_shows_every_default():
+    import main as trainer
+    parser = trainer.build_parser()
+    text = parser.format_help()
+    for action in parser._actions:
+        if not action.option_strings or action.help == '==SUPPRESS==' or action.default is False or \
+                action.dest == 'help':
+            continue  # switches
+        shown = parser._get_formatter()._get_help_string(action) or ''
+        assert 'default' in shown, action.option_strings
+    assert '--epochs EPOCHS' in text and 'default: ' in text
