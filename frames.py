@@ -36,8 +36,9 @@ class Frames(object):
         self.test_idx = np.sort(np.random.RandomState(seed + 1).choice(n_test, min(n_test, TEST_POINTS),
                                                                         replace=False))
         self.test_x = data['test_x'].take(self.test_idx)  # held in memory: drawn again and again
-        self.n_train = data['train_x'].shape[0]
-        self.latest = None  # (N, d) features of the training images as last computed; NaN: not yet
+        self.row = np.full(data['train_x'].shape[0], -1, np.int64)  # training image -> its row among the plotted
+        self.row[stage.plot_idx] = np.arange(len(stage.plot_idx))
+        self.latest = None  # features of the plotted training images as last computed; NaN: not yet
 
     def due(self, steps_done):
         """Whether a frame within the epoch falls after ``steps_done`` steps."""
@@ -47,7 +48,7 @@ class Frames(object):
         """Draw a frame ``steps_done`` steps into ``epoch``: ``feats`` (device arrays) are the
         features of the training images ``seen`` so far this epoch, in that order."""
         position = epoch - 1 + self.after[steps_done] / float(self.per_epoch)
-        self._remember(np.concatenate([f.asnumpy() for f in feats]), np.concatenate(seen))
+        self._remember(np.concatenate([f.asnumpy() for f in feats]), np.concatenate(seen))  # (a few MB at most)
         scores, test_feat = evaluation.forward_all(self.stage.net, self.test_x)
         scores, test_feat = scores.asnumpy(), test_feat.asnumpy()
         test_y = data['test_y'].asnumpy().astype(int)[self.test_idx]
@@ -56,28 +57,30 @@ class Frames(object):
 
     def epoch_end(self, args, data, record, train_feat, test_feat, centers):
         """The frame of an epoch's end, from the features its evaluation computed."""
-        self.latest = train_feat.asnumpy()
+        plotted = nd.array(self.stage.plot_idx, ctx=train_feat.context, dtype='int32')
+        self.latest = nd.take(train_feat, plotted).asnumpy()
         self._draw(args, data, record['epoch'], test_feat.asnumpy()[self.test_idx], record['train_acc'],
                    record['test_acc_softmax'], centers.asnumpy())
 
     def _remember(self, features, seen):
         if self.latest is None:
-            self.latest = np.full((self.n_train, features.shape[1]), np.nan, np.float32)
-        self.latest[seen] = features
+            self.latest = np.full((len(self.stage.plot_idx), features.shape[1]), np.nan, np.float32)
+        rows = self.row[seen]
+        self.latest[rows[rows >= 0]] = features[rows >= 0]
 
     def _centers(self, data):
         stage = self.stage
         if stage.center_loss is not None:
             return stage.center_loss.centers.weight.list_data()[0].asnumpy()
         known = ~np.isnan(self.latest[:, 0])  # softmax alone: the class means of the features drawn
-        labels = data['train_y'].asnumpy().astype(int)[known]
+        labels = data['train_y'].asnumpy().astype(int)[stage.plot_idx][known]
         feats = self.latest[known]
         return np.stack([feats[labels == k].mean(axis=0) if (labels == k).any() else np.zeros(feats.shape[1])
                          for k in range(stage.arch.num_classes)])
 
     def _draw(self, args, data, position, test_feat, train_acc, test_acc, centers):
         stage = self.stage
-        train_feat = self.latest[stage.plot_idx]
+        train_feat = self.latest
         known = ~np.isnan(train_feat[:, 0])  # in a first epoch's frames, the images not yet trained on
         if not known.any():
             return
