@@ -14,7 +14,7 @@ if ROOT not in sys.path:
 import utils  # noqa: E402
 
 # The flags of a quick run: a slice of MNIST, the CPU, no pictures (add the mode and --epochs).
-QUICK = ['--train_samples', '600', '--test_samples', '200', '--use_gpu', 'False', '--no_plotting']
+QUICK = ['--batch_size', '128', '--train_samples', '600', '--test_samples', '200', '--use_gpu', 'False', '--no_plotting']
 
 
 def write_idx(path, array, magic=None):
