@@ -37,8 +37,8 @@ from train import build_stage, run_stage
 from utils import DataError
 
 KVSTORES = ('device', 'local', 'dist_sync', 'dist_device_sync')
-# Each stage's own defaults for the flags of its schedule (docs/time-to-accuracy.md says how they were chosen).
-# Chosen by the search in docs/time-to-accuracy.md: every floor at each stage's last epoch in 6 + 2 epochs.
+# Each stage's own defaults for the flags of its schedule, chosen by the search in docs/time-to-accuracy.md:
+# every floor at each stage's last epoch in 6 + 2 epochs.
 STAGE_DEFAULTS = {'first': dict(epochs=6, lr=0.025, lr_schedule='cosine', warmup=0.5),
                   'second': dict(epochs=2, lr=0.01, lr_schedule='cosine', warmup=0.0)}
 PRECISIONS = ('auto', 'float32', 'bfloat16')

@@ -13,7 +13,8 @@ if ROOT not in sys.path:
 
 import utils  # noqa: E402
 
-# The flags of a quick run: a slice of MNIST, the CPU, no pictures (add the mode and --epochs).
+# The flags of a quick run: a slice of MNIST, the CPU, no pictures (add the mode and --epochs); batch 128,
+# so that the tests that name a batch count 5 batches of the 600 images.
 QUICK = ['--batch_size', '128', '--train_samples', '600', '--test_samples', '200', '--use_gpu', 'False', '--no_plotting']
 
 
