@@ -1,7 +1,14 @@
-"""The types of the command line's values and the shape of its messages: each bad value is one
-line (exit 2) in one style, and --help shows every default."""
+"""main.py's command line: its flags, the types of their values and the shape of its messages (each
+bad value is one line, exit 2, in one style; --help shows every default), and which flags a
+command gave (records.differences compares them with what a checkpoint recorded)."""
 import argparse
+import copy
 import math
+
+from records import OPTIMIZERS, SCHEDULES, UPDATES
+
+KVSTORES = ('device', 'local', 'dist_sync', 'dist_device_sync')
+PRECISIONS = ('auto', 'float32', 'bfloat16')
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -76,3 +83,151 @@ def image_size(value):
 
 POSITIVE_INT, POSITIVE = number(int, above=0), number(float, above=0)
 NON_NEGATIVE_INT, NON_NEGATIVE = number(int, at_least=0), number(float, at_least=0)
+
+
+def build_parser(description, stage_defaults, datasets, eval_methods):
+    """main.py's flags; ``stage_defaults``: {'first': {flag: default}, 'second': {...}} of the flags each
+    stage defaults on its own."""
+    from models import ACTIVATIONS, MODELS
+
+    def stage_default(flag):
+        return 'default: %s for the first stage, %s for the second' % (stage_defaults['first'][flag],
+                                                                      stage_defaults['second'][flag])
+    p = Parser(prog='main.py', description=description, formatter_class=HelpFormatter)
+    mode = p.add_argument_group('what to do (any combination, run in this order)')
+    mode.add_argument('--train', action='store_true', help='first stage: softmax (+ center loss with --center_loss)')
+    mode.add_argument('--center_loss', action='store_true', help='add lmbd * center loss to the first stage')
+    mode.add_argument('--second_train', action='store_true',
+                      help='second stage: center loss alone, centers frozen, from the first stage\'s best checkpoint')
+    mode.add_argument('--test', action='store_true', help='evaluate the best checkpoint of the last stage named')
+    mode.add_argument('--verify', action='store_true',
+                      help='open-set verification of the best checkpoint: all pairs of test images of the held-out '
+                           'classes (or of all classes), LFW-style 10 folds, known vs held-out AUROC; '
+                           'output/<prefix>-verify.json and -roc.png (several: --prefix A,B,C)')
+    mode.add_argument('--compare', action='store_true',
+                      help='draw output/comparison-<dataset>.png: train and test feature maps of the softmax, '
+                           'center-loss and center-loss-second checkpoints (or those of --prefix A,B,C), one row '
+                           'each; held-out classes drawn as crosses')
+    mode.add_argument('--resume', action='store_true',
+                      help='continue the stage(s) from their last checkpoint (after Ctrl-C or a crash), exactly as '
+                           'it recorded them: alone, the run interrupted last; a flag that would change the run '
+                           'is refused')
+    mode.add_argument('--allow_changes', action='store_true',
+                      help='with --resume: let the schedule and center-loss flags given change the recorded run '
+                           '(each change is said)')
+
+    files = p.add_argument_group('files')
+    files.add_argument('--prefix', default=None,
+                       help='name of the first stage (default: center-loss with --center_loss or with '
+                            '--second_train/--test alone, else softmax); the second stage is <prefix>-second. '
+                            '--verify and --compare alone take several: A,B,C')
+    files.add_argument('--ckpt_dir', default='ckpt', help='checkpoints')
+    files.add_argument('--out_dir', default='output', help='feature maps, GIFs, curves, metrics, figures')
+    files.add_argument('--dataset', default=None, choices=datasets,
+                       help='images: your own, in --data_dir (docs/own-data.md); default: the checkpoint\'s a '
+                            'command starts from, else mnist')
+    files.add_argument('--data_dir', default=None,
+                       help='the four IDX files (.gz or raw), or your own images: train/ and test/ class folders, '
+                            'or train.rec and test.rec with their .idx; default: the checkpoint\'s, else the '
+                            'vendored MNIST or Debian\'s Fashion-MNIST')
+    files.add_argument('--image_size', type=image_size, default=None,
+                       help='bring your own images to N or HxW pixels (default: the most common size of the '
+                            'training images)')
+    files.add_argument('--decode_workers', type=NON_NEGATIVE_INT, default=1,
+                       help='processes that decode your own images ahead of the training step (0: in this one)')
+    files.add_argument('--train_samples', type=POSITIVE_INT, default=None,
+                       help='use N training images: the first N of IDX files, a seeded sample of your own (default: '
+                            'the checkpoint\'s, else all)')
+    files.add_argument('--test_samples', type=POSITIVE_INT, default=None,
+                       help='use N test images, as --train_samples (default: all)')
+
+    opt = p.add_argument_group('optimisation')
+    opt.add_argument('--epochs', type=POSITIVE_INT, default=None, help='epochs of each stage (%s)' % stage_default('epochs'))
+    opt.add_argument('--batch_size', type=POSITIVE_INT, default=64, help='images per step')
+    opt.add_argument('--optimizer', choices=OPTIMIZERS, default='sgd', help='sgd uses --momentum')
+    opt.add_argument('--lr', type=POSITIVE, default=None, help='the network\'s peak learning rate (%s)' % stage_default('lr'))
+    opt.add_argument('--momentum', type=NON_NEGATIVE, default=0.9, help='SGD momentum')
+    opt.add_argument('--momentum_low', type=NON_NEGATIVE, default=0.85,
+                     help='onecycle: the momentum at the peak rate')
+    opt.add_argument('--lr_schedule', choices=SCHEDULES, default=None,
+                     help='how the rate changes step by step (schedule.py): step (x lr_factor every lr_step '
+                          'epochs), cosine or linear to lr * lr_final, onecycle (cosine, momentum moved against it) '
+                          '(%s)' % stage_default('lr_schedule'))
+    opt.add_argument('--warmup', type=NON_NEGATIVE, default=None,
+                     help='epochs (fractions allowed) over which the rate climbs linearly from 0 to --lr (%s)'
+                          % stage_default('warmup'))
+    opt.add_argument('--min_warmup_steps', type=NON_NEGATIVE_INT, default=None,
+                     help='the fewest steps of the default warm-up, however short the epoch (a --warmup given is '
+                          'taken as it is) (%s)' % stage_default('min_warmup_steps'))
+    opt.add_argument('--min_epoch_steps', type=NON_NEGATIVE_INT, default=200,
+                     help='the fewest steps of an epoch: a smaller training set is passed over several times an '
+                          'epoch (0: one pass)')
+    opt.add_argument('--lr_final', type=NON_NEGATIVE, default=0.0,
+                     help='the last rate of cosine, linear and onecycle, as a fraction of --lr')
+    opt.add_argument('--lr_step', type=POSITIVE_INT, default=8, help='step: multiply lr by lr_factor every N epochs')
+    opt.add_argument('--lr_factor', type=POSITIVE, default=0.1, help='see --lr_step')
+    opt.add_argument('--wd', type=NON_NEGATIVE, default=5e-4, help='weight decay')
+    opt.add_argument('--seed', type=NON_NEGATIVE_INT, default=42, help='initial weights, batch order, shifts')
+    opt.add_argument('--shift', type=NON_NEGATIVE_INT, default=2,
+                     help='augment: translate each training image by up to N pixels each way (0: off)')
+
+    cl = p.add_argument_group('center loss')
+    cl.add_argument('--lmbd', type=NON_NEGATIVE, default=1.0, help='lambda: weight of the center loss')
+    cl.add_argument('--lmbd_warmup', type=NON_NEGATIVE, default=0.0,
+                    help='epochs over which the pull of the center loss on the features grows from 0 to lmbd '
+                         '(the centers learn at alpha from the start)')
+    cl.add_argument('--alpha', type=POSITIVE, default=0.5, help='alpha: learning rate of the centers')
+    cl.add_argument('--center_update', choices=UPDATES, default='gradient',
+                    help='gradient: balanced loss, centers by SGD at alpha; paper: Eq. 4 of the paper')
+
+    net = p.add_argument_group('network and classes (later stages take these from the checkpoint)')
+    net.add_argument('--model', choices=sorted(MODELS), default=None,
+                     help='the paper\'s LeNet++, the original port\'s LeNet, or a model-zoo ResNet (default: lenet++)')
+    net.add_argument('--act', choices=ACTIVATIONS, default=None, help='LeNet\'s activation (default: leaky)')
+    net.add_argument('--feature_size', type=POSITIVE_INT, default=None,
+                     help='the features center loss acts on (default: 2, to draw them as the paper does)')
+    net.add_argument('--num_classes', type=POSITIVE_INT, default=None,
+                     help='default 10, or the number of classes trained on with --holdout')
+    net.add_argument('--holdout', type=class_ids, default=None,
+                     help='class ids kept out of training, e.g. 5,6,7,8,9: both stages train on the other classes '
+                          '(at least two), whose test images give the accuracy; --verify measures on the held-out '
+                          'ones (default: none; with your own images, the test classes with no training images)')
+
+    ev = p.add_argument_group('evaluation and output')
+    ev.add_argument('--eval_method', choices=eval_methods, default=None,
+                    help='accuracy that picks the best checkpoint (default: softmax for the first stage, '
+                         'center for the second) and that --test prints (default: all three)')
+    ev.add_argument('--knn_k', type=POSITIVE_INT, default=10, help='neighbours for --eval_method knn')
+    ev.add_argument('--pairs', default=None,
+                    help='--verify on this pair list instead: LFW\'s pairs.txt format, or an insightface .bin '
+                         '(default: all pairs of the test images)')
+    ev.add_argument('--pairs_dir', default=None,
+                    help='the folder of class folders a pairs.txt names (default: the test/ folder of the '
+                         'data the checkpoint was trained on)')
+    ev.add_argument('--plotting', dest='plotting', action='store_true', default=True,
+                    help='feature-map PNG per epoch and GIFs (on by default)')
+    ev.add_argument('--no_plotting', dest='plotting', action='store_false', help='no pictures')
+    ev.add_argument('--frames', type=number(int, above=0, at_most=1000), default=20,
+                    help='at least this many frames in each GIF: with fewer epochs, frames are drawn within them')
+
+    dev = p.add_argument_group('device')
+    dev.add_argument('--use_gpu', type=str2bool, default=True, help='False forces the CPU')
+    dev.add_argument('--gpus', default=None,
+                     help='GPU indices, e.g. 0 or 0,1 for data-parallel training (default: gpu 0 if MXNet sees one)')
+    dev.add_argument('--kvstore', default='device', choices=KVSTORES,
+                     help='how gradients are summed over devices (local, device) or over worker processes '
+                          '(dist_sync, dist_device_sync: start those with launch.py)')
+    dev.add_argument('--precision', default='auto', choices=PRECISIONS,
+                     help='bfloat16: convolutions in bfloat16 (oneDNN, fp32 weights, updates and features); '
+                          'auto (default): whichever trains faster here, measured once and cached (precision.py); '
+                          'a continued stage keeps its checkpoint\'s')
+
+    return p
+
+
+def given_flags(parser, argv):
+    """The destinations of the flags ``argv`` gives, whatever their values (a default given again counts)."""
+    probe = copy.deepcopy(parser)
+    for action in probe._actions:
+        action.default = argparse.SUPPRESS
+    return set(vars(probe.parse_args(argv)))

@@ -9,19 +9,20 @@ by an unpickler that builds only MXNet's arrays and optimizers (safepickle.py).
 """
 import compat  # noqa: F401
 
-import errno
 import json
 import os
-import tempfile
+import struct
 
 import numpy as np
 import mxnet as mx
 from mxnet import nd
 
 import safepickle
-from runfiles import atomic_write
+from atomic import atomic_write
+from models import Arch
 
-CKPT_FORMAT = 2  # 1: optimizer states as a pickle (read safely); 2: as arrays
+CKPT_FORMAT = 3  # 1: optimizer states as a pickle (read safely); 2: as arrays; 3: the run's records (records.py)
+LIST_MAGIC = 0x112  # mx.nd.save's header of a list of arrays (kMXAPINDArrayListMagic)
 STATES = 'states.'
 # What the optimizer-state pickle of a format-1 checkpoint may name: arrays and the optimizers offered.
 FORMAT1_PICKLE = {('mxnet.ndarray.ndarray', 'NDArray'), ('builtins', 'bytearray'),
@@ -92,25 +93,21 @@ def save_checkpoint(path, net, centers, meta, trainers=None):
         states, optimizers[name] = trainer_states(name, trainer)
         arrays.update(states)
     arrays['meta'] = _bytes_array(json.dumps(dict(meta, format=CKPT_FORMAT, optimizers=optimizers)).encode())
-    directory = os.path.dirname(os.path.abspath(path))
-    # mx.nd.save only takes a file name: a private temp file, read back, then the whole
-    # checkpoint written in one atomic rename.
-    try:
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix='.' + os.path.basename(path) + '.', suffix='.tmp')
-    except OSError as e:
-        raise OSError(e.errno, e.strerror, path)
-    os.close(fd)
-    try:
-        try:
-            nd.save(tmp, arrays)
-        except mx.base.MXNetError as e:  # MXNet says only that the write failed, not why
-            raise OSError(errno.EIO, 'MXNet could not write it: %s' % str(e).strip().splitlines()[0], path)
-        with open(tmp, 'rb') as f:
-            blob = f.read()
-    finally:
-        if os.path.exists(tmp):  # not when the folder itself was removed meanwhile
-            os.remove(tmp)
-    atomic_write(path, blob)
+    atomic_write(path, params_bytes(arrays))
+
+
+def params_bytes(arrays):
+    """The bytes ``mx.nd.save(path, arrays)`` would write, built in memory: the file is then written
+    whole by atomic_write, whose failure says the operating system's reason (MXNet's own writer says
+    only "FileStream.Write incomplete")."""
+    names = list(arrays)
+    parts = [struct.pack('<QQQ', LIST_MAGIC, 0, len(names))]
+    parts += [bytes(arrays[k].__getstate__()['handle']) for k in names]  # MXNDArraySaveRawBytes: each array
+    parts.append(struct.pack('<Q', len(names)))
+    for k in names:
+        name = k.encode()
+        parts += [struct.pack('<Q', len(name)), name]
+    return b''.join(parts)
 
 
 def _bytes_array(blob):
@@ -130,7 +127,37 @@ def load_checkpoint(path, hint=''):
                               'retrain to make it again' % path)
     if not isinstance(arrays, dict) or 'centers' not in arrays or not isinstance(meta, dict):
         raise CheckpointError('%s is not a checkpoint of this project' % path)
+    if not isinstance(meta.get('epoch', 0), int) or not isinstance(meta.get('history', []), list):
+        raise CheckpointError('%s: its description is damaged; retrain to make it again' % path)
     return Checkpoint(path, arrays, meta)
+
+
+def arch_of(ckpt):
+    """The network's shape ``ckpt`` records (models.Arch)."""
+    try:
+        return Arch.from_meta(ckpt.meta)
+    except (KeyError, TypeError, ValueError):
+        raise CheckpointError('%s lacks its description; retrain to make it again' % ckpt.path)
+
+
+def _check(ckpt, what, value, shape, dtype=np.float32):
+    """An array of the checkpoint against the shape and type its place expects."""
+    if value is None:
+        raise CheckpointError('%s lacks %s: it was not made for this network' % (ckpt.path, what))
+    if tuple(value.shape) != tuple(shape) or np.dtype(value.dtype) != np.dtype(dtype):
+        raise CheckpointError('%s holds %s as %s %s where this network needs %s %s: it was made for another '
+                              'network, or is damaged' % (ckpt.path, what, np.dtype(value.dtype).name,
+                                                         _shape(value.shape), np.dtype(dtype).name, _shape(shape)))
+    return value
+
+
+def _shape(shape):
+    return '(%s)' % ', '.join(map(str, shape))
+
+
+def checked_centers(ckpt, num_classes, feature_size):
+    """The checkpoint's centers, checked against (num_classes, feature_size)."""
+    return _check(ckpt, 'the centers', ckpt.centers, (num_classes, feature_size))
 
 
 def restore_trainer(trainer, ckpt, name):
@@ -145,8 +172,12 @@ def restore_trainer(trainer, ckpt, name):
                               % (ckpt.path, optimizer['optimizer'], name, kind, optimizer['optimizer']))
     updaters = _updaters(trainer)
     expected = set(range(len(trainer._params)))
-    if set(states) - expected:
+    if set(states) - expected or (ckpt.meta.get('format', 1) >= 2 and set(states) != expected):
         raise CheckpointError('%s holds optimizer states that do not fit the network (%s)' % (ckpt.path, name))
+    for index, state in states.items():  # each state has its parameter's shape (SGD's momentum, Adam's moments)
+        param = trainer._params[index]
+        for part in (state if isinstance(state, tuple) else () if state is None else (state,)):
+            _check(ckpt, 'the optimizer state of %s' % param.name, part, param.shape, param.dtype)
     for updater in updaters:  # like Trainer.load_states: each device's updater, copied to its context on use
         updater.states = dict(states)
         updater.states_synced = dict.fromkeys(states, False)
@@ -203,9 +234,15 @@ def _format1_states(ckpt, name):
 
 
 def restore_net(net, ckpt):
-    """Load the network part of a checkpoint into an initialized ``net`` (on all its devices)."""
-    for k, p in net._collect_params_with_prefix().items():
+    """Load the network part of a checkpoint into an initialized ``net`` (on all its devices), each
+    weight checked against the shape and type the network expects."""
+    params = net._collect_params_with_prefix()
+    extra = sorted(k for k in ckpt.arrays if k.startswith('net.') and k[4:] not in params)
+    if extra:
+        raise CheckpointError('%s does not fit the network: it holds %s, which this network does not have'
+                              % (ckpt.path, extra[0]))
+    for k, p in params.items():
         value = ckpt.arrays.get('net.' + k)
         if value is None or value.shape != p.shape:
             raise CheckpointError('%s does not fit the network at %s' % (ckpt.path, k))
-        p.set_data(value)
+        p.set_data(_check(ckpt, 'the weight ' + k, value, p.shape, p.dtype))

@@ -1,6 +1,7 @@
-"""A run's data: the dataset read (MNIST-style IDX files by utils.py, your own images by sources.py),
-the classes trained on kept, normalised with the training images' statistics, on the device or
-streamed from disk (images.py); and the data flags later commands take from their checkpoint."""
+"""A run's data: the dataset opened (MNIST-style IDX files by utils.py, your own images by sources.py)
+and described (records.Facts), checked against what a checkpoint recorded of it, the classes
+trained on kept, normalised with the training images' statistics, on the device or streamed from
+disk (images.py)."""
 import compat  # noqa: F401
 
 import collections
@@ -10,103 +11,138 @@ import numpy as np
 from mxnet import nd
 
 import images
+import records
 import sources
 import utils
 from errors import UserError
 from utils import DataError, DataNotFound
 
-OWN = 'images'  # --dataset of your own image folders or RecordIO
+OWN = 'images'  # the dataset of your own image folders or RecordIO
 DATASETS = sorted(utils.SHA256) + [OWN]
 
-# What read_data found: where, the class names, the images' (channels, (height, width)), and per split
-# (pixels, labels): uint8 arrays for IDX files, a sources.Split and the positions used for your own.
-Raw = collections.namedtuple('Raw', 'where class_names shape train test own')
+# What open_data found: the Data it was asked for (dataset and folder settled), its Facts, where it is
+# (for messages), the class names, the (channels, (height, width)) of most images, and per split
+# (pixels, labels): uint8 arrays for IDX files, the positions used for your own (``own``: the
+# sources.Source); ``notes``: lines on how it was read.
+Raw = collections.namedtuple('Raw', 'spec facts where class_names shape train test own notes')
+
+# What a stage trains and evaluates on (load): images (images.InMemory or Streamed) and labels
+# (0..K-1 over the classes trained on) per split, the held-out classes' test images (or None), the
+# dataset's ids of the classes trained on (``classes[label]``), how many classes the dataset has,
+# the normalisation (mean, std), every class's name, and the value of a blank pixel once normalised.
+Loaded = collections.namedtuple('Loaded', 'train_x train_y test_x test_y held_x held_y classes num_total '
+                                          'normalisation class_names background')
 
 
-def find_data_dir(args):
-    try:
-        return utils.find_data(args.dataset, args.data_dir)
-    except DataNotFound as e:
-        raise UserError('%s. Pass --data_dir DIR holding %s' % (
-            e, ', '.join(s + '.gz' for split in ('train', 'test') for s in utils.FILES[split])))
-    except DataError as e:
-        raise UserError('--data_dir: %s' % e if args.data_dir else e)
+def settle(spec):
+    """``spec`` (records.Data) with its dataset settled: a --data_dir holding image folders or RecordIO
+    is your own images; UserError for a combination that cannot be."""
+    kind = sources.kind_of(spec.data_dir) if spec.data_dir and os.path.isdir(spec.data_dir) else None
+    if kind and spec.dataset not in (None, OWN):
+        raise UserError('--data_dir %s holds %s, not the IDX files of %s: drop --dataset'
+                        % (spec.data_dir, 'RecordIO' if kind == 'recordio' else 'image folders', spec.dataset))
+    dataset = OWN if kind else (spec.dataset or 'mnist')
+    if dataset == OWN and not kind:
+        raise UserError('--dataset images needs --data_dir DIR holding train/ and test/ class folders, or '
+                        'train.rec and test.rec (each with its .idx)%s'
+                        % ('' if spec.data_dir is None else '; %s holds neither' % spec.data_dir))
+    if spec.image_size is not None and dataset != OWN and tuple(spec.image_size) != (28, 28):
+        raise UserError('--image_size is for your own images (--data_dir with image folders or RecordIO); '
+                        '%s is 28x28' % dataset)
+    data_dir = os.path.abspath(spec.data_dir) if spec.data_dir else None
+    return records.Data(dataset, data_dir, spec.train_samples, spec.test_samples, spec.image_size)
 
 
-_OPENED = {}
-
-
-def open_own(root):
-    """The sources.Source in ``root`` (listed once per process)."""
-    key = os.path.abspath(root)
-    if key not in _OPENED:
+def open_data(spec):
+    """The Raw data of ``spec`` (settled): --train_samples and --test_samples keep the first N images
+    of an IDX file, and a seeded sample of N of your own images (whose files are in class order)."""
+    if spec.dataset == OWN:
         try:
-            _OPENED[key] = sources.open_source(root)
+            source = sources.open_source(spec.data_dir)
         except sources.SourceError as e:
             raise UserError('--data_dir: %s' % e)
-    return _OPENED[key]
-
-
-def class_names(args):
-    """The dataset's class names (their number is the number of classes)."""
-    if args.dataset == OWN:
-        return open_own(args.data_dir).classes
-    return utils.CLASS_NAMES[args.dataset]
-
-
-def read_data(args):
-    """The Raw data of --dataset/--data_dir: --train_samples and --test_samples keep the first N
-    images of an IDX file, and a seeded sample of N of your own images (whose files are in class order)."""
-    if args.dataset == OWN:
-        source = open_own(args.data_dir)
         splits = []
-        for split, limit in (('train', args.train_samples), ('test', args.test_samples)):
+        for split, limit in (('train', spec.train_samples), ('test', spec.test_samples)):
             labels = source.splits[split].labels
             used = np.arange(len(labels))
             if limit is not None and limit < len(labels):
                 used = np.sort(np.random.RandomState(2016).choice(len(labels), limit, replace=False))
             splits.append((used, labels[used]))
-        return Raw(source.describe(), source.classes, (source.channels, source.size), splits[0], splits[1], source)
-    directory = find_data_dir(args)
+        facts = records.Facts(source.kind, source.classes, source.ids, len(source.splits['train'].labels),
+                              len(source.splits['test'].labels), source.fingerprint)
+        notes = [n for n in [source.skipped_line()] + source.notes if n]
+        return Raw(spec, facts, source.describe(), source.classes, (source.channels, source.size), splits[0],
+                   splits[1], source, notes)
+    directory = find_data_dir(spec)
     train_img, train_lbl = utils.load_split(directory, 'train')
     test_img, test_lbl = utils.load_split(directory, 'test')
-    return Raw(directory, utils.CLASS_NAMES[args.dataset], (1, train_img.shape[1:]),
-               (train_img[:args.train_samples], train_lbl[:args.train_samples]),
-               (test_img[:args.test_samples], test_lbl[:args.test_samples]), None)
+    names = utils.CLASS_NAMES[spec.dataset]
+    facts = records.Facts('idx', names, range(len(names)), len(train_lbl), len(test_lbl), utils.fingerprint(directory))
+    return Raw(spec, facts, directory, names, (1, train_img.shape[1:]),
+               (train_img[:spec.train_samples], train_lbl[:spec.train_samples]),
+               (test_img[:spec.test_samples], test_lbl[:spec.test_samples]), None, [])
 
 
-def untrained_classes(args, raw):
-    """Add to --holdout your own test classes with no training images: they are open-set classes,
-    as --holdout makes them (a new first stage; later ones take the split from the checkpoint)."""
-    if raw.own is None:
+def find_data_dir(spec):
+    try:
+        return utils.find_data(spec.dataset, spec.data_dir)
+    except DataNotFound as e:
+        raise UserError('%s. Pass --data_dir DIR holding %s' % (
+            e, ', '.join(s + '.gz' for split in ('train', 'test') for s in utils.FILES[split])))
+    except DataError as e:
+        raise UserError('--data_dir: %s' % e if spec.data_dir else e)
+
+
+def check_same(raw, recorded, path):
+    """The data opened is the data checkpoint ``path`` recorded (``recorded``: its Facts, None for a
+    checkpoint of an earlier version): the same classes and the same files."""
+    if recorded is None:
         return
-    missing = sorted(set(raw.test[1].tolist()) - set(raw.train[1].tolist()))
-    if missing:
-        args.holdout = tuple(sorted(set(args.holdout or ()) | set(missing)))
+    now = raw.facts
+    if (now.kind, now.classes, now.fingerprint) != (recorded.kind, recorded.classes, recorded.fingerprint):
+        raise UserError('%s was made on other data than %s holds now (then: %s, %d classes, %d train / %d test '
+                        'images, fingerprint %s; now: %s, %d classes, %d / %d, %s): point --data_dir at the data '
+                        'it was made on, or train anew'
+                        % (path, raw.where, recorded.kind, len(recorded.classes), recorded.train_images,
+                           recorded.test_images, recorded.fingerprint, now.kind, len(now.classes), now.train_images,
+                           now.test_images, now.fingerprint))
 
 
-def image_shape(args, raw):
+def dense_holdout(raw, holdout):
+    """--holdout's class ids (as the files label them) as positions among the dataset's classes, with
+    your own test classes that have no training images added: they are open-set classes too."""
+    ids = list(raw.facts.ids)
+    unknown = [c for c in holdout or () if c not in ids]
+    if unknown:
+        raise UserError('--holdout: %s has no class %d (its classes %s)' % (
+            raw.spec.dataset if raw.own is None else raw.where, unknown[0],
+            'are 0 to %d' % (len(ids) - 1) if ids == list(range(len(ids))) else 'are ' + _ids(ids)))
+    held = {ids.index(c) for c in holdout or ()}
+    if raw.own is not None:
+        held |= set(raw.test[1].tolist()) - set(raw.train[1].tolist())
+    trained = sorted(set(raw.train[1].tolist()) - held)
+    if len(trained) < 2 and raw.own is not None:  # (for IDX files, models.new_arch says what --holdout left)
+        raise UserError('%s has training images of %s%s: a classifier needs at least two classes to tell apart'
+                        % (raw.where, 'no class' if not trained else 'one class only (%s)' % raw.class_names[trained[0]],
+                           ' left by --holdout' if holdout else ''))
+    return tuple(sorted(held))
+
+
+def image_shape(raw):
     """(channels, (height, width)) a new run's network takes: the data's, or --image_size."""
     channels, size = raw.shape
-    if args.image_size is not None:
-        if raw.own is None and tuple(args.image_size) != tuple(size):
-            raise UserError('--image_size is for your own images (--data_dir with image folders or RecordIO); '
-                            '%s is %dx%d' % (args.dataset, size[0], size[1]))
-        size = tuple(args.image_size)
-    return channels, tuple(size)
+    return channels, tuple(raw.spec.image_size or size)
 
 
-def load_data(args, arch, rt, raw=None, normalisation=None):
+def load(raw, arch, rt, decode_workers=1, normalisation=None):
     """Train and test images of the classes ``arch`` trains on, at its image size, normalised on the
-    first device (held there for IDX files, streamed from disk for your own images); ``raw``:
-    read_data's answer, when it was read already; ``normalisation``: (mean, std) a checkpoint
-    records, else those of the training images.
+    first device (held there for IDX files, streamed from disk for your own images), as a Loaded;
+    ``normalisation``: (mean, std) a checkpoint records, else those of the training images.
 
-    With held-out classes (arch.holdout, or your own test classes with no training folder) their
-    training images are dropped here, before any batch is drawn; the other labels become 0..K-1
-    (``classes`` maps them back); their test images are apart, as ``held_x``/``held_y``.
+    With held-out classes (arch.holdout) their training images are dropped here, before any batch is
+    drawn; the other labels become 0..K-1 (``classes`` maps them back); their test images are apart,
+    as ``held_x``/``held_y``.
     """
-    raw = raw or read_data(args)
     (train_img, train_lbl), (test_img, test_lbl) = raw.train, raw.test
     total = len(raw.class_names)
     if not len(train_lbl) or not len(test_lbl):
@@ -114,88 +150,46 @@ def load_data(args, arch, rt, raw=None, normalisation=None):
     top = int(max(train_lbl.max(), test_lbl.max()))
     if not arch.holdout and top >= arch.num_classes:
         raise UserError('labels go up to %d but --num_classes is %d' % (top, arch.num_classes))
-    if arch.holdout and top >= total:
-        raise UserError('labels go up to %d but %s has %d classes' % (top, args.dataset, total))
     classes, mapping = utils.split_classes(total if arch.holdout else arch.num_classes, arch.holdout)
     known_train, known_test = mapping[train_lbl] >= 0, mapping[test_lbl] >= 0
+    trained_classes = np.unique(train_lbl[known_train])
+    if len(trained_classes) < 2:
+        raise UserError('%s has training images of %s: a classifier needs at least two classes to tell apart'
+                        % (raw.where, 'no class' if not len(trained_classes) else
+                           'one class only (%s)' % raw.class_names[int(trained_classes[0])]))
     train_img, train_lbl = train_img[known_train], mapping[train_lbl[known_train]]
     held_img, held_lbl = test_img[~known_test], test_lbl[~known_test]
     test_img, test_lbl = test_img[known_test], mapping[test_lbl[known_test]]
-    if not len(train_lbl) or not len(test_lbl):
-        raise UserError('no %s images of the classes trained on (%s)' % (
-            'training' if not len(train_lbl) else 'test', ','.join(map(str, classes))))
+    if not len(test_lbl):
+        raise UserError('no test images of the classes trained on (%s)' % _ids(classes))
     ctx = rt.ctxs[0]
     if raw.own is None:
         # Normalise with the statistics of the images trained on, whatever the dataset.
         mean, std = normalisation or (float(train_img.mean() / 255.0), float(train_img.std() / 255.0))
-        train_x, train_y = utils.to_nd(train_img, train_lbl, mean, std, ctx)
-        test_x, test_y = utils.to_nd(test_img, test_lbl, mean, std, ctx)
-        held_x, held_y = utils.to_nd(held_img, held_lbl, mean, std, ctx) if len(held_lbl) else (None, None)
-        train_x, test_x = images.InMemory(train_x), images.InMemory(test_x)
-        held_x = images.InMemory(held_x) if held_x is not None else None
+        train_x, test_x = images.InMemory.of(train_img, mean, std, ctx), images.InMemory.of(test_img, mean, std, ctx)
+        held_x = images.InMemory.of(held_img, mean, std, ctx) if len(held_lbl) else None
     else:
         train_x, test_x, held_x = (
             images.Streamed(raw.own.splits[split], used, arch.channels, arch.image_size, 0.0, 1.0, ctx,
-                            args.decode_workers) if len(used) else None
+                            decode_workers) if len(used) else None
             for split, used in (('train', train_img), ('test', test_img), ('test', held_img)))
         mean, std = normalisation or train_x.statistics()
         for x in (train_x, test_x, held_x):
             if x is not None:
                 x.mean, x.std = mean, std
-        train_y, test_y, held_y = (nd.array(lbl.astype(np.float32), ctx=ctx) if len(lbl) else None
-                                   for lbl in (train_lbl, test_lbl, held_lbl))
+    train_y, test_y, held_y = (nd.array(lbl.astype(np.float32), ctx=ctx) if len(lbl) else None
+                               for lbl in (train_lbl, test_lbl, held_lbl))
     print('data: %s from %s, %d train / %d test images%s%s%s' % (
-        args.dataset, raw.where, len(train_lbl), len(test_lbl),
+        raw.spec.dataset, raw.where, len(train_lbl), len(test_lbl),
         ' of classes %s (held out: %s, %d test images)' % (_ids(classes), _ids(arch.holdout), len(held_lbl))
         if arch.holdout else '',
         ', streamed at %dx%d' % tuple(arch.image_size) if raw.own is not None else '',
         ' (worker %d of %d: slice %d of each global batch)' % (rt.rank, rt.num_workers, rt.rank)
         if rt.num_workers > 1 else ''))
-    return dict(train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y, held_x=held_x, held_y=held_y,
-                classes=np.array(classes), num_total=max(total, arch.num_classes), normalisation=[mean, std],
-                class_names=raw.class_names, background=float(-mean / std))
+    return Loaded(train_x, train_y, test_x, test_y, held_x, held_y, np.array(classes),
+                  max(total, arch.num_classes), [mean, std], raw.class_names, float(-mean / std))
 
 
 def _ids(values):
     text = ','.join(map(str, values))
     return text if len(text) <= 60 else text[:57] + '...'
-
-
-# Flags that say which images a run uses: later commands take them from the checkpoint they start from.
-DATA_FLAGS = ('dataset', 'data_dir', 'train_samples')
-DATA_DEFAULTS = {'dataset': 'mnist', 'data_dir': None, 'train_samples': None}
-
-
-def inherit_data_flags(args, ckpt):
-    """Fill --dataset, --data_dir and --train_samples the user did not give: from ``ckpt``, the
-    checkpoint the command starts from (a checkpoint knows its data as it knows its network),
-    else the defaults (--data_dir holding image folders or RecordIO means --dataset images).
-    A --dataset that disagrees with the checkpoint's is an error; --train_samples may differ
-    (a second stage on more images is a choice)."""
-    args.given = {k for k in DATA_FLAGS if getattr(args, k) is not None}
-    if ckpt is not None:
-        check_dataset(args, ckpt)
-    recorded = ckpt.meta if ckpt is not None else {}
-    for key in DATA_FLAGS:
-        if getattr(args, key) is None:
-            setattr(args, key, recorded.get(key, DATA_DEFAULTS[key]))
-    if args.data_dir is not None and os.path.isdir(args.data_dir) and sources.kind_of(args.data_dir):
-        if 'dataset' in args.given and args.dataset != OWN:
-            raise UserError('--data_dir %s holds %s, not the IDX files of %s: drop --dataset'
-                            % (args.data_dir, 'RecordIO' if sources.kind_of(args.data_dir) == 'recordio'
-                               else 'image folders', args.dataset))
-        args.dataset = OWN
-    elif args.dataset == OWN:
-        raise UserError('--dataset images needs --data_dir DIR holding train/ and test/ class folders, or '
-                        'train.rec and test.rec (each with its .idx)%s'
-                        % ('' if args.data_dir is None else '; %s holds neither' % args.data_dir))
-    return args
-
-
-def check_dataset(args, ckpt):
-    """A checkpoint is continued or evaluated on the dataset it was trained on."""
-    trained_on = ckpt.meta.get('dataset', 'mnist')
-    if args.dataset is not None and trained_on != args.dataset:
-        raise UserError('%s was trained on %s, not %s: %s' % (
-            ckpt.path, trained_on, args.dataset, 'drop --dataset' if 'dataset' in getattr(args, 'given', {'dataset'})
-            else 'name runs of one dataset'))

@@ -13,13 +13,18 @@ class SaveError(Exception):
     """A write that failed mid-run (disk full, permission, folder removed): the stage stops, exit 74."""
 
 
+class Diverged(Exception):
+    """The loss became NaN or infinite: the stage stops, the checkpoints of its earlier epochs are kept (exit 3)."""
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM (kill, docker stop, Slurm, Kubernetes): handled like Ctrl-C, exit 143."""
 
 
-# Exit statuses: 0 done, 2 bad input (one line), 74 a write failed mid-run (EX_IOERR),
-# 130 Ctrl-C and 143 SIGTERM (the last completed epoch is kept; the message says how to resume).
-EXIT_USAGE, EXIT_IO, EXIT_INT, EXIT_TERM = 2, 74, 130, 143
+# Exit statuses, one meaning each: 0 done, 2 bad input (one line; nothing was trained or changed), 3 the loss
+# became NaN or infinite (the epochs before are kept), 74 a write failed mid-run (EX_IOERR), 130 Ctrl-C and
+# 143 SIGTERM (the last completed epoch is kept; the message says how to resume).
+EXIT_USAGE, EXIT_DIVERGED, EXIT_IO, EXIT_INT, EXIT_TERM = 2, 3, 74, 130, 143
 
 TRAINING_STOPPED = 'the stage stopped; the checkpoints and pictures of the epochs before are kept'
 NO_CHECKPOINT_CHANGED = 'no checkpoint changed'  # --verify, --compare: they only read checkpoints

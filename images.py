@@ -8,8 +8,8 @@ set in order (evaluation); ``take(indices)``, some of them at once; and ``subset
 """
 import compat  # noqa: F401  (before mxnet)
 
+import os
 import signal
-import threading
 
 import numpy as np
 from mxnet import gluon, nd
@@ -17,11 +17,23 @@ from mxnet import gluon, nd
 import sources
 
 
+def normalise(pixels, mean, std):
+    """uint8 pixels (an NDArray) as the network takes them: float32, scaled to [0, 1], less the training
+    images' mean, over their standard deviation. Every image a network sees goes through here."""
+    return (pixels.astype('float32') / 255.0 - mean) / std
+
+
 class InMemory(object):
     """Normalised float32 images (N, C, H, W) held on a device."""
 
     def __init__(self, x):
         self.x = x
+
+    @classmethod
+    def of(cls, pixels, mean, std, ctx):
+        """Images from uint8 pixels (N, H, W) or (N, C, H, W) (numpy), normalised, on ``ctx``."""
+        pixels = pixels[:, None] if pixels.ndim == 3 else pixels
+        return cls(normalise(nd.array(pixels, ctx=ctx, dtype='uint8'), mean, std))
 
     @property
     def shape(self):
@@ -57,8 +69,27 @@ class _Decoded(gluon.data.Dataset):
 
     def __getitem__(self, i):
         j = int(self.items[i])
-        return sources.decode(sources.read_bytes(self.split, j), self.channels, self.size,
-                              sources.item_name(self.split, j))
+        name = sources.item_name(self.split, j)
+        try:
+            return sources.decode(sources.read_bytes(self.split, j), self.channels, self.size, name)
+        except sources.SourceError:
+            raise
+        except Exception as e:  # anything else a broken image causes comes back as one line, too
+            raise sources.SourceError('%s cannot be decoded (%s: %s)' % (name, type(e).__name__, e))
+
+
+def _worker_signals():
+    """In a decoding worker, a fork of the training process: SIGTERM ends it (the loader stops its
+    workers that way) and Ctrl-C is the training process's to handle. Set in the child itself, so the
+    training process keeps its own handlers all along and a signal never finds it without them."""
+    try:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not Python's main thread: nothing to change
+        pass
+
+
+_HOOKED = []
 
 
 class Streamed(object):
@@ -79,27 +110,18 @@ class Streamed(object):
     def context(self):
         return self.ctx
 
-    def _normalise(self, pixels):
-        x = pixels.as_in_context(self.ctx).astype('float32')
-        return (x / 255.0 - self.mean) / self.std  # the same float32 steps as utils.to_nd
-
     def _loader(self, index_lists):
         dataset = _Decoded(self.split, self.items, self.channels, self.size)
-        # numpy items: the workers' batches come back through shared memory (DataLoader's default).
-        # The workers are forked as the loader is made: they must not inherit main.py's SIGTERM
-        # handler, or the loader's own SIGTERM at its end would raise in them.
-        held = threading.current_thread() is threading.main_thread() and self.workers > 0
-        before = signal.signal(signal.SIGTERM, signal.SIG_DFL) if held else None
-        try:
-            return gluon.data.DataLoader(dataset, batch_sampler=[list(map(int, i)) for i in index_lists],
-                                         num_workers=self.workers)
-        finally:
-            if held:
-                signal.signal(signal.SIGTERM, before)
+        if self.workers and not _HOOKED:
+            os.register_at_fork(after_in_child=_worker_signals)
+            _HOOKED.append(True)
+        # numpy items: the workers' batches come back through shared memory (DataLoader's default)
+        return gluon.data.DataLoader(dataset, batch_sampler=[list(map(int, i)) for i in index_lists],
+                                     num_workers=self.workers)
 
     def batches(self, index_lists):
         for pixels in self._loader(index_lists):
-            yield self._normalise(pixels)
+            yield normalise(pixels.as_in_context(self.ctx), self.mean, self.std)
 
     def take(self, indices):
         return next(self.batches([indices]))

@@ -21,6 +21,8 @@ import subprocess
 import sys
 import time
 
+from errors import Terminated, on_sigterm
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 # The scheduler and servers are plain `import mxnet` with a DMLC_ROLE: MXNet then
 # runs the server loop and exits when the workers are done.
@@ -66,14 +68,6 @@ def stop(procs):
             os.killpg(p.pid, signal.SIGKILL)
 
 
-class Terminated(Exception):
-    pass
-
-
-def on_sigterm(signum, frame):
-    raise Terminated()
-
-
 def exit_status(code):
     return 128 - code if code < 0 else code  # killed by signal N: 128 + N, as a shell reports it
 
@@ -84,18 +78,18 @@ def main(argv=None):
     p.add_argument('-s', '--num_servers', type=int, default=1)
     p.add_argument('--timeout', type=float, default=None, help='seconds before everything is stopped')
     p.add_argument('command', nargs=argparse.REMAINDER, help='-- then the worker command')
-    args = p.parse_args(argv)
-    command = args.command[1:] if args.command[:1] == ['--'] else args.command
-    if not command or args.num_workers < 1 or args.num_servers < 1:
+    options = p.parse_args(argv)
+    command = options.command[1:] if options.command[:1] == ['--'] else options.command
+    if not command or options.num_workers < 1 or options.num_servers < 1:
         p.exit(2, 'launch.py: error: give -n >= 1, -s >= 1 and a command after -- (see --help)\n')
 
     signal.signal(signal.SIGTERM, on_sigterm)
     env = dict(os.environ, DMLC_PS_ROOT_URI='127.0.0.1', DMLC_PS_ROOT_PORT=str(free_port()),
-               DMLC_NODE_HOST='127.0.0.1', DMLC_NUM_WORKER=str(args.num_workers),
-               DMLC_NUM_SERVER=str(args.num_servers))
-    helpers = [start(SERVE, env, 'scheduler')] + [start(SERVE, env, 'server') for _ in range(args.num_servers)]
-    workers = [start(command, env, 'worker') for _ in range(args.num_workers)]
-    deadline = None if args.timeout is None else time.time() + args.timeout
+               DMLC_NODE_HOST='127.0.0.1', DMLC_NUM_WORKER=str(options.num_workers),
+               DMLC_NUM_SERVER=str(options.num_servers))
+    helpers = [start(SERVE, env, 'scheduler')] + [start(SERVE, env, 'server') for _ in range(options.num_servers)]
+    workers = [start(command, env, 'worker') for _ in range(options.num_workers)]
+    deadline = None if options.timeout is None else time.time() + options.timeout
     status = 0
     try:
         # poll every worker each time (any() would stop at the first one alive and
@@ -107,7 +101,7 @@ def main(argv=None):
                 status = failed[0]
                 break
             if deadline is not None and time.time() > deadline:
-                print('launch.py: still running after %gs; stopping' % args.timeout, file=sys.stderr)
+                print('launch.py: still running after %gs; stopping' % options.timeout, file=sys.stderr)
                 status = 124
                 break
             time.sleep(0.2)
@@ -118,10 +112,10 @@ def main(argv=None):
                     h.wait(20)
                 except subprocess.TimeoutExpired:
                     pass
+    except Terminated:  # errors.Terminated: SIGTERM, a KeyboardInterrupt of its own
+        status = 143
     except KeyboardInterrupt:
         status = 130
-    except Terminated:
-        status = 143
     finally:
         stop(workers + helpers)
     return status

@@ -4,8 +4,10 @@
     python main.py --second_train          # stage 2: center loss alone, centers frozen
     python main.py --test                  # softmax, nearest-center and k-NN accuracy
     python main.py --verify                # open-set: pairs of unseen classes (with --holdout)
+    python main.py --resume                # continue the run interrupted last, exactly as it was
 """
-import argparse
+import dataclasses
+import glob
 import os
 import signal
 import sys
@@ -19,272 +21,284 @@ except ImportError as e:  # a set-up problem, not a bug: say what to install
 import numpy as np
 import mxnet as mx
 
+import argtypes
 import commands
 import data
-from argtypes import (NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, HelpFormatter, Parser,
-                      class_ids, image_size, number, str2bool)
-from center_loss import UPDATES
-from checkpoints import CheckpointError, load_checkpoint
-from commands import EVAL_METHODS
-from errors import EXIT_INT, EXIT_IO, EXIT_TERM, EXIT_USAGE, SaveError, Terminated, UserError, on_sigterm
-from models import ACTIVATIONS, MODELS, resolve_arch
+import records
+from checkpoints import CheckpointError, arch_of, load_checkpoint
+from errors import (EXIT_DIVERGED, EXIT_INT, EXIT_IO, EXIT_TERM, EXIT_USAGE, Diverged, SaveError, Terminated,
+                    UserError, on_sigterm)
+from models import ARCH_DEFAULTS, check_arch, new_arch
+from pairs import read_pairs
 from parallel import setup_workers
-from runfiles import RunFiles, lock_run, unlock_all, writable_folder
+from runfiles import RunFiles
+from runlock import lock_run, unlock_all, writable_folder
 from runtime import get_contexts, gpu_cards, setup_runtime
-from schedule import SCHEDULES
 from sources import SourceError
 from train import build_stage, run_stage
 from utils import DataError
 
-KVSTORES = ('device', 'local', 'dist_sync', 'dist_device_sync')
-# Each stage's own defaults for the flags of its schedule, chosen by the search in docs/time-to-accuracy.md:
-# every floor at each stage's last epoch in 6 + 2 epochs.
-STAGE_DEFAULTS = {'first': dict(epochs=6, lr=0.025, lr_schedule='cosine', warmup=0.5),
-                  'second': dict(epochs=2, lr=0.01, lr_schedule='cosine', warmup=0.0)}
-PRECISIONS = ('auto', 'float32', 'bfloat16')
-
-
-# --------------------------------------------------------------------------- command line
-
-def stage_default(flag):
-    return 'default: %s for the first stage, %s for the second' % (STAGE_DEFAULTS['first'][flag],
-                                                                  STAGE_DEFAULTS['second'][flag])
-
-
-def stage_args(args, kind):
-    """``args`` with the schedule flags the user left out set to stage ``kind``'s defaults."""
-    filled = argparse.Namespace(**vars(args))
-    for flag, value in STAGE_DEFAULTS[kind].items():
-        if getattr(filled, flag) is None:
-            setattr(filled, flag, value)
-    if filled.lr_schedule != 'step' and filled.warmup >= filled.epochs:
-        raise UserError('--warmup %g leaves nothing of %d epoch%s of the %s stage for the %s schedule'
-                        % (filled.warmup, filled.epochs, '' if filled.epochs == 1 else 's', kind, filled.lr_schedule))
-    return filled
+# Each stage's own defaults for the flags of its schedule, chosen by the search in docs/time-to-accuracy.md
+# (every floor at each stage's last epoch in 6 + 2 epochs) and, for the floors in steps that keep them safe
+# on a few hundred images, by the set sizes of docs/own-data.md.
+STAGE_DEFAULTS = {'first': dict(epochs=6, lr=0.025, lr_schedule='cosine', warmup=0.5, min_warmup_steps=250),
+                  'second': dict(epochs=2, lr=0.01, lr_schedule='cosine', warmup=0.0, min_warmup_steps=0)}
+STAGE_FLAGS = ('epochs', 'lr', 'lr_schedule', 'warmup', 'min_warmup_steps')
+OPTIM = [f.name for f in dataclasses.fields(records.Optim)]
+CENTER = [f.name for f in dataclasses.fields(records.Center)]
+DATA = [f.name for f in dataclasses.fields(records.Data)]
 
 
 def build_parser():
-    p = Parser(prog='main.py', description=__doc__, formatter_class=HelpFormatter)
-    mode = p.add_argument_group('what to do (any combination, run in this order)')
-    mode.add_argument('--train', action='store_true', help='first stage: softmax (+ center loss with --center_loss)')
-    mode.add_argument('--center_loss', action='store_true', help='add lmbd * center loss to the first stage')
-    mode.add_argument('--second_train', action='store_true',
-                      help='second stage: center loss alone, centers frozen, from the first stage\'s best checkpoint')
-    mode.add_argument('--test', action='store_true', help='evaluate the best checkpoint of the last stage named')
-    mode.add_argument('--verify', action='store_true',
-                      help='open-set verification of the best checkpoint: all pairs of test images of the held-out '
-                           'classes (or of all classes), LFW-style 10 folds, known vs held-out AUROC; '
-                           'output/<prefix>-verify.json and -roc.png (several: --prefix A,B,C)')
-    mode.add_argument('--compare', action='store_true',
-                      help='draw output/comparison-<dataset>.png: train and test feature maps of the softmax, '
-                           'center-loss and center-loss-second checkpoints (or those of --prefix A,B,C), one row '
-                           'each; held-out classes drawn as crosses')
-    mode.add_argument('--resume', action='store_true',
-                      help='continue the stage(s) from their last checkpoint (after Ctrl-C or a crash)')
-
-    files = p.add_argument_group('files')
-    files.add_argument('--prefix', default=None,
-                       help='name of the first stage (default: center-loss with --center_loss or with '
-                            '--second_train/--test alone, else softmax); the second stage is <prefix>-second. '
-                            '--verify and --compare alone take several: A,B,C')
-    files.add_argument('--ckpt_dir', default='ckpt', help='checkpoints')
-    files.add_argument('--out_dir', default='output', help='feature maps, GIFs, curves, metrics, figures')
-    files.add_argument('--dataset', default=None, choices=data.DATASETS,
-                       help='images: your own, in --data_dir (docs/own-data.md); default: the checkpoint\'s a '
-                            'command starts from, else mnist')
-    files.add_argument('--data_dir', default=None,
-                       help='the four IDX files (.gz or raw), or your own images: train/ and test/ class folders, '
-                            'or train.rec and test.rec with their .idx; default: the checkpoint\'s, else the '
-                            'vendored MNIST or Debian\'s Fashion-MNIST')
-    files.add_argument('--image_size', type=image_size, default=None,
-                       help='bring your own images to N or HxW pixels (default: the first training image\'s)')
-    files.add_argument('--decode_workers', type=NON_NEGATIVE_INT, default=1,
-                       help='processes that decode your own images ahead of the training step (0: in this one)')
-    files.add_argument('--train_samples', type=POSITIVE_INT, default=None,
-                       help='use N training images: the first N of IDX files, a seeded sample of your own (default: '
-                            'the checkpoint\'s, else all)')
-    files.add_argument('--test_samples', type=POSITIVE_INT, default=None,
-                       help='use N test images, as --train_samples (default: all)')
-
-    opt = p.add_argument_group('optimisation')
-    opt.add_argument('--epochs', type=POSITIVE_INT, default=None, help='epochs of each stage (%s)' % stage_default('epochs'))
-    opt.add_argument('--batch_size', type=POSITIVE_INT, default=64, help='images per step')
-    opt.add_argument('--optimizer', choices=('sgd', 'adam'), default='sgd', help='sgd uses --momentum')
-    opt.add_argument('--lr', type=POSITIVE, default=None, help='the network\'s peak learning rate (%s)' % stage_default('lr'))
-    opt.add_argument('--momentum', type=NON_NEGATIVE, default=0.9, help='SGD momentum')
-    opt.add_argument('--momentum_low', type=NON_NEGATIVE, default=0.85,
-                     help='onecycle: the momentum at the peak rate')
-    opt.add_argument('--lr_schedule', choices=SCHEDULES, default=None,
-                     help='how the rate changes step by step (schedule.py): step (x lr_factor every lr_step '
-                          'epochs), cosine or linear to lr * lr_final, onecycle (cosine, momentum moved against it) '
-                          '(%s)' % stage_default('lr_schedule'))
-    opt.add_argument('--warmup', type=NON_NEGATIVE, default=None,
-                     help='epochs (fractions allowed) over which the rate climbs linearly from 0 to --lr (%s)'
-                          % stage_default('warmup'))
-    opt.add_argument('--lr_final', type=NON_NEGATIVE, default=0.0,
-                     help='the last rate of cosine, linear and onecycle, as a fraction of --lr')
-    opt.add_argument('--lr_step', type=POSITIVE_INT, default=8, help='step: multiply lr by lr_factor every N epochs')
-    opt.add_argument('--lr_factor', type=POSITIVE, default=0.1, help='see --lr_step')
-    opt.add_argument('--wd', type=NON_NEGATIVE, default=5e-4, help='weight decay')
-    opt.add_argument('--seed', type=NON_NEGATIVE_INT, default=42, help='initial weights, batch order, shifts')
-    opt.add_argument('--shift', type=NON_NEGATIVE_INT, default=2,
-                     help='augment: translate each training image by up to N pixels each way (0: off)')
-
-    cl = p.add_argument_group('center loss')
-    cl.add_argument('--lmbd', type=NON_NEGATIVE, default=1.0, help='lambda: weight of the center loss')
-    cl.add_argument('--lmbd_warmup', type=NON_NEGATIVE, default=0.0,
-                    help='epochs over which the pull of the center loss on the features grows from 0 to lmbd '
-                         '(the centers learn at alpha from the start)')
-    cl.add_argument('--alpha', type=POSITIVE, default=0.5, help='alpha: learning rate of the centers')
-    cl.add_argument('--center_update', choices=UPDATES, default='gradient',
-                    help='gradient: balanced loss, centers by SGD at alpha; paper: Eq. 4 of the paper')
-
-    net = p.add_argument_group('network and classes (later stages take these from the checkpoint)')
-    net.add_argument('--model', choices=sorted(MODELS), default=None,
-                     help='the paper\'s LeNet++, the original port\'s LeNet, or a model-zoo ResNet (default: lenet++)')
-    net.add_argument('--act', choices=ACTIVATIONS, default=None, help='LeNet\'s activation (default: leaky)')
-    net.add_argument('--feature_size', type=POSITIVE_INT, default=None,
-                     help='the features center loss acts on (default: 2, to draw them as the paper does)')
-    net.add_argument('--num_classes', type=POSITIVE_INT, default=None,
-                     help='default 10, or the number of classes trained on with --holdout')
-    net.add_argument('--holdout', type=class_ids, default=None,
-                     help='class ids kept out of training, e.g. 5,6,7,8,9: both stages train on the other classes '
-                          '(at least two), whose test images give the accuracy; --verify measures on the held-out '
-                          'ones (default: none; with your own images, the test classes with no training images)')
-
-    ev = p.add_argument_group('evaluation and output')
-    ev.add_argument('--eval_method', choices=EVAL_METHODS, default=None,
-                    help='accuracy that picks the best checkpoint (default: softmax for the first stage, '
-                         'center for the second) and that --test prints (default: all three)')
-    ev.add_argument('--knn_k', type=POSITIVE_INT, default=10, help='neighbours for --eval_method knn')
-    ev.add_argument('--pairs', default=None,
-                    help='--verify on this pair list instead: LFW\'s pairs.txt format, or an insightface .bin '
-                         '(default: all pairs of the test images)')
-    ev.add_argument('--pairs_dir', default=None,
-                    help='the folder of class folders a pairs.txt names (default: the test/ folder of --data_dir)')
-    ev.add_argument('--plotting', dest='plotting', action='store_true', default=True,
-                    help='feature-map PNG per epoch and GIFs (on by default)')
-    ev.add_argument('--no_plotting', dest='plotting', action='store_false', help='no pictures')
-    ev.add_argument('--frames', type=number(int, above=0, at_most=1000), default=20,
-                    help='at least this many frames in each GIF: with fewer epochs, frames are drawn within them')
-
-    dev = p.add_argument_group('device')
-    dev.add_argument('--use_gpu', type=str2bool, default=True, help='False forces the CPU')
-    dev.add_argument('--gpus', default=None,
-                     help='GPU indices, e.g. 0 or 0,1 for data-parallel training (default: gpu 0 if MXNet sees one)')
-    dev.add_argument('--kvstore', default='device', choices=KVSTORES,
-                     help='how gradients are summed over devices (local, device) or over worker processes '
-                          '(dist_sync, dist_device_sync: start those with launch.py)')
-    dev.add_argument('--precision', default='auto', choices=PRECISIONS,
-                     help='bfloat16: convolutions in bfloat16 (oneDNN, fp32 weights, updates and features); '
-                          'auto (default): whichever trains faster here, measured once and cached (precision.py); '
-                          'a continued stage keeps its checkpoint\'s')
-
-    return p
+    return argtypes.build_parser(__doc__, STAGE_DEFAULTS, data.DATASETS, commands.EVAL_METHODS)
 
 
 def parse_args(argv=None):
+    """(the parsed flags, the names of those given on the command line)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     p = build_parser()
     args = p.parse_args(argv)
-    if not (args.train or args.second_train or args.test or args.verify or args.compare):
-        p.error('nothing to do: pass --train [--center_loss], --second_train, --test, --verify and/or --compare')
+    if not (args.train or args.second_train or args.test or args.verify or args.compare or args.resume):
+        p.error('nothing to do: pass --train [--center_loss], --second_train, --test, --verify, --compare or --resume')
     args.prefixes = None if args.prefix is None else [v.strip() for v in args.prefix.split(',')]
     if args.prefixes and len(args.prefixes) > 1:
-        if args.train or args.second_train or args.test:
+        if args.train or args.second_train or args.test or args.resume:
             p.error('--prefix %s: several prefixes only with --verify and/or --compare alone' % args.prefix)
         if len(set(args.prefixes)) != len(args.prefixes):
             p.error('--prefix %s names a run twice' % args.prefix)
+    for prefix in args.prefixes or []:
+        if not prefix or os.sep in prefix or '/' in prefix or prefix.startswith('.'):
+            p.error('--prefix %r must be a plain name: no path separator, not starting with "."' % prefix)
     if args.prefix is None:
         args.prefix = 'softmax' if args.train and not args.center_loss else 'center-loss'
     else:
         args.prefix = args.prefixes[0]
     if args.kvstore.startswith('dist') and args.train and args.second_train:
         p.error('with --kvstore %s run one stage per launch' % args.kvstore)
-    for prefix in args.prefixes or [args.prefix]:
-        if not prefix or os.sep in prefix or '/' in prefix or prefix.startswith('.'):
-            p.error('--prefix %r must be a plain name: no path separator, not starting with "."' % prefix)
-    return args
+    return args, argtypes.given_flags(p, argv)
+
+
+# --------------------------------------------------------------------------- the run's records
+
+def interrupted_run(args):
+    """--resume with no stage named: the stage whose last checkpoint was written last (of --prefix,
+    when given), as (train, second_train, prefix)."""
+    if args.prefixes:
+        found = [f.last for f in (RunFiles(args.ckpt_dir, args.out_dir, args.prefix),) for f in (f, f.second())]
+        found = sorted((p for p in found if os.path.isfile(p)), key=os.path.getmtime)
+    else:
+        found = sorted(glob.glob(os.path.join(glob.escape(args.ckpt_dir), '*-last.params')), key=os.path.getmtime)
+    if not found:
+        raise UserError('--resume: no last checkpoint in %s%s: nothing to resume' % (
+            args.ckpt_dir, ' for --prefix %s' % args.prefix if args.prefixes else ''))
+    prefix = os.path.basename(found[-1])[:-len('-last.params')]
+    second = RunFiles(args.ckpt_dir, args.out_dir, prefix).is_second
+    return not second, second, prefix[:-len('-second')] if second else prefix
+
+
+def stage_records(args, given, kind, source, first=None):
+    """(records.Optim, records.Center) of a stage of ``kind``: a resumed stage's are what it recorded,
+    and a flag given that would change them is refused (or, with --allow_changes, applied and said);
+    a new stage's are the flags', with the stage's defaults for the schedule, and a second stage
+    takes the rest from ``first``, the first stage's records."""
+    resumed = args.resume and source is not None and source.path.endswith('-last.params')
+    optim = records.recorded(source.meta, 'optim', records.Optim) if resumed else None
+    center = records.recorded(source.meta, 'center', records.Center) if resumed else None
+    flags = {k: getattr(args, k) for k in OPTIM + CENTER if k in given}
+    if optim is not None and center is not None:
+        changes = records.differences(optim, {k: v for k, v in flags.items() if k in OPTIM}) + \
+            records.differences(center, {k: v for k, v in flags.items() if k in CENTER})
+        if changes and not args.allow_changes:
+            flag, was, now = changes[0]
+            raise UserError('%s: %s records %s, and --resume continues exactly that run: drop the flag, or add '
+                            '--allow_changes to change it' % (records.flag_text(flag, now), source.path,
+                                                              records.flag_text(flag, was)))
+        for flag, was, now in changes:
+            print('resume: %s instead of the recorded %s' % (records.flag_text(flag, now), records.flag_text(flag, was)))
+    else:
+        defaults = dict(STAGE_DEFAULTS[kind], min_warmup_steps=0) if 'warmup' in given else STAGE_DEFAULTS[kind]
+        values = {k: getattr(args, k) for k in OPTIM + CENTER}
+        if first is not None:  # a second stage continues the first stage's run: its seed, batch, optimizer ...
+            values.update(records.to_json(first[0]), **records.to_json(first[1]))
+            values.update({k: getattr(args, k) for k in OPTIM + CENTER if k in given})
+        values.update({k: defaults[k] for k in STAGE_FLAGS if k not in given})
+        values['center_loss'] = kind == 'second' or bool(values['center_loss'])
+        optim = records.Optim(**{k: values[k] for k in OPTIM})
+        center = records.Center(**{k: values[k] for k in CENTER})
+    return (dataclasses.replace(optim, **{k: v for k, v in flags.items() if k in OPTIM}),
+            dataclasses.replace(center, **{k: v for k, v in flags.items() if k in CENTER}))
+
+
+def data_record(args, given, source):
+    """The records.Data of this command: a checkpoint's own when it starts from one (a --dataset or
+    --data_dir that names other data is refused; --train_samples and --test_samples may differ, but
+    not on --resume), else the flags'."""
+    flags = {k: getattr(args, k) for k in DATA if k in given}
+    if source is None:
+        return data.settle(records.Data(**flags))
+    spec = records.recorded(source.meta, 'data', records.Data) or records.Data(
+        source.meta.get('dataset', 'mnist'), source.meta.get('data_dir'), source.meta.get('train_samples'))
+    for flag, was, now in records.differences(spec, flags):
+        if flag in ('train_samples', 'test_samples') and not args.resume:
+            continue
+        if flag == 'data_dir' and 'dataset' not in flags and os.path.abspath(now) != was:
+            continue  # the same data moved elsewhere: the fingerprint decides (data.check_same)
+        if flag == 'data_dir' and os.path.abspath(now) == was:
+            continue
+        raise UserError('%s: %s was made with %s; %s' % (
+            records.flag_text(flag, now), source.path, records.flag_text(flag, was),
+            'drop the flag' if flag != 'dataset' or 'dataset' in given else 'name runs of one dataset'))
+    return data.settle(dataclasses.replace(spec, **flags))
+
+
+def starting_checkpoint(args, files):
+    """The checkpoint this command starts from, or None for a new first stage. It is read once: its
+    records give the data and the network before the data is read."""
+    again = ': nothing to resume; drop --resume to start the stage'
+    if args.train:
+        return load_checkpoint(files.last, again) if args.resume else None
+    if args.second_train:
+        return load_checkpoint(files.second().last, again) if args.resume else load_checkpoint(files.best, files.hint())
+    if args.test or args.verify:
+        return load_checkpoint(files.best, files.hint())
+    found = [f.best for f, _ in compared_runs(args) if os.path.isfile(f.best)]
+    return load_checkpoint(found[0]) if found else None
+
+
+def compared_runs(args):
+    """[(RunFiles, title)] of --compare: those of --prefix A,B,C, else the three of the original port's figure."""
+    if args.prefixes and len(args.prefixes) > 1:
+        return [(RunFiles(args.ckpt_dir, args.out_dir, prefix), prefix) for prefix in args.prefixes]
+    return [(RunFiles(args.ckpt_dir, args.out_dir, prefix), title) for prefix, title in commands.COMPARED]
+
+
+def verified_runs(args, files, source):
+    """[(RunFiles, checkpoint)] that --verify measures: the run of ``files`` or each of --prefix A,B,C."""
+    if not args.prefixes or len(args.prefixes) == 1:
+        return [(files, source)]
+    runs = [RunFiles(args.ckpt_dir, args.out_dir, prefix) for prefix in args.prefixes]
+    return [(f, source if source.path == f.best else load_checkpoint(f.best, f.hint())) for f in runs]
 
 
 # --------------------------------------------------------------------------- the command
 
-NOTHING_TO_RESUME = ': nothing to resume; drop --resume to start the stage'
-
-
-def starting_checkpoint(args, files):
-    """The checkpoint this command starts from, or None for a new first stage.
-
-    It is read once: its description gives the dataset and the network's shape
-    before the data is loaded, and the stage, --test or --compare that starts
-    from it takes it.
-    """
-    if args.train:
-        return load_checkpoint(files.last, NOTHING_TO_RESUME) if args.resume else None
-    if args.second_train:
-        if args.resume:
-            return load_checkpoint(files.second().last, NOTHING_TO_RESUME)
-        return load_checkpoint(files.best, files.hint())
-    if args.test or args.verify:
-        return load_checkpoint(files.best, files.hint())
-    found = [f.best for f, _ in commands.compared_runs(args) if os.path.isfile(f.best)]
-    return load_checkpoint(found[0]) if found else None
-
-
-def run(args):
+def run(args, given):
     """Everything the flags ask for, in order: first stage, second stage, test, verify, compare."""
-    devices = get_contexts(args, gpu_cards() if args.use_gpu else [])
-    kv, rank, num_workers = workers = setup_workers(args)
+    if args.resume and not (args.train or args.second_train):
+        args.train, args.second_train, args.prefix = interrupted_run(args)
+    output = records.Output(args.plotting, args.frames, args.eval_method, args.knn_k)
+    devices = get_contexts(args.use_gpu, args.gpus, gpu_cards() if args.use_gpu else [])
+    workers = setup_workers(args.kvstore)
     files = RunFiles(args.ckpt_dir, args.out_dir, args.prefix)
-    if rank == 0 and (args.train or args.second_train):  # rank 0 alone writes
+    training = args.train or args.second_train
+    if workers[1] == 0 and training:  # rank 0 alone writes
         writable_folder(args.ckpt_dir, '--ckpt_dir')
         writable_folder(args.out_dir, '--out_dir')
         lock_run(files)
-    elif rank == 0 and (args.compare or args.verify):
+    elif workers[1] == 0 and (args.compare or args.verify):
         writable_folder(args.out_dir, '--out_dir')
-    # Read before the rest: it gives the dataset, the network's shape (and so the number of
-    # classes the labels are checked against) and the precision a continued stage keeps.
     source = starting_checkpoint(args, files)
-    data.inherit_data_flags(args, source)
-    raw = data.read_data(args)
+    if args.verify and args.pairs and not (training or args.test or args.compare):
+        return verify_pairs(args, devices, workers, files, source)  # the pair list holds its own images
+    spec = data_record(args, given, source)
+    raw = data.open_data(spec)
+    for note in raw.notes:
+        print('data: %s' % note)
     if source is None:
-        data.untrained_classes(args, raw)
-    arch = resolve_arch(args, len(raw.class_names), source, data.image_shape(args, raw))
-    rt = setup_runtime(args, devices, workers, arch, source)
+        shape = data.image_shape(raw)
+        arch = new_arch(dict({k: getattr(args, k) for k in ARCH_DEFAULTS if k not in ('channels', 'image_size')},
+                             holdout=data.dense_holdout(raw, args.holdout)), len(raw.class_names), shape, spec.dataset)
+    else:
+        data.check_same(raw, records.recorded(source.meta, 'facts', records.Facts), source.path)
+        arch = check_arch(arch_of(source), {k: getattr(args, k, None) for k in ARCH_DEFAULTS if k != 'holdout'},
+                          source.path)
+        if args.holdout is not None and data.dense_holdout(raw, args.holdout) != arch.holdout:
+            raise UserError('%s was made with --holdout %s, not %s: drop the flag or retrain' % (
+                source.path, ','.join(str(raw.facts.ids[c]) for c in arch.holdout) or 'none',
+                ','.join(map(str, args.holdout))))
+    first = stage_records(args, given, 'first', source) if args.train else None
+    seed = first[0].seed if first else args.seed
+    rt = setup_runtime(args.precision, devices, workers, arch, args.batch_size if not first else first[0].batch_size,
+                       source, args.resume, training, args.kvstore)
     print('mxnet %s (%s build), context %s%s, precision %s (%s), OMP_NUM_THREADS=%s'
           % (mx.__version__, 'CUDA' if mx.runtime.Features().is_enabled('CUDA') else 'CPU',
              ', '.join(str(c) for c in rt.ctxs), rt.note, rt.precision, rt.why, os.environ.get('OMP_NUM_THREADS')))
     if rt.kv:
         print('worker %d of %d, kvstore %s' % (rt.rank, rt.num_workers, args.kvstore))
-    mx.random.seed(args.seed)
-    np.random.seed(args.seed)
-    loaded = data.load_data(args, arch, rt, raw, source.meta.get('normalisation') if source is not None else None)
-    n_train = loaded['train_x'].shape[0]
+    mx.random.seed(seed)
+    np.random.seed(seed)
+    loaded = data.load(raw, arch, rt, args.decode_workers, source.meta.get('normalisation') if source else None)
+    n_train = loaded.train_x.shape[0]
     if args.test and args.knn_k > n_train and args.eval_method in (None, 'knn'):
         raise UserError('--knn_k %d is larger than the %d training images it votes among' % (args.knn_k, n_train))
+
+    def described(optim, center):
+        return dict(records.describe(data=spec, facts=raw.facts, optim=optim, center=center), arch=arch.to_json())
     if args.train:
-        first = stage_args(args, 'first')
-        run_stage(first, rt, loaded, build_stage(first, rt, loaded, files, 'first', source))
+        stage = build_stage('first', arch, first[0], first[1], output, described(*first), rt, loaded, files, source)
+        run_stage(stage, rt, loaded, output, spec.dataset)
         source = None
     if args.second_train:
         second = files.second()
         if source is None:  # after a first stage in this command: resume only a second stage that started
             resume = args.resume and os.path.isfile(second.last)
             source = load_checkpoint(second.last) if resume else load_checkpoint(files.best, files.hint())
-        later = stage_args(args, 'second')
-        run_stage(later, rt, loaded, build_stage(later, rt, loaded, second, 'second', source))
+        recorded = records.recorded(source.meta, 'optim', records.Optim), \
+            records.recorded(source.meta, 'center', records.Center)
+        optim, center = stage_records(args, given, 'second', source, recorded if None not in recorded else None)
+        stage = build_stage('second', arch, optim, center, output, described(optim, center), rt, loaded, second,
+                            source)
+        run_stage(stage, rt, loaded, output, spec.dataset)
         files, source = second, None
     if rt.rank == 0:  # with several workers, the first alone evaluates and draws
-        if args.test or args.verify:
-            source = source or load_checkpoint(files.best, files.hint())
-        if args.test:
-            commands.test(args, rt, loaded, source)
-        cache = {commands.data_key(arch, loaded['normalisation']): loaded}  # checkpoints of this data: no reload
-        if args.verify and args.pairs:
-            commands.verify_pairs(args, rt, commands.verified_runs(args, files, source))
-        elif args.verify:
-            commands.verify(args, rt, raw, cache, commands.verified_runs(args, files, source))
-        if args.compare:
-            commands.compare(args, rt, raw, cache, source)
+        evaluate(args, rt, files, source, spec, raw, arch, loaded)
+
+
+def evaluate(args, rt, files, source, spec, raw, arch, loaded):
+    """--test, --verify and --compare, each on the data of the checkpoints it reads."""
+    cache = {(arch.holdout, arch.num_classes, tuple(loaded.normalisation)): loaded}
+
+    def data_for(ckpt):
+        theirs = records.recorded(ckpt.meta, 'data', records.Data)
+        if theirs is not None and theirs.dataset != spec.dataset:
+            raise UserError('%s was trained on %s, not %s: name runs of one dataset'
+                            % (ckpt.path, theirs.dataset, spec.dataset))
+        data.check_same(raw, records.recorded(ckpt.meta, 'facts', records.Facts), ckpt.path)
+        their_arch = arch_of(ckpt)
+        key = (their_arch.holdout, their_arch.num_classes, tuple(ckpt.meta.get('normalisation') or ()))
+        if key not in cache:
+            cache[key] = data.load(raw, their_arch, rt, args.decode_workers, ckpt.meta.get('normalisation'))
+        return cache[key]
+    if args.test or args.verify:
+        source = source or load_checkpoint(files.best, files.hint())
+    if args.test:
+        commands.test(source, rt, data_for(source), args.eval_method, args.knn_k)
+    if args.verify and args.pairs:
+        commands.verify_pairs(verified_runs(args, files, source), rt, pairs_of(args, spec), args.out_dir, spec.dataset)
+    elif args.verify:
+        commands.verify(verified_runs(args, files, source), rt, data_for, args.out_dir, spec.dataset)
+    if args.compare:
+        runs = [(f, title, load_checkpoint(f.best) if os.path.isfile(f.best) else None)
+                for f, title in compared_runs(args)]
+        commands.compare(runs, rt, data_for, args.out_dir, spec.dataset, args.seed)
+
+
+def pairs_of(args, spec):
+    """The pair list of --pairs: a .bin holds its images; a pairs.txt names them in --pairs_dir (by
+    default the test/ folder of the data the run was trained on)."""
+    folder = args.pairs_dir or (os.path.join(spec.data_dir, 'test') if spec and spec.data_dir else None)
+    try:
+        return read_pairs(args.pairs, folder)
+    except SourceError as e:
+        raise UserError('--pairs: %s' % e)
+
+
+def verify_pairs(args, devices, workers, files, source):
+    """--verify --pairs alone: the checkpoints and the pair list, no training data."""
+    spec = records.recorded(source.meta, 'data', records.Data) or records.Data(source.meta.get('dataset', 'mnist'))
+    pair_list = pairs_of(args, spec)
+    rt = setup_runtime(args.precision, devices, workers, arch_of(source), args.batch_size, source, False, False)
+    commands.verify_pairs(verified_runs(args, files, source), rt, pair_list, args.out_dir, spec.dataset)
 
 
 def how_to_continue(args, argv):
@@ -301,13 +315,17 @@ def how_to_continue(args, argv):
 
 
 def main(argv=None):
-    args = parse_args(argv)
+    sys.stdout.reconfigure(errors='backslashreplace')  # a file name in no encoding is printed, not a traceback
+    args, given = parse_args(argv)
     before = signal.signal(signal.SIGTERM, on_sigterm)
     try:
-        run(args)
-    except (UserError, DataError, CheckpointError, SourceError) as e:
+        run(args, given)
+    except (UserError, CheckpointError, SourceError, DataError) as e:
         print('error: %s' % e, file=sys.stderr)
         return EXIT_USAGE
+    except Diverged as e:
+        print('error: %s' % e, file=sys.stderr)
+        return EXIT_DIVERGED
     except SaveError as e:
         print('error: %s' % e, file=sys.stderr)
         return EXIT_IO

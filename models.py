@@ -8,7 +8,6 @@ import mxnet as mx
 from mxnet import init, nd
 from mxnet.gluon import nn
 
-import checkpoints
 from errors import UserError
 
 ACTIVATIONS = ('prelu', 'leaky', 'relu')
@@ -157,7 +156,7 @@ def get_model(name, classes, feature_size, act, size=28):
 
 # --------------------------------------------------------------------------- a run's network
 
-# Flags that fix the network's shape: a later stage takes them from the checkpoint.
+# The fields that fix the network's shape, with what a new first stage takes when no flag says.
 ARCH_DEFAULTS = collections.OrderedDict([('model', 'lenet++'), ('act', 'leaky'), ('feature_size', 2),
                                          ('num_classes', 10), ('holdout', ()), ('channels', 1),
                                          ('image_size', (28, 28))])
@@ -167,16 +166,26 @@ ARCH_BEFORE = {'holdout': (), 'channels': 1, 'image_size': (28, 28)}
 
 class Arch(collections.namedtuple('Arch', list(ARCH_DEFAULTS), defaults=[(), 1, (28, 28)])):
     """The network's shape, and that of the images it takes (channels, (height, width)): from the
-    flags and the data for a new first stage, else from the checkpoint."""
+    flags and the data for a new first stage, else from the checkpoint (``from_meta``)."""
 
     @classmethod
-    def of(cls, ckpt):
-        meta = dict(ARCH_BEFORE, **ckpt.meta)
-        missing = [k for k in cls._fields if k not in meta]
+    def from_meta(cls, meta):
+        """The Arch a checkpoint's description records; KeyError when it records none."""
+        values = meta.get('run', {}).get('arch') or dict(ARCH_BEFORE, **meta)  # this version's, or earlier ones'
+        missing = [k for k in cls._fields if k not in values]
         if missing:
-            raise checkpoints.CheckpointError('%s lacks its description; retrain to make it again' % ckpt.path)
-        return cls(**dict({k: meta[k] for k in cls._fields}, holdout=tuple(meta['holdout']),
-                          image_size=tuple(meta['image_size'])))
+            raise KeyError(missing[0])
+        return cls(**dict({k: values[k] for k in cls._fields}, holdout=tuple(values['holdout']),
+                          image_size=tuple(values['image_size'])))
+
+    def to_json(self):
+        return dict(self._asdict(), holdout=list(self.holdout), image_size=list(self.image_size))
+
+
+def min_image_size(model):
+    """The smallest side a network of ``model`` takes: LeNet++'s three 2x2 poolings need 8 pixels,
+    the original LeNet's two 5x5 convolutions without padding 16; a ResNet pools globally."""
+    return 16 if model == 'lenet' else 8
 
 
 def flag_value(value, key='holdout'):
@@ -188,50 +197,52 @@ def flag_value(value, key='holdout'):
     return value
 
 
-def resolve_arch(args, total_classes, ckpt=None, shape=(1, (28, 28))):
-    """The Arch of a stage: ``ckpt``'s when there is one (a flag given must agree with it), else the
-    flags' and the data's.
-
-    ``total_classes``: how many classes the dataset has; ``shape``: (channels, (height, width)) of its
-    images (--image_size already applied). With --holdout the class layer has one output per trained class.
-    """
-    if ckpt is None:
-        given = {k: getattr(args, k, None) for k in ARCH_DEFAULTS}
-        given.update(channels=shape[0], image_size=tuple(shape[1]))
-        if given['num_classes'] is None:  # one output per class of the dataset
-            given['num_classes'] = total_classes
-        arch = Arch(**{k: d if given[k] is None else given[k] for k, d in ARCH_DEFAULTS.items()})
-        if arch.holdout:
-            unknown = [c for c in arch.holdout if not 0 <= c < total_classes]
-            if unknown:
-                raise UserError('--holdout: %s has no class %d (its classes are 0 to %d)'
-                                % (args.dataset, unknown[0], total_classes - 1))
-            trained = total_classes - len(arch.holdout)
-            if trained < 2:
-                raise UserError('--holdout %s leaves %d class%s to train on: at least two are needed'
-                                % (flag_value(arch.holdout), trained, '' if trained == 1 else 'es'))
-            if args.num_classes not in (None, trained):
-                raise UserError('--num_classes %d: with --holdout %s the class layer has one output per trained '
-                                'class, %d; drop --num_classes' % (args.num_classes, flag_value(arch.holdout),
-                                                                   trained))
-            arch = arch._replace(num_classes=trained)
-        return arch
-    arch = Arch.of(ckpt)
-    for key, value in arch._asdict().items():
-        given = getattr(args, key, None) if key != 'channels' else None  # the images' channels follow the net
-        if given is not None and (tuple(given) if key == 'image_size' else given) != value:
-            raise UserError('the checkpoint was made with --%s %s, not %s: drop the flag or retrain'
-                            % (key, flag_value(value, key), flag_value(given, key)))
+def new_arch(given, total_classes, shape, dataset):
+    """The Arch of a new first stage: the flags ``given`` ({field: value or None}), the data's
+    ``total_classes`` and ``shape`` ((channels, (height, width)), --image_size already applied).
+    With a holdout the class layer has one output per trained class."""
+    values = dict(given, channels=shape[0], image_size=tuple(shape[1]))
+    if values.get('num_classes') is None:  # one output per class of the dataset
+        values['num_classes'] = total_classes
+    arch = Arch(**{k: d if values.get(k) is None else values[k] for k, d in ARCH_DEFAULTS.items()})
+    smallest = min_image_size(arch.model)
+    if min(arch.image_size) < smallest:
+        raise UserError('%s takes images of at least %dx%d, and these are %s: bring them up to size with '
+                        '--image_size %d (or larger)' % (arch.model, smallest, smallest,
+                                                         flag_value(arch.image_size, 'image_size'), smallest))
+    if arch.holdout:
+        unknown = [c for c in arch.holdout if not 0 <= c < total_classes]
+        if unknown:
+            raise UserError('--holdout: %s has no class %d (its classes are 0 to %d)'
+                            % (dataset, unknown[0], total_classes - 1))
+        trained = total_classes - len(arch.holdout)
+        if trained < 2:
+            raise UserError('--holdout %s leaves %d class%s to train on: at least two are needed'
+                            % (flag_value(arch.holdout), trained, '' if trained == 1 else 'es'))
+        if given.get('num_classes') not in (None, trained):
+            raise UserError('--num_classes %d: with --holdout %s the class layer has one output per trained '
+                            'class, %d; drop --num_classes' % (given['num_classes'], flag_value(arch.holdout),
+                                                               trained))
+        arch = arch._replace(num_classes=trained)
     return arch
 
 
-def build_net(arch, ctxs, ckpt=None):
-    """The network of ``arch`` on ``ctxs``, hybridized; with the weights of ``ckpt`` when given."""
+def check_arch(arch, given, path):
+    """A checkpoint's Arch against the flags ``given`` ({field: value or None}): a flag given must agree."""
+    for key, value in arch._asdict().items():
+        flag = given.get(key) if key != 'channels' else None  # the images' channels follow the network
+        if flag is not None and (tuple(flag) if key == 'image_size' else flag) != value:
+            raise UserError('%s was made with --%s %s, not %s: drop the flag or retrain'
+                            % (path, key, flag_value(value, key), flag_value(flag, key)))
+    return arch
+
+
+def build_net(arch, ctxs):
+    """The network of ``arch`` on ``ctxs``, initialised and hybridized (checkpoints.restore_net
+    puts a checkpoint's weights in it)."""
     net = get_model(arch.model, arch.num_classes, arch.feature_size, arch.act, min(arch.image_size))
     net.initialize(mx.init.Xavier(magnitude=2.24), ctx=ctxs)
     # settle deferred shapes so a checkpoint can be checked
     net(nd.zeros((1, arch.channels) + tuple(arch.image_size), ctx=ctxs[0]))
     net.hybridize(static_alloc=True, static_shape=True)
-    if ckpt is not None:
-        checkpoints.restore_net(net, ckpt)
     return net

@@ -36,23 +36,30 @@ def read_pairs(path, folder=None):
 
 
 def read_lfw(path, folder):
-    with open(path) as f:
-        lines = [line.split() for line in f if line.strip()]
+    with open(path, 'rb') as f:
+        text = f.read()
+    if text.startswith((b'\xff\xfe', b'\xfe\xff')):  # UTF-16 with its byte-order mark: back to the bytes of names
+        text = text.decode('utf-16').encode('utf-8', 'surrogateescape')
+    lines = [line.split() for line in text.lstrip(b'\xef\xbb\xbf').splitlines() if line.strip()]
     try:
         head = [int(v) for v in lines[0]]
+        folds, per = (1, head[0]) if len(head) == 1 else head[:2]
     except (ValueError, IndexError):
         raise SourceError('%s: the first line must give the folds and the pairs per kind, e.g. "10 300"' % path)
-    folds, per = (1, head[0]) if len(head) == 1 else head[:2]
+    if folds < 1 or per < 1:
+        raise SourceError('%s: its first line announces %d folds of %d pairs per kind: no pairs to verify'
+                          % (path, folds, per))
     if len(lines) - 1 != 2 * folds * per:
         raise SourceError('%s announces %d folds of %d + %d pairs but holds %d pair lines'
                           % (path, folds, per, per, len(lines) - 1))
     files, index, images, pairs, same = {}, {}, [], [], []
 
-    def image(name, n, line_no):
+    def image(raw, n, line_no):
+        name = _folder_name(folder, raw)
         if name not in files:
             d = os.path.join(folder, name)
-            files[name] = sorted(f for f in os.listdir(d) if f.lower().endswith(IMAGE_EXTENSIONS)) \
-                if os.path.isdir(d) else []
+            files[name] = sorted(f for f in os.listdir(d) if f.lower().endswith(IMAGE_EXTENSIONS)
+                                 and not f.startswith('.')) if os.path.isdir(d) else []
         if not 1 <= n <= len(files[name]):
             raise SourceError('%s line %d: %s has no image %d (%s holds %d)' % (
                 path, line_no, name, n, os.path.join(folder, name), len(files[name])))
@@ -72,12 +79,27 @@ def read_lfw(path, folder):
                 raise ValueError
         except ValueError:
             raise SourceError('%s line %d: expected "name n1 n2" or "name1 n1 name2 n2", got %r'
-                              % (path, line_no, ' '.join(parts)))
+                              % (path, line_no, b' '.join(parts).decode('utf-8', 'replace')))
         a, b = image(first[0], first[1], line_no), image(second[0], second[1], line_no)
         pairs.append((a, b))
         same.append(len(parts) == 3)
     fold = np.repeat(np.arange(folds), 2 * per)
     return PairList(os.path.basename(path), images, np.array(pairs, np.int64), np.array(same), fold)
+
+
+def _folder_name(folder, raw):
+    """The folder a name in a pair list means, whatever its bytes' encoding: the bytes as they are,
+    else read as UTF-8, Windows-1252 or Latin-1 and written in this system's encoding of file names."""
+    candidates = [os.fsdecode(raw)]
+    for encoding in ('utf-8', 'cp1252', 'latin-1'):
+        try:
+            candidates.append(raw.decode(encoding))
+        except UnicodeDecodeError:
+            pass
+    for name in candidates:
+        if os.path.isdir(os.path.join(folder, name)):
+            return name
+    return candidates[0]
 
 
 def read_bin(path):

@@ -9,14 +9,15 @@ from mxnet import nd
 from errors import UserError
 
 
-def setup_workers(args):
-    """(KVStore or None, rank, number of workers): a distributed KVStore when --kvstore asks for one."""
-    if not args.kvstore.startswith('dist'):
+def setup_workers(kvstore):
+    """(KVStore or None, rank, number of workers): a distributed KVStore when ``kvstore`` (--kvstore)
+    asks for one."""
+    if not kvstore.startswith('dist'):
         return None, 0, 1
     if 'DMLC_ROLE' not in os.environ:
         raise UserError('--kvstore %s needs a scheduler and servers: start the workers with '
-                        '`python launch.py -n 2 -- python main.py ...`' % args.kvstore)
-    kv = mx.kv.create(args.kvstore)
+                        '`python launch.py -n 2 -- python main.py ...`' % kvstore)
+    kv = mx.kv.create(kvstore)
     return kv, kv.rank, kv.num_workers
 
 

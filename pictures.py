@@ -3,7 +3,7 @@ import io
 
 import numpy as np
 
-from runfiles import atomic_write
+from atomic import atomic_write
 
 
 def plot_sample(n, seed, size=10000):

@@ -2,13 +2,20 @@
 
 A CPU's flags do not say it: with mxnet 1.9.1's oneDNN, bfloat16 convolutions
 were faster than float32 on one CPU with AVX512-BF16 and slower on others that
-also have AMX (README, Speed). So ``--precision auto`` times a few training
-steps of each candidate, each in a process of its own (MXNet's mixed precision,
+also have AMX (docs/speed.md). So ``--precision auto`` times training steps of
+each candidate, each in a process of its own (MXNet's mixed precision,
 ``amp.init``, is process-wide and cannot be undone), on its own seeded network
 and random batches, never the run's, so that a run's results do not depend on
 the measurement.
 
-    python precision.py --measure float32 lenet++ leaky 128 2 10 1x28x28   # one candidate: images/s
+The two candidates are timed in turn, round after round (the order flipped each
+round), and each one's rate is the median of its rounds: a busy moment of the
+machine slows both alike instead of deciding for one. bfloat16 must beat float32
+by a margin (RULE). A choice read from the cache is checked against the run's
+own first epoch (``check_cached``): a rate far below the cached one is said, and
+the entry is forgotten, so the next run measures again.
+
+    python precision.py --serve float32 lenet++ leaky 128 2 10 1x28x28   # one candidate, timed on request
 """
 import collections
 import json
@@ -18,13 +25,19 @@ import subprocess
 import sys
 import time
 
+from atomic import atomic_write
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 RULE = 1.10            # bfloat16 is kept only when it trains at least 10% faster than float32
-WARMUP, STEPS = 3, 8   # training steps per candidate: not timed, then timed one by one
+WARMUP, STEPS = 3, 6   # training steps per candidate: not timed, then timed per round
+ROUNDS = 3             # rounds of the two candidates in turn
+PAUSE = 0.3            # seconds between turns, so that one's OpenMP threads stop spinning before the other runs
+STALE = 0.5            # a first epoch below this share of the cached rate says so and forgets the entry
 CACHE_ENV = 'CENTER_LOSS_CACHE'
 CACHE_FILE = 'precision.json'
+CANDIDATES = ('float32', 'bfloat16')
 
-Choice = collections.namedtuple('Choice', 'precision rates how')  # how: 'measured' or 'cached'
+Choice = collections.namedtuple('Choice', 'precision rates how key')  # how: 'measured' or 'cached'
 
 
 def decide(rates):
@@ -73,41 +86,102 @@ def write_cache(path, entries):
     """Best-effort: a cache that cannot be written is skipped, the run goes on."""
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        from runfiles import atomic_write
         atomic_write(path, json.dumps(entries, indent=1, sort_keys=True).encode())
         return True
     except OSError:
         return False
 
 
-def run_candidate(precision, spec):
-    """Images/s of ``precision``, measured by a child process with a clean environment."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith('DMLC_')}  # not a parameter-server worker
+def _command(mode, precision, spec):
     channels, (height, width) = spec.get('channels', 1), spec.get('image_size', (28, 28))
-    cmd = [sys.executable, os.path.join(HERE, 'precision.py'), '--measure', precision, spec['model'], spec['act'],
-           str(spec['batch_size']), str(spec['feature_size']), str(spec['num_classes']),
-           '%dx%dx%d' % (channels, height, width)]
-    out = subprocess.run(cmd, env=env, cwd=HERE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         universal_newlines=True)
-    if out.returncode != 0:
-        raise RuntimeError('measuring %s failed: %s' % (precision, (out.stderr.strip().splitlines() or ['?'])[-1]))
-    return float(out.stdout.strip().splitlines()[-1])
+    return [sys.executable, os.path.join(HERE, 'precision.py'), mode, precision, spec['model'], spec['act'],
+            str(spec['batch_size']), str(spec['feature_size']), str(spec['num_classes']),
+            '%dx%dx%d' % (channels, height, width)]
 
 
-def choose(spec, measure=run_candidate, path=None):
+def measure_in_turn(spec, rounds=ROUNDS):
+    """{precision: [images/s of each round]}: each candidate in a child process with a clean
+    environment, started once and warmed up, then timed in turn, round after round."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith('DMLC_')}  # not a parameter-server worker
+    children = {p: subprocess.Popen(_command('--serve', p, spec), env=env, cwd=HERE, stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+                for p in CANDIDATES}
+
+    def ask(p, word):
+        child = children[p]
+        try:
+            child.stdin.write(word + '\n')
+            child.stdin.flush()
+        except OSError:  # it died: its error is on its stderr
+            pass
+        line = child.stdout.readline()
+        if not line:
+            said = child.stderr.read().strip().splitlines() or ['?']
+            raise RuntimeError('measuring %s failed: %s' % (p, said[-1]))
+        return float(line)
+    try:
+        for p in CANDIDATES:
+            ask(p, 'warm')
+        rates = {p: [] for p in CANDIDATES}
+        for r in range(rounds):
+            for p in (CANDIDATES if r % 2 == 0 else CANDIDATES[::-1]):
+                time.sleep(PAUSE)
+                rates[p].append(ask(p, 'go'))
+        return rates
+    finally:
+        for child in children.values():
+            try:
+                child.stdin.close()
+            except OSError:
+                pass
+            try:
+                child.wait(30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+            child.stdout.close()
+            child.stderr.close()
+
+
+def median(values):
+    values = sorted(values)
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2.0
+
+
+def choose(spec, measure=measure_in_turn, path=None):
     """The Choice for ``spec`` (model, act, batch_size, feature_size, num_classes) on this CPU:
     from the cache when this machine and setting were measured before, else measured and cached."""
     path = cache_path() if path is None else path
     key = cache_key(spec)
     entry = read_cache(path).get(key)
-    if isinstance(entry, dict) and isinstance(entry.get('rates'), dict) and 'float32' in entry['rates']:
-        rates = {k: float(v) for k, v in entry['rates'].items()}
-        return Choice(decide(rates), rates, 'cached')
-    rates = {p: measure(p, spec) for p in ('float32', 'bfloat16')}
+    if isinstance(entry, dict) and isinstance(entry.get('rates'), dict) and set(CANDIDATES) <= set(entry['rates']):
+        try:
+            rates = {p: float(entry['rates'][p]) for p in CANDIDATES}
+            return Choice(decide(rates), rates, 'cached', key)
+        except (TypeError, ValueError, ZeroDivisionError):
+            pass  # not what this version writes: measure again
+    rounds = measure(spec)
+    rates = {p: median(rounds[p]) for p in CANDIDATES}
     entries = read_cache(path)  # re-read: another run may have written meanwhile
-    entries[key] = dict(rates=rates, choice=decide(rates), measured=time.strftime('%Y-%m-%d %H:%M:%S'))
+    entries[key] = dict(rates=rates, rounds=rounds, choice=decide(rates), measured=time.strftime('%Y-%m-%d %H:%M:%S'))
     write_cache(path, entries)
-    return Choice(decide(rates), rates, 'measured')
+    return Choice(decide(rates), rates, 'measured', key)
+
+
+def check_cached(choice, precision, seen, path=None):
+    """After a run's first epoch, trained at ``seen`` images/s in ``precision``: when the cached
+    ``choice`` promised far more (``seen`` below STALE of it), the line to print, and the cache entry
+    is forgotten so that the next run measures again; else None."""
+    if choice is None or choice.how != 'cached' or seen >= STALE * choice.rates[precision]:
+        return None
+    path = cache_path() if path is None else path
+    entries = read_cache(path)
+    entries.pop(choice.key, None)
+    write_cache(path, entries)
+    return ('note: this epoch trained at %.0f images/s in %s, under %d%% of the %.0f that --precision auto '
+            'measured here before (%s): the machine is busier than then, or the cache is stale; the entry is '
+            'forgotten, the next run measures again' % (seen, precision, STALE * 100, choice.rates[precision], path))
 
 
 def enable_bfloat16():
@@ -116,16 +190,16 @@ def enable_bfloat16():
     amp.init(target_dtype='bfloat16', target_precision_ops=['Convolution'])
 
 
-def measure_steps(precision, model, act, batch_size, feature_size, num_classes, shape=(1, 28, 28), warmup=WARMUP,
-                  steps=STEPS):
-    """In this process: images/s of hybridized softmax + center loss training steps of a fresh network."""
+def build_steps(precision, model, act, batch_size, feature_size, num_classes, shape=(1, 28, 28)):
+    """In this process: a function that runs ``n`` hybridized softmax + center loss training steps
+    of a fresh network on one random batch and returns their images/s (the median step's)."""
     sys.path.insert(0, HERE)
     import compat  # noqa: F401  (before mxnet)
     import numpy as np
     import mxnet as mx
     from mxnet import gluon, nd
     import models
-    import train
+    import step
     from center_loss import CenterLoss
     if precision == 'bfloat16':
         enable_bfloat16()
@@ -134,26 +208,43 @@ def measure_steps(precision, model, act, batch_size, feature_size, num_classes, 
     net = models.build_net(arch, [mx.cpu()])
     closs = CenterLoss(num_classes, feature_size)
     closs.initialize(ctx=mx.cpu())
-    objective = train.Objective(net, closs)
+    objective = step.Objective(net, closs)
     objective.hybridize(static_alloc=True, static_shape=True)
     trainer = gluon.Trainer(net.collect_params(), 'sgd', {'learning_rate': 0.01, 'momentum': 0.9, 'wd': 5e-4})
     ctrainer = gluon.Trainer(closs.collect_params(), 'sgd', {'learning_rate': 0.5})
     rng = np.random.RandomState(0)
     x = nd.array(rng.randn(batch_size, *shape))
     y = nd.array(rng.randint(0, num_classes, batch_size))
-    times = []
-    for i in range(warmup + steps):
-        tic = time.time()
-        train.train_step(objective, trainer, ctrainer, x, y, [mx.cpu()], num_classes)
-        nd.waitall()
-        if i >= warmup:
+
+    def steps(n):
+        times = []
+        for _ in range(n):
+            tic = time.time()
+            step.train_step(objective, trainer, ctrainer, x, y, [mx.cpu()], num_classes)
+            nd.waitall()
             times.append(time.time() - tic)
-    return batch_size / float(np.median(times))
+        return batch_size / float(np.median(times))
+    return steps
+
+
+def measure_steps(precision, model, act, batch_size, feature_size, num_classes, shape=(1, 28, 28), warmup=WARMUP,
+                  steps=STEPS):
+    """In this process: images/s of ``steps`` training steps after ``warmup`` untimed ones."""
+    run = build_steps(precision, model, act, batch_size, feature_size, num_classes, shape)
+    run(warmup)
+    return run(steps)
+
+
+def serve(precision, model, act, batch_size, feature_size, num_classes, shape):
+    """The child of measure_in_turn: 'warm' runs the untimed steps, 'go' the timed ones, each
+    answered with images/s, until its input ends."""
+    run = build_steps(precision, model, act, batch_size, feature_size, num_classes, shape)
+    for line in sys.stdin:
+        print(run(WARMUP if line.strip() == 'warm' else STEPS), flush=True)
 
 
 if __name__ == '__main__':
-    if len(sys.argv) not in (8, 9) or sys.argv[1] != '--measure':
-        sys.exit('usage: python precision.py --measure PRECISION MODEL ACT BATCH FEATURES CLASSES [CxHxW]')
+    if len(sys.argv) != 9 or sys.argv[1] != '--serve':
+        sys.exit('usage: python precision.py --serve PRECISION MODEL ACT BATCH FEATURES CLASSES CxHxW')
     p, m, a, b, f, c = sys.argv[2:8]
-    shape = tuple(int(v) for v in sys.argv[8].split('x')) if len(sys.argv) == 9 else (1, 28, 28)
-    print(measure_steps(p, m, a, int(b), int(f), int(c), shape))
+    serve(p, m, a, int(b), int(f), int(c), tuple(int(v) for v in sys.argv[8].split('x')))

@@ -1,18 +1,8 @@
 """One run's files: the names of its checkpoints, feature-map frames, GIFs, curves and metrics,
-writing each of them whole, and the lock that keeps two runs of one prefix apart."""
-import fcntl
+and the removal of an earlier run's set."""
 import glob
-import json
 import os
-import socket
-import sys
-import tempfile
-import time
 
-from errors import UserError
-
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
 SECOND = '-second'  # the second stage of run P is the run P-second
 SPLITS = ('train', 'test')
 
@@ -129,53 +119,6 @@ class RunFiles(object):
                 os.remove(path)
 
 
-def writable_folder(path, flag):
-    """Make ``path`` a folder this run can write in, or say why not, before any training starts."""
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise UserError('%s %s: not a folder (a file is in the way)' % (flag, path))
-    try:
-        os.makedirs(path, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=path, prefix='.write-test-')
-        os.close(fd)
-        os.remove(probe)
-    except OSError as e:
-        raise UserError('%s %s: cannot write there (%s)' % (flag, path, e.strerror or e))
-
-
-_LOCKS = []  # open lock files: each holds its flock until this process ends
-
-
-def lock_run(files):
-    """Take the lock of this run (its checkpoint folder and first-stage prefix) for as long as the
-    process lives, or stop if another process holds it. An OS lock (flock) dies with its holder,
-    whatever kills it, on any machine that shares the folder."""
-    path = os.path.join(files.ckpt_dir, '.%s.lock' % files.first().prefix)
-    f = open(path, 'a+')
-    try:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        f.seek(0)
-        holder = f.read().strip() or 'another process'
-        f.close()
-        raise UserError('%s is in use by %s: two runs of one prefix would overwrite each other\'s checkpoints '
-                        'and pictures; wait for it, or use another --prefix or --ckpt_dir'
-                        % (path, holder))
-    f.seek(0)
-    f.truncate()
-    f.write('pid %d on %s, started %s: python main.py %s' % (os.getpid(), socket.gethostname(),
-                                                              time.strftime('%Y-%m-%d %H:%M:%S'),
-                                                              ' '.join(sys.argv[1:])))
-    f.flush()
-    _LOCKS.append(f)
-    return path
-
-
-def unlock_all():
-    """Give up this process's locks (main() when its command is done; the OS would at exit)."""
-    while _LOCKS:
-        _LOCKS.pop().close()
-
-
 def comparison_path(out_dir, dataset):
     """The figure of --compare: every compared run's feature maps, one row each."""
     return os.path.join(out_dir, 'comparison-%s.png' % dataset)
@@ -184,33 +127,3 @@ def comparison_path(out_dir, dataset):
 def verify_path(out_dir, dataset):
     """The ROC figure of --verify with several runs: a curve per run."""
     return os.path.join(out_dir, 'verify-%s.png' % dataset)
-
-
-def atomic_write(path, data):
-    """Write bytes next to ``path`` then rename over it: a crash, a full disk or a signal
-    leaves the old file (or none) and no temporary file.
-
-    An OSError names ``path``, the file the user knows, not the temporary one.
-    """
-    directory = os.path.dirname(os.path.abspath(path))
-    try:
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix='.' + os.path.basename(path) + '.', suffix='.tmp')
-    except OSError as e:
-        raise OSError(e.errno, e.strerror, path)
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it private; give it a normal file's mode
-        os.replace(tmp, path)
-    except BaseException as e:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        if isinstance(e, OSError):
-            raise OSError(e.errno, e.strerror, path)
-        raise
-
-
-def write_json(path, obj):
-    atomic_write(path, json.dumps(obj, indent=1).encode())

@@ -12,9 +12,11 @@ from errors import UserError
 from parallel import from_rank0
 
 
-class Runtime(collections.namedtuple('Runtime', 'ctxs precision kv rank num_workers note why')):
+class Runtime(collections.namedtuple('Runtime', 'ctxs precision kv rank num_workers note why cached kvstore')):
     """Where and how this process computes: devices, precision, its place among workers, and
-    for the first line, a note on the choice of device and why this precision."""
+    for the first line, a note on the choice of device and why this precision (``cached``: the
+    precision.Choice read from the cache, which the first epoch's rate is checked against; else None),
+    and how gradients are summed over its devices (``kvstore``: --kvstore)."""
 
 
 def gpu_cards():
@@ -35,12 +37,13 @@ def describe(card):
     return 'GPU %d (%s) has compute capability %d.%d' % ((card[0], card[1]) + tuple(card[2]))
 
 
-def get_contexts(args, cards):
+def get_contexts(use_gpu, gpus, cards):
     """(devices to train on, a note for the first line): [cpu()], [gpu(k)] or several GPUs for data
-    parallelism, among ``cards`` (see gpu_cards), only on cards whose architecture the build runs on."""
-    if not args.use_gpu:
+    parallelism (``gpus``: --gpus, e.g. '0,1', or None), among ``cards`` (see gpu_cards), only on
+    cards whose architecture the build runs on."""
+    if not use_gpu:
         return [mx.cpu()], ''
-    if args.gpus is None:
+    if gpus is None:
         usable = [card for card in cards if runs_here(card)]
         if usable:
             return [mx.gpu(usable[0][0])], ''
@@ -49,60 +52,62 @@ def get_contexts(args, cards):
                                 % (describe(cards[0]), compat.CUDA_ARCHS_TEXT))
         return [mx.cpu()], ''
     try:
-        ids = [int(i) for i in args.gpus.split(',') if i.strip()]
+        ids = [int(i) for i in gpus.split(',') if i.strip()]
     except ValueError:
-        raise UserError('--gpus %r: expected indices such as 0 or 0,1' % args.gpus)
+        raise UserError('--gpus %r: expected indices such as 0 or 0,1' % gpus)
     bad = [i for i in ids if not 0 <= i < len(cards)]
     if not ids or bad or len(set(ids)) != len(ids):
         raise UserError('--gpus %s: MXNet sees %d GPU(s)%s' % (
-            args.gpus, len(cards), '' if cards else ' (CPU build, or no driver): use --use_gpu False'))
+            gpus, len(cards), '' if cards else ' (CPU build, or no driver): use --use_gpu False'))
     for card in (cards[i] for i in ids):
         if not runs_here(card):
             raise UserError('--gpus %s: %s, and the CUDA build of mxnet 1.9.1 carries kernels for %s only: use '
                             'the CPU build (`make setup GPU=0`, or --use_gpu False), or MXNet built from source '
-                            'with CUDA 11.8 or later for sm_%d%d' % (args.gpus, describe(card), compat.CUDA_ARCHS_TEXT,
+                            'with CUDA 11.8 or later for sm_%d%d' % (gpus, describe(card), compat.CUDA_ARCHS_TEXT,
                                                                       card[2][0], card[2][1]))
     return [mx.gpu(i) for i in ids], ''
 
 
-def choose_precision(args, ctxs, arch, source=None, may_measure=True):
-    """(precision, why): 'float32' or 'bfloat16' for this run, and a few words on the choice.
+def choose_precision(asked, ctxs, arch, batch_size, source=None, resume=False, training=True, may_measure=True):
+    """(precision, why, cached choice or None): 'float32' or 'bfloat16' for this run, and a few words
+    on the choice.
 
-    bfloat16 runs only the convolutions in bfloat16 (inputs and weights cast
-    on the fly, fp32 accumulation in oneDNN); the weights, their updates, the
-    feature and class layers and both losses stay float32. A stage that
-    continues from a checkpoint (--resume, --second_train, --test) takes the
-    precision it records, so a resumed run ends where an uninterrupted one
-    would; otherwise --precision auto measures which is faster here
-    (precision.py). ``may_measure`` False (workers but the first) returns
-    (None, '') where a measurement would be needed: rank 0's choice is used.
+    bfloat16 runs only the convolutions in bfloat16 (inputs and weights cast on the fly, fp32
+    accumulation in oneDNN); the weights, their updates, the feature and class layers and both
+    losses stay float32. ``asked`` is --precision. A stage that continues from a checkpoint
+    (--resume, --second_train, --test: ``source``) takes the precision it records, so a resumed run
+    ends where an uninterrupted one would; otherwise 'auto' measures which is faster here
+    (precision.py). ``may_measure`` False (workers but the first) returns (None, '', None) where a
+    measurement would be needed: rank 0's choice is used.
     """
     on_cpu, has_bf16 = ctxs[0].device_type == 'cpu', compat.cpu_has_bf16()
     recorded = source.meta.get('precision') if source is not None else None
-    if args.resume and recorded and args.precision not in ('auto', recorded):
-        raise UserError('%s was trained in %s: resume it without --precision %s' % (source.path, recorded,
-                                                                                 args.precision))
-    if args.precision == 'bfloat16' or (args.precision == 'auto' and recorded == 'bfloat16'):
+    if resume and recorded and asked not in ('auto', recorded):
+        raise UserError('%s was trained in %s: resume it without --precision %s' % (source.path, recorded, asked))
+    if asked == 'bfloat16' or (asked == 'auto' and recorded == 'bfloat16'):
         if not on_cpu:
             raise UserError('--precision bfloat16 is for the CPU (oneDNN); on %s use float32' % ctxs[0])
         if not has_bf16:
-            if args.precision == 'auto' and not (args.train or args.second_train):
-                return 'float32', '%s records bfloat16, which this CPU has no instructions for' % source.path
+            if asked == 'auto' and not training:
+                return 'float32', '%s records bfloat16, which this CPU has no instructions for' % source.path, None
             raise UserError('this CPU has no bfloat16 instructions (avx512_bf16 or amx_bf16)%s: use --precision '
                             'float32' % (', and %s was trained in bfloat16' % source.path if recorded else ''))
-        return 'bfloat16', 'asked for' if args.precision == 'bfloat16' else 'as %s records' % source.path
-    if args.precision == 'float32':
-        return 'float32', 'asked for'
+        return 'bfloat16', 'asked for' if asked == 'bfloat16' else 'as %s records' % source.path, None
+    if asked == 'float32':
+        return 'float32', 'asked for', None
     if recorded:
-        return recorded, 'as %s records' % source.path
+        return recorded, 'as %s records' % source.path, None
     if not on_cpu or not has_bf16:
-        return 'float32', 'on a GPU' if not on_cpu else 'this CPU has no bfloat16 instructions'
+        return 'float32', 'on a GPU' if not on_cpu else 'this CPU has no bfloat16 instructions', None
     if not may_measure:
-        return None, ''
-    spec = dict(arch._asdict(), batch_size=args.batch_size)
-    choice = precision.choose(spec)
+        return None, '', None
+    try:
+        choice = precision.choose(dict(arch._asdict(), batch_size=batch_size))
+    except (RuntimeError, OSError, ValueError) as e:  # a candidate could not be timed: the one that always runs
+        return 'float32', 'the measurement of --precision auto failed (%s)' % e, None
     return choice.precision, '%s: bfloat16 %.0f, float32 %.0f images/s (bfloat16 only when %.2fx float32)' % (
-        choice.how, choice.rates['bfloat16'], choice.rates['float32'], precision.RULE)
+        choice.how, choice.rates['bfloat16'], choice.rates['float32'], precision.RULE), \
+        choice if choice.how == 'cached' else None
 
 
 def share_precision(kv, choice):
@@ -112,15 +117,18 @@ def share_precision(kv, choice):
     return 'bfloat16' if value.asscalar() > 0.5 else 'float32'
 
 
-def setup_runtime(args, devices, workers, arch, source=None):
+def setup_runtime(asked, devices, workers, arch, batch_size, source=None, resume=False, training=True,
+                  kvstore='device'):
     """The Runtime of this process on ``devices`` (from get_contexts) among ``workers`` (from
-    setup_workers); ``source`` is the checkpoint it continues from, if any."""
+    setup_workers); ``source`` is the checkpoint it continues from, if any; the rest as
+    choose_precision takes them."""
     (ctxs, note), (kv, rank, num_workers) = devices, workers
-    chosen, why = choose_precision(args, ctxs, arch, source, may_measure=rank == 0)
+    chosen, why, cached = choose_precision(asked, ctxs, arch, batch_size, source, resume, training,
+                                           may_measure=rank == 0)
     if kv is not None:
         shared = share_precision(kv, chosen)
         why = why if shared == chosen else "worker 0's choice"
         chosen = shared
     if chosen == 'bfloat16':
         precision.enable_bfloat16()
-    return Runtime(ctxs, chosen, kv, rank, num_workers, note, why)
+    return Runtime(ctxs, chosen, kv, rank, num_workers, note, why, cached, kvstore)

@@ -11,7 +11,7 @@ import zlib
 import numpy as np
 from mxnet import nd
 
-from runfiles import atomic_write
+from atomic import atomic_write
 
 
 class DataError(ValueError):
@@ -160,6 +160,13 @@ def load_split(directory, split):
     return images, labels
 
 
+def fingerprint(directory):
+    """The four files' names and sizes, cheap to recompute: whether a later command reads the same IDX files."""
+    stems = FILES['train'] + FILES['test']
+    return '|'.join('%s:%d' % (os.path.basename(_find(directory, s)), os.path.getsize(_find(directory, s)))
+                    for s in stems)
+
+
 def split_classes(num_classes, holdout):
     """(trained class ids, label map) when the classes ``holdout`` are kept out of training:
     trained class c gets label map[c] in 0..K-1 (the class layer's outputs), a held-out one -1."""
@@ -167,12 +174,6 @@ def split_classes(num_classes, holdout):
     mapping = np.full(num_classes, -1, np.int64)
     mapping[trained] = np.arange(len(trained))
     return trained, mapping
-
-
-def to_nd(images, labels, mean, std, ctx):
-    """NCHW float32 normalized images and float32 labels, held on ``ctx``."""
-    x = (images.astype(np.float32) / 255.0 - mean) / std
-    return nd.array(x[:, None], ctx=ctx), nd.array(labels.astype(np.float32), ctx=ctx)
 
 
 def random_shift(x, shifts, background, max_shift):

@@ -30,6 +30,8 @@ def main():
     import mxnet as mx
     from mxnet import nd
     import checkpoints
+    import commands
+    import images as images_mod
     import evaluation
     import models
     import pairs
@@ -49,8 +51,8 @@ def main():
     index = np.array([int(os.path.basename(path)[:-4]) for _, _, path in listed.images])
     images, _ = utils.load_split(utils.find_data('mnist', download=False), 'test')
     mean, std = ckpt.meta['normalisation']
-    x, _ = utils.to_nd(images[index], np.zeros(len(index)), mean, std, mx.cpu())
-    net = models.build_net(models.Arch.of(ckpt), [mx.cpu()], ckpt)
+    x = images_mod.InMemory.of(images[index], mean, std, mx.cpu())
+    _, net, _ = commands.network(ckpt, [mx.cpu()])
     features = evaluation.forward_all(net, x)[1].asnumpy()
     print('the same %d pairs from the IDX test images in memory:' % len(listed.same))
     worst = 0.0

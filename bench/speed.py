@@ -97,9 +97,10 @@ def ours(slice_path, precision, act, shift):
     import mxnet as mx
     import data as data_mod
     import evaluation
-    import main
+    import frames
     import models
     import precision as precision_mod
+    import records
     import runtime
     import pictures
     import train
@@ -109,16 +110,12 @@ def ours(slice_path, precision, act, shift):
     # batch 128 for every contender; one frame an epoch (frames within epochs are timed by the training runs);
     # a constant rate of 0.01: the rate does not change the time of a step, and the default warm-up and
     # cosine, laid out for 60,000 images, made the PReLU network's loss NaN on this slice
-    args = main.parse_args(['--train', '--center_loss', '--use_gpu', 'False', '--precision', precision,
-                            '--act', act, '--shift', shift, '--batch_size', str(BATCH), '--frames', '1',
-                            '--lr_schedule', 'step', '--lr', '0.01',
-                            '--out_dir', tempfile.mkdtemp(), '--ckpt_dir', tempfile.mkdtemp()])
-    data_mod.inherit_data_flags(args, None)
-    args = main.stage_args(args, 'first')
+    optim = records.Optim(batch_size=BATCH, lr=0.01, lr_schedule='step', shift=int(shift), min_epoch_steps=0)
+    center, output = records.Center(center_loss=True), records.Output(frames=1)
     ctxs = [mx.cpu()]
-    arch = models.resolve_arch(args, 10)
-    chosen, why = runtime.choose_precision(args, ctxs, arch)
-    rt = runtime.Runtime(ctxs, chosen, None, 0, 1, '', why)
+    arch = models.Arch('lenet++', act, 2, 10)
+    chosen, why, _ = runtime.choose_precision(precision, ctxs, arch, BATCH)
+    rt = runtime.Runtime(ctxs, chosen, None, 0, 1, '', why, None, 'device')
     if rt.precision == 'bfloat16':
         precision_mod.enable_bfloat16()
     arrays = np.load(slice_path)
@@ -126,24 +123,26 @@ def ours(slice_path, precision, act, shift):
     n = len(labels)
     test_img, test_lbl = utils.load_split(utils.find_data('mnist', download=False), 'test')
     test_img, test_lbl = test_img[:n // 6], test_lbl[:n // 6]   # MNIST's 10,000 : 60,000
+    raw = data_mod.Raw(records.Data('mnist', slice_path), None, slice_path, utils.CLASS_NAMES['mnist'],
+                       (1, (28, 28)), (images, labels), (test_img, test_lbl), None, [])
     with contextlib.redirect_stdout(io.StringIO()):  # its "data:" line
-        data = data_mod.load_data(args, arch, rt, data_mod.Raw(slice_path, utils.CLASS_NAMES['mnist'], (1, (28, 28)),
-                                                               (images, labels), (test_img, test_lbl), None))
-    train_x, train_y, test_x = data['train_x'], data['train_y'], data['test_x']
-    stage = train.build_stage(args, rt, data, RunFiles(args.ckpt_dir, args.out_dir, 'bench'), 'first', None)
-    stage.plot_idx = pictures.plot_sample(n, args.seed, size=n // 6)
+        data = data_mod.load(raw, arch, rt)
+    files = RunFiles(tempfile.mkdtemp(), tempfile.mkdtemp(), 'bench')
+    stage = train.build_stage('first', arch, optim, center, output, {}, rt, data, files, None)
+    stage.plot_idx = pictures.plot_sample(n, optim.seed, size=n // 6)
+    stage.frames = frames.Frames(stage.plot_idx, data, 1, 1, optim.seed, stage.schedule.steps)
 
-    warm = dict(data, train_x=train_x.subset(np.arange(WARMUP * BATCH)), train_y=train_y[:WARMUP * BATCH])
-    train.train_epoch(args, rt, warm, stage, 1)
-    evaluation.forward_all(stage.net, test_x)[1].wait_to_read()
+    warm = data._replace(train_x=data.train_x.subset(np.arange(WARMUP * BATCH)), train_y=data.train_y[:WARMUP * BATCH])
+    train.train_epoch(stage, rt, warm, output, 1)
+    evaluation.forward_all(stage.net, data.test_x)[1].wait_to_read()
 
     tic = time.time()
-    sums, seen, train_feat, _ = train.train_epoch(args, rt, data, stage, 1)
+    sums, seen, train_feat, _ = train.train_epoch(stage, rt, data, output, 1)
     loop = time.time() - tic
     # the rest of an epoch of train.run_stage: evaluation, two frames, the checkpoint
-    record, test_feat, centers = train.evaluate_epoch(args, data, stage, 1, sums / seen, train_feat)
-    stage.frames.epoch_end(args, data, record, train_feat, test_feat, centers)
-    train.save_epoch(args, rt, data, stage, record, centers)
+    record, test_feat, centers = train.evaluate_epoch(stage, data, output, 1, sums / seen, train_feat)
+    stage.frames.epoch_end(stage, data, record, train_feat, test_feat, centers)
+    train.save_epoch(stage, rt, data, record, centers, 'mnist')
     whole = time.time() - tic
     return dict(loop=n / loop, epoch=n / whole, ratio=whole / loop, precision=rt.precision, why=rt.why)
 

@@ -15,7 +15,8 @@ import utils  # noqa: E402
 
 # The flags of a quick run: a slice of MNIST, the CPU, no pictures (add the mode and --epochs); batch 128,
 # so that the tests that name a batch count 5 batches of the 600 images.
-QUICK = ['--batch_size', '128', '--train_samples', '600', '--test_samples', '200', '--use_gpu', 'False', '--no_plotting']
+QUICK = ['--batch_size', '128', '--train_samples', '600', '--test_samples', '200', '--use_gpu', 'False',
+         '--min_epoch_steps', '0', '--no_plotting']
 
 
 def write_idx(path, array, magic=None):

@@ -18,7 +18,8 @@ import train
 from helpers import QUICK, ROOT, Touch, assert_clean_error, dirs, run_main as run
 from runfiles import RunFiles
 
-TINY = ['--train_samples', '300', '--test_samples', '100', '--use_gpu', 'False', '--precision', 'float32']
+TINY = ['--train_samples', '300', '--test_samples', '100', '--use_gpu', 'False', '--precision', 'float32',
+        '--min_epoch_steps', '0']
 
 
 # ----------------------------------------------------------------- output locations, checked before training
@@ -48,10 +49,10 @@ def fail_from_epoch(monkeypatch, epoch, action):
     """Run ``action`` once, just after epoch ``epoch`` is trained and before it is drawn and saved."""
     real = train.report
 
-    def report(args, stage, record, n):
+    def report(stage, record, n):
         if record['epoch'] == epoch:
             action()
-        return real(args, stage, record, n)
+        return real(stage, record, n)
     monkeypatch.setattr(train, 'report', report)
 
 
@@ -122,7 +123,7 @@ def test_a_second_run_of_the_same_prefix_stops_at_once(tmp_path):
     (tmp_path / 'ckpt').mkdir()
     files = RunFiles(str(tmp_path / 'ckpt'), str(tmp_path / 'out'), 'center-loss')
     holder = subprocess.Popen([sys.executable, '-c', 'import sys, time; sys.path.insert(0, %r); '
-                               'from runfiles import RunFiles, lock_run; lock_run(RunFiles(%r, %r, "center-loss")); '
+                               'from runfiles import RunFiles; from runlock import lock_run; lock_run(RunFiles(%r, %r, "center-loss")); '
                                'print("locked", flush=True); time.sleep(300)'
                                % (ROOT, files.ckpt_dir, files.out_dir)],
                               stdout=subprocess.PIPE, universal_newlines=True)
@@ -158,7 +159,7 @@ def test_stopped_before_the_first_epoch_says_to_start_again(tmp_path):
 @pytest.mark.parametrize('argv', [['--compare'], ['--test', '--prefix', 'softmax'], ['--verify']])
 def test_stopping_a_command_that_trains_nothing_says_to_run_it_again(tmp_path, argv):
     argv = argv + dirs(tmp_path)
-    message = trainer.how_to_continue(trainer.parse_args(argv), argv)
+    message = trainer.how_to_continue(trainer.parse_args(argv)[0], argv)
     assert '--resume' not in message and 'run it again' in message, message
     assert message.endswith('python main.py ' + ' '.join(argv)), message
 
@@ -210,6 +211,34 @@ def test_resume_from_a_crafted_checkpoint_runs_nothing(tmp_path):
     marker = tmp_path / 'ran'
     arrays['states.net'] = nd.array(np.frombuffer(pickle.dumps(Touch(str(marker))), np.uint8), dtype='uint8')
     nd.save(last, arrays)
-    assert_clean_error(run('--train', '--epochs', '2', '--resume', *QUICK, *dirs(tmp_path)),
+    assert_clean_error(run('--train', '--epochs', '2', '--resume', '--allow_changes', *QUICK, *dirs(tmp_path)),
                        'softmax-last.params', 'not plain data', 'nothing was run')
     assert not marker.exists()
+
+
+def test_sigterm_while_the_loader_starts_its_decoding_workers(tmp_path):
+    """The decoding workers take SIGTERM's default action in the child itself, after the fork: the
+    training process keeps its own handler all along, so a SIGTERM that comes while the workers
+    start is the documented stop (Terminated, exit 143), not a kill by the signal."""
+    from test_own_data import digits, write_folder
+    folder = write_folder(str(tmp_path / 'd'), {'train': digits(8, 0), 'test': digits(4, 1)})
+    script = '\n'.join([
+        'import os, signal, sys, multiprocessing.pool',
+        'sys.path.insert(0, %r)' % ROOT,
+        'import compat, errors, images, sources, numpy as np, mxnet as mx',
+        'signal.signal(signal.SIGTERM, errors.on_sigterm)',
+        'real = multiprocessing.pool.Pool.__init__',
+        'def starting(self, *a, **k):',
+        '    os.kill(os.getpid(), signal.SIGTERM)  # arrives while the loader makes its pool',
+        '    real(self, *a, **k)',
+        'multiprocessing.pool.Pool.__init__ = starting',
+        'src = sources.open_source(%r)' % folder,
+        'x = images.Streamed(src.splits["train"], np.arange(4), 1, src.size, 0.0, 1.0, mx.cpu(), 1)',
+        'try:',
+        '    next(x.batches([[0, 1]]))',
+        '    print("no signal")',
+        'except errors.Terminated:',
+        '    print("terminated")'])
+    proc = subprocess.run([sys.executable, '-c', script], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          universal_newlines=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == 'terminated', (proc.returncode, proc.stderr[-2000:])

@@ -141,13 +141,12 @@ def test_which_architectures_the_cuda_build_runs_on(capability, runs):
 
 
 def test_the_trainer_picks_the_first_card_the_build_runs_on():
-    args = trainer.parse_args(['--train'])
-    assert runtime.get_contexts(args, CARDS_86) == ([mx.gpu(0)], '')
-    assert runtime.get_contexts(args, CARDS_90_80) == ([mx.gpu(1)], '')   # the 8.0 card, not the first
-    ctxs, note = runtime.get_contexts(args, CARDS_90_80[:1])              # Hopper alone: the CPU, said so
+    assert runtime.get_contexts(True, None, CARDS_86) == ([mx.gpu(0)], '')
+    assert runtime.get_contexts(True, None, CARDS_90_80) == ([mx.gpu(1)], '')   # the 8.0 card, not the first
+    ctxs, note = runtime.get_contexts(True, None, CARDS_90_80[:1])              # Hopper alone: the CPU, said so
     assert ctxs == [mx.cpu()] and 'GPU 0 (NVIDIA H100 80GB HBM3) has compute capability 9.0' in note
-    assert runtime.get_contexts(args, []) == ([mx.cpu()], '')
-    assert runtime.get_contexts(trainer.parse_args(['--train', '--gpus', '1']), CARDS_90_80) == ([mx.gpu(1)], '')
+    assert runtime.get_contexts(True, None, []) == ([mx.cpu()], '')
+    assert runtime.get_contexts(True, '1', CARDS_90_80) == ([mx.gpu(1)], '')
 
 
 def test_gpus_naming_a_card_the_build_cannot_run_exits_2(monkeypatch, capsys, tmp_path):

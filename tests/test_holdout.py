@@ -55,7 +55,7 @@ def test_a_checkpoint_stays_on_its_dataset(tmp_path):
         assert rc == 0, err
         assert 'data: fashion-mnist from %s, 40 train' % data in out, out
         assert_clean_error(run(mode, '--prefix', 'softmax', '--dataset', 'mnist', *QUICK, *dirs(tmp_path)),
-                           'softmax-best.params was trained on fashion-mnist, not mnist: drop --dataset')
+                           '--dataset mnist', 'softmax-best.params was made with --dataset fashion-mnist', 'drop')
     rc, out, err = run('--second_train', '--prefix', 'softmax', '--epochs', '1', '--train_samples', '64',
                        *QUICK[4:], *dirs(tmp_path))  # a second stage on more images than the first: a choice
     assert rc == 0 and 'data: fashion-mnist from %s, 64 train' % data in out, err
@@ -88,7 +88,8 @@ def test_no_held_out_image_reaches_a_training_batch(tmp_path, monkeypatch):
         return real(objective, trainer_, center_trainer, x, y, *args, **kwargs)
     monkeypatch.setattr(train, 'train_step', spy)
     assert trainer.main(['--train', '--center_loss', '--holdout', '1,3,5,7,9', '--epochs', '2', '--shift', '0',
-                         '--data_dir', str(data), '--use_gpu', 'False', '--no_plotting'] + dirs(tmp_path)) == 0
+                         '--data_dir', str(data), '--use_gpu', 'False', '--no_plotting', '--min_epoch_steps', '0']
+                        + dirs(tmp_path)) == 0
     pixels, labels = (np.concatenate(a) for a in zip(*seen))
     assert len(pixels) == 2 * trained.sum()  # every trained image, twice
     class_of_pixel = np.rint((pixels * std + mean) * 255 - 10).astype(int) // 20
@@ -115,8 +116,9 @@ def test_held_out_training_records_the_split(held_run):
         assert 'of classes 0,1,2,3,4 (held out: 5,6,7,8,9' in out
     for prefix in ('softmax', 'center-loss', 'center-loss-second'):
         meta = checkpoints.load_checkpoint(str(tmp / 'ckpt' / ('%s-best.params' % prefix))).meta
-        assert meta['holdout'] == [5, 6, 7, 8, 9] and meta['classes'] == [0, 1, 2, 3, 4]
-        assert meta['num_classes'] == 5
+        arch = meta['run']['arch']
+        assert arch['holdout'] == [5, 6, 7, 8, 9] and meta['classes'] == [0, 1, 2, 3, 4]
+        assert arch['num_classes'] == 5
         mean, std = meta['normalisation']  # of the trained images, reused by every later command
         assert 0 < mean < 1 and 0 < std < 1
 

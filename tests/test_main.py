@@ -21,7 +21,8 @@ def pipeline(tmp_path_factory):
     """
     tmp = tmp_path_factory.mktemp('run')
     common = ['--ckpt_dir', str(tmp / 'ckpt'), '--out_dir', str(tmp / 'out'),
-              '--train_samples', '6000', '--test_samples', '2000', '--use_gpu', 'False', '--shift', '0']
+              '--train_samples', '6000', '--test_samples', '2000', '--use_gpu', 'False', '--shift', '0',
+              '--min_epoch_steps', '0']
     # --frames 6: two frames an epoch in the first stage (one within it), three in the second
     first = main('--train', '--center_loss', '--epochs', '3', '--feature_size', '8', '--frames', '6', '--lr', '0.01',
                  *common)

@@ -14,7 +14,7 @@ import pytest
 from mxnet import gluon, nd
 
 import checkpoints
-import train as trainer_mod
+import step as trainer_mod
 import models
 import parallel
 from center_loss import CenterLoss
@@ -80,7 +80,7 @@ def test_dist_sync_two_workers(tmp_path):
                       # a constant 0.01 (step, every 8 epochs): the default warm-up and cosine fit 60,000
                       # images, not 47 steps an epoch (0.56 after 3 epochs at lr 0.01 cosine)
                       '--epochs', '3', '--batch_size', '64', '--feature_size', '8', '--shift', '0',
-                      '--lr_schedule', 'step', '--lr', '0.01',
+                      '--lr_schedule', 'step', '--lr', '0.01', '--min_epoch_steps', '0',
                       '--train_samples', '6000', '--test_samples', '1000',
                       '--use_gpu', 'False', '--ckpt_dir', str(tmp_path / 'ckpt'), '--out_dir', str(tmp_path / 'out')])
     env = dict(os.environ, OMP_NUM_THREADS='1')
@@ -109,7 +109,7 @@ def test_two_workers_take_the_steps_of_one_process(tmp_path, update):
     worker a slice, whole-batch class counts. 203 images: the last global batch (11) splits 6 + 5."""
     common = ['--train', '--center_loss', '--center_update', update, '--epochs', '1', '--train_samples', '203',
               '--test_samples', '50', '--feature_size', '3', '--use_gpu', 'False', '--no_plotting',
-              '--precision', 'float32']
+              '--precision', 'float32', '--min_epoch_steps', '0']
     one, two = tmp_path / 'one', tmp_path / 'two'
     rc, out, err = run_main(*common, '--batch_size', '32', '--ckpt_dir', str(one), '--out_dir', str(one))
     assert rc == 0, err
@@ -137,7 +137,7 @@ def test_launch_stops_every_process(tmp_path, how):
     marker = str(tmp_path / 'ckpt')
     args = launch(2, ['--train', '--kvstore', 'dist_sync', '--epochs', '50', '--batch_size', '32',
                       '--train_samples', '300', '--test_samples', '50', '--use_gpu', 'False', '--no_plotting',
-                      '--ckpt_dir', marker, '--out_dir', str(tmp_path / 'out')])
+                      '--min_epoch_steps', '0', '--ckpt_dir', marker, '--out_dir', str(tmp_path / 'out')])
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             universal_newlines=True, env=dict(os.environ, OMP_NUM_THREADS='1'))
     last, deadline = tmp_path / 'ckpt' / 'softmax-last.params', time.time() + 240

@@ -1,4 +1,5 @@
 """--precision: the measured choice of auto, its cache, the precision a continued stage keeps, and the errors."""
+import io
 import json
 import os
 import re
@@ -37,21 +38,23 @@ def test_bfloat16_only_when_ten_percent_faster(bf16, fp32, expected):
 
 
 class FakeTimer(object):
-    """Stands in for the child processes: fixed rates, and a count of the measurements."""
+    """Stands in for the child processes: each candidate's rate in each round, and a count of the
+    measurements (one per candidate and call)."""
 
-    def __init__(self, **rates):
-        self.rates, self.calls = rates, []
+    def __init__(self, **rounds):
+        self.rounds, self.calls = rounds, []
 
-    def __call__(self, candidate, spec):
-        self.calls.append((candidate, spec['batch_size']))
-        return self.rates[candidate]
+    def __call__(self, spec):
+        self.calls += [(candidate, spec['batch_size']) for candidate in self.rounds]
+        return {p: list(r) if isinstance(r, (list, tuple)) else [r] * 3 for p, r in self.rounds.items()}
 
 
 def test_auto_measures_once_then_reads_the_cache(tmp_path):
     path = str(tmp_path / 'cache' / 'precision.json')
     timer = FakeTimer(bfloat16=1500.0, float32=900.0)
     first = precision.choose(SPEC, measure=timer, path=path)
-    assert first == precision.Choice('bfloat16', {'bfloat16': 1500.0, 'float32': 900.0}, 'measured')
+    assert first == precision.Choice('bfloat16', {'bfloat16': 1500.0, 'float32': 900.0}, 'measured',
+                                     precision.cache_key(SPEC))
     assert sorted(timer.calls) == [('bfloat16', 128), ('float32', 128)]
     again = precision.choose(SPEC, measure=timer, path=path)
     assert again.precision == 'bfloat16' and again.how == 'cached' and len(timer.calls) == 2
@@ -83,7 +86,9 @@ def test_cache_location(monkeypatch):
 
 
 def choose(argv, ctxs=(mx.cpu(),), source=None, **kwargs):
-    return runtime.choose_precision(trainer.parse_args(argv), list(ctxs), ARCH, source, **kwargs)
+    args = trainer.parse_args(argv)[0]
+    return runtime.choose_precision(args.precision, list(ctxs), ARCH, args.batch_size, source, args.resume,
+                                    args.train or args.second_train, **kwargs)[:2]
 
 
 def test_auto_measures_only_where_bfloat16_can_run(monkeypatch):
@@ -102,7 +107,7 @@ def test_auto_measures_only_where_bfloat16_can_run(monkeypatch):
 def test_auto_takes_the_measured_choice_and_says_both_rates(monkeypatch):
     monkeypatch.setattr(compat, 'cpu_has_bf16', lambda flags=None: True)
     monkeypatch.setattr(precision, 'choose', lambda spec: precision.Choice('float32', {'bfloat16': 467.0,
-                                                                                       'float32': 692.0}, 'measured'))
+                                                                                       'float32': 692.0}, 'measured', 'k'))
     chosen, why = choose(['--train'])
     assert chosen == 'float32' and 'bfloat16 467' in why and 'float32 692' in why and '1.10x' in why
 
@@ -112,7 +117,7 @@ def ckpt(recorded):
 
 
 def test_a_continued_stage_keeps_the_recorded_precision(monkeypatch):
-    monkeypatch.setattr(precision, 'choose', lambda spec: precision.Choice('float32', {}, 'measured'))
+    monkeypatch.setattr(precision, 'choose', lambda spec: precision.Choice('float32', {}, 'measured', 'k'))
     monkeypatch.setattr(compat, 'cpu_has_bf16', lambda flags=None: True)
     assert choose(['--train', '--resume'], source=ckpt('bfloat16'))[0] == 'bfloat16'
     assert choose(['--second_train'], source=ckpt('bfloat16'))[0] == 'bfloat16'
@@ -137,6 +142,63 @@ def test_one_candidate_measured_for_real():
     """The child that times a candidate runs and reports a rate (float32: every CPU has it)."""
     rate = precision.measure_steps('float32', 'lenet', 'relu', 16, 2, 10, warmup=1, steps=2)
     assert rate > 0
+
+
+def test_a_busy_moment_slows_both_candidates_alike():
+    """Timed in turn, a load that comes and goes falls on both candidates of a round: the medians
+    still say float32, where one candidate timed while the machine was busy would have said bfloat16."""
+    timer = FakeTimer(float32=[380.0, 660.0, 670.0], bfloat16=[270.0, 455.0, 460.0])  # round 1 busy
+    choice = precision.choose(SPEC, measure=timer, path=os.devnull + '/none/precision.json')
+    assert choice.precision == 'float32' and choice.rates == {'float32': 660.0, 'bfloat16': 455.0}
+    assert precision.decide({'bfloat16': 442.0, 'float32': 366.0}) == 'bfloat16'  # what one busy float32 gave
+
+
+def test_the_candidates_are_timed_in_turn(monkeypatch):
+    """measure_in_turn asks each child for a round in turn (the order flipped each round) and gives
+    each candidate's rates by round; a child that fails is one error naming the candidate."""
+    asked = []
+
+    class Child(object):
+        def __init__(self, cmd, **kwargs):
+            self.precision, self.fail = cmd[3], 'fail' in cmd[4]
+            self.stdin, self.stderr = self, io.StringIO('Error: no such model\n')
+            self.stdout = self
+
+        def write(self, text):
+            asked.append((self.precision, text.strip()))
+
+        def flush(self):
+            pass
+
+        def readline(self):
+            return '' if self.fail else ('100\n' if self.precision == 'float32' else '200\n')
+
+        def close(self):
+            pass
+
+        def wait(self, timeout=None):
+            return 0
+    monkeypatch.setattr(precision.subprocess, 'Popen', Child)
+    monkeypatch.setattr(precision, 'PAUSE', 0)
+    rates = precision.measure_in_turn(SPEC, rounds=3)
+    assert rates == {'float32': [100.0] * 3, 'bfloat16': [200.0] * 3}
+    assert [a for a in asked if a[1] == 'go'] == [('float32', 'go'), ('bfloat16', 'go'), ('bfloat16', 'go'),
+                                                   ('float32', 'go'), ('float32', 'go'), ('bfloat16', 'go')]
+    with pytest.raises(RuntimeError, match='measuring float32 failed: Error: no such model'):
+        precision.measure_in_turn(dict(SPEC, model='fail'), rounds=1)
+
+
+def test_a_cached_choice_far_above_what_the_run_sees_is_said_and_forgotten(tmp_path):
+    path = str(tmp_path / 'precision.json')
+    timer = FakeTimer(bfloat16=442.0, float32=366.0)
+    cached = precision.choose(SPEC, measure=timer, path=path)
+    cached = precision.choose(SPEC, measure=timer, path=path)
+    assert cached.how == 'cached' and cached.precision == 'bfloat16'
+    assert precision.check_cached(cached, 'bfloat16', 300.0, path) is None  # a loop somewhat slower: fine
+    note = precision.check_cached(cached, 'bfloat16', 200.0, path)
+    assert 'under 50% of the 442' in note and 'next run measures again' in note
+    assert precision.choose(SPEC, measure=timer, path=path).how == 'measured' and len(timer.calls) == 4
+    assert precision.check_cached(None, 'float32', 1.0, path) is None
 
 
 def test_the_first_line_names_the_precision_used(tmp_path):

@@ -122,7 +122,7 @@ def test_missing_checkpoint_names_file_and_command(tmp_path, args, fragments):
 @pytest.mark.parametrize('flag,value', [('--feature_size', '2'), ('--num_classes', '12'), ('--model', 'lenet')])
 def test_checkpoint_of_another_shape(trained, flag, value):
     assert_clean_error(run('--second_train', flag, value, *QUICK, *dirs(trained)),
-                       'checkpoint was made with %s' % flag)
+                       'center-loss-best.params was made with %s' % flag, 'drop the flag or retrain')
 
 
 def test_truncated_or_foreign_checkpoint(tmp_path, trained):
@@ -146,14 +146,16 @@ def test_resume_equals_uninterrupted(tmp_path):
     a, b = tmp_path / 'a', tmp_path / 'b'
     # a step schedule does not depend on --epochs, so a 1-epoch run extended to 3 follows the 3-epoch
     # run's rates (a cosine schedule stopped mid-way: test_resume_in_the_middle_of_a_cosine_schedule...)
-    common = ['--train', '--center_loss', '--lr_schedule', 'step', '--lr_step', '1'] + QUICK
+    # (the warm-up given: the default's floor in steps is clamped to half of a short stage's length)
+    common = ['--train', '--center_loss', '--lr_schedule', 'step', '--lr_step', '1', '--warmup', '0.5'] + QUICK
     assert run(*common, '--epochs', '3', *dirs(a))[0] == 0
     assert run(*common, '--epochs', '1', *dirs(b))[0] == 0
-    rc, out, err = run(*common, '--epochs', '3', '--resume', *dirs(b))
+    rc, out, err = run(*common, '--epochs', '3', '--resume', '--allow_changes', *dirs(b))
     assert rc == 0 and 'resuming center-loss after epoch 1' in out, err
+    assert 'resume: --epochs 3 instead of the recorded --epochs 1' in out, out
     pa, ma = params_of(str(a / 'ckpt' / 'center-loss-last.params'))
     pb, mb = params_of(str(b / 'ckpt' / 'center-loss-last.params'))
-    assert ma['epoch'] == mb['epoch'] == 3
+    assert ma['epoch'] == mb['epoch'] == 3 and mb['run']['optim']['epochs'] == 3
     for k in pa:
         np.testing.assert_allclose(pb[k], pa[k], rtol=1e-4, atol=1e-5, err_msg=k)
     assert [h['epoch'] for h in mb['history']] == [1, 2, 3]
@@ -164,15 +166,15 @@ def test_divergence_stops_cleanly_and_keeps_the_best(tmp_path):
     assert run('--train', '--epochs', '1', *QUICK, *dirs(tmp_path))[0] == 0
     best = str(tmp_path / 'ckpt' / 'softmax-best.params')
     before = open(best, 'rb').read()
-    result = run('--train', '--epochs', '2', '--resume', '--lr', '1e12', *QUICK, *dirs(tmp_path))
-    assert_clean_error(result, 'epoch 2 at batch', 'lower --lr')
+    result = run('--train', '--epochs', '2', '--resume', '--allow_changes', '--lr', '1e12', *QUICK, *dirs(tmp_path))
+    assert_clean_error(result, 'epoch 2 at batch', 'lower --lr', status=3)  # 3: it trained, then diverged
     assert open(best, 'rb').read() == before
     assert checkpoints.load_checkpoint(str(tmp_path / 'ckpt' / 'softmax-last.params')).meta['epoch'] == 1
 
 
 def test_new_run_replaces_the_old_set_of_pictures(tmp_path):
-    common = ['--train', '--train_samples', '300', '--test_samples', '100', '--use_gpu', 'False', '--frames', '1'] + \
-        dirs(tmp_path)
+    common = ['--train', '--train_samples', '300', '--test_samples', '100', '--use_gpu', 'False', '--frames', '1',
+              '--min_epoch_steps', '0'] + dirs(tmp_path)
     assert run(*common, '--epochs', '3')[0] == 0
     assert run(*common, '--epochs', '1')[0] == 0
     frames = sorted(f for f in os.listdir(str(tmp_path / 'out')) if 'epoch' in f)
@@ -181,21 +183,22 @@ def test_new_run_replaces_the_old_set_of_pictures(tmp_path):
 
 def test_nan_in_the_features_names_the_exact_batch(tmp_path, monkeypatch, capsys):
     import main as trainer
-    real = utils.to_nd
+    import images
+    real = images.InMemory.of
 
-    def poisoned(images, labels, mean, std, ctx):
-        x, y = real(images, labels, mean, std, ctx)
+    def poisoned(pixels, mean, std, ctx):
+        x = real(pixels, mean, std, ctx)
         if x.shape[0] == 600:  # the training set: one NaN image makes its batch's features NaN
-            x[5] = float('nan')
-        return x, y
-    monkeypatch.setattr(utils, 'to_nd', poisoned)
+            x.x[5] = float('nan')
+        return x
+    monkeypatch.setattr(images.InMemory, 'of', poisoned)
     # float32: in this process bfloat16 would switch on MXNet's mixed precision for the tests after it
     rc = trainer.main(['--train', '--center_loss', '--epochs', '2', '--seed', '3', '--precision', 'float32']
                       + QUICK + dirs(tmp_path))
     err = capsys.readouterr().err
     order = np.random.RandomState([3, 1]).permutation(600)
     batch = int(np.flatnonzero(order == 5)[0]) // 128 + 1
-    assert rc == 2 and 'Traceback' not in err
+    assert rc == trainer.EXIT_DIVERGED and 'Traceback' not in err
     # NaN, or inf where the CPU's pooling kernels drop the NaN: either way the batch is named
     assert re.search('became (nan|inf) in epoch 1 at batch %d of 5' % batch, err), err
     assert not os.path.exists(str(tmp_path / 'ckpt' / 'center-loss-best.params'))
@@ -227,8 +230,8 @@ def test_resume_in_the_middle_of_a_cosine_schedule_ends_where_an_uninterrupted_r
     assert run(*common, *dirs(a))[0] == 0
     real = train.save_epoch
 
-    def stop_after_epoch_one(args, rt, data, stage, record, centers):
-        real(args, rt, data, stage, record, centers)
+    def stop_after_epoch_one(stage, rt, data, record, centers, dataset):
+        real(stage, rt, data, record, centers, dataset)
         if record['epoch'] == 1:
             raise KeyboardInterrupt
     monkeypatch.setattr(train, 'save_epoch', stop_after_epoch_one)

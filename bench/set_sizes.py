@@ -1,0 +1,121 @@
+"""The defaults on sets of any size: train at the defaults, with no flag but the data, on small balanced
+slices of MNIST, and against a small search of the schedule at each size.
+
+    python bench/set_sizes.py --sizes 300,1000,3000,10000 --features 2,8,128 --log sizes.jsonl
+    python bench/set_sizes.py --sizes 300 --features 8 --variant "--lr 0.01" --variant "--min_epoch_steps 400"
+
+Each size N is written once as IDX files (N / 10 training images of each class, the first of each in
+MNIST's order; the whole 10,000-image test set) and trained on with ``main.py --train [--center_loss]
+--data_dir DIR --feature_size F`` (``--no_plotting``, which changes no number), one process a run. A
+``--variant`` adds its flags to every run; the defaults are always run too. Prints, and appends to
+``--log`` as JSON lines: the last epoch's test accuracy (softmax, nearest center), its training
+accuracy, the steps, whether the loss became NaN (exit status 3), the seconds; then a table of the
+defaults against the best variant at each size.
+"""
+import argparse
+import gzip
+import json
+import os
+import re
+import shlex
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+
+def write_idx(path, array):
+    magic = 0x00000800 | array.ndim
+    with gzip.open(path, 'wb') as f:
+        f.write(struct.pack('>I', magic) + struct.pack('>%dI' % array.ndim, *array.shape) + array.tobytes())
+
+
+def write_slice(size, folder):
+    """MNIST with size / 10 training images of each class (the first ones), and the whole test set."""
+    import utils
+    if os.path.isfile(os.path.join(folder, 'train-images-idx3-ubyte.gz')):
+        return folder
+    os.makedirs(folder, exist_ok=True)
+    source = utils.find_data('mnist')
+    images, labels = utils.load_split(source, 'train')
+    keep = np.sort(np.concatenate([np.flatnonzero(labels == k)[:size // 10] for k in range(10)]))
+    write_idx(os.path.join(folder, 'train-images-idx3-ubyte.gz'), images[keep])
+    write_idx(os.path.join(folder, 'train-labels-idx1-ubyte.gz'), labels[keep])
+    test_images, test_labels = utils.load_split(source, 'test')
+    write_idx(os.path.join(folder, 't10k-images-idx3-ubyte.gz'), test_images)
+    write_idx(os.path.join(folder, 't10k-labels-idx1-ubyte.gz'), test_labels)
+    return folder
+
+
+def train(data_dir, feature_size, center, variant, folder):
+    prefix = 'center-loss' if center else 'softmax'
+    cmd = [sys.executable, os.path.join(ROOT, 'main.py'), '--train'] + (['--center_loss'] if center else []) + [
+        '--data_dir', data_dir, '--feature_size', str(feature_size), '--no_plotting',
+        '--ckpt_dir', os.path.join(folder, 'ckpt'), '--out_dir', os.path.join(folder, 'out')] + shlex.split(variant)
+    tic = time.time()
+    proc = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
+    row = dict(variant=variant or 'defaults', loss='softmax + center loss' if center else 'softmax',
+               feature_size=feature_size, exit=proc.returncode, nan=proc.returncode == 3,
+               wall=time.time() - tic)
+    steps = re.search(r'(\d+) steps in all', proc.stdout)
+    row['steps'] = int(steps.group(1)) if steps else None
+    metrics = os.path.join(folder, 'out', prefix + '-metrics.json')
+    if os.path.isfile(metrics):
+        last = json.load(open(metrics))['epochs'][-1]
+        row.update(epochs=last['epoch'], softmax=last['test_acc_softmax'], center=last['test_acc_center'],
+                   train_acc=last['train_acc'], seconds=last['seconds'])
+    if proc.returncode not in (0, 3):
+        row['error'] = proc.stdout.strip().splitlines()[-1:]
+    return row
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--sizes', default='300,1000,3000,10000')
+    p.add_argument('--features', default='2,8,128')
+    p.add_argument('--losses', default='softmax,center', help='softmax, center (softmax + center loss), or both')
+    p.add_argument('--variant', action='append', default=[], help='flags added to a run of the search (repeat)')
+    p.add_argument('--no_defaults', action='store_true', help='run only the variants')
+    p.add_argument('--work', default=None, help='where the slices and runs go (default: a new temporary folder)')
+    p.add_argument('--log', default=None, help='append each run as a JSON line to this file')
+    args = p.parse_args()
+    import compat
+    work = args.work or tempfile.mkdtemp(prefix='set-sizes-')
+    head = dict(cpu=compat.cpu_name(), cores=len(os.sched_getaffinity(0)),
+                commit=subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT, stdout=subprocess.PIPE,
+                                      universal_newlines=True).stdout.strip())
+    print('set sizes on %(cpu)s, %(cores)d cores, commit %(commit)s' % head, flush=True)
+    variants = ([] if args.no_defaults else ['']) + args.variant
+    rows = []
+    for size in [int(s) for s in args.sizes.split(',')]:
+        data_dir = write_slice(size, os.path.join(work, 'mnist-%d' % size))
+        for feature_size in [int(f) for f in args.features.split(',')]:
+            for center in [loss == 'center' for loss in args.losses.split(',')]:
+                for k, variant in enumerate(variants):
+                    folder = os.path.join(work, 'run-%d-%d-%s-%d' % (size, feature_size, int(center), k))
+                    row = dict(head, size=size, **train(data_dir, feature_size, center, variant, folder))
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
+                    if args.log:
+                        with open(args.log, 'a') as f:
+                            f.write(json.dumps(row) + '\n')
+    print('\n| images | features | loss | defaults: softmax / center (train acc, steps) | best of the search |')
+    print('|---|---|---|---|---|')
+    keys = sorted({(r['size'], r['feature_size'], r['loss']) for r in rows})
+    for key in keys:
+        runs = [r for r in rows if (r['size'], r['feature_size'], r['loss']) == key and 'softmax' in r]
+        default = next((r for r in runs if r['variant'] == 'defaults'), None)
+        best = max(runs, key=lambda r: r['softmax'], default=None)
+        text = lambda r: '-' if r is None else '%.4f / %.4f (%.3f, %s)%s' % (
+            r['softmax'], r['center'], r['train_acc'], r['steps'], ' NaN' if r['nan'] else '')
+        print('| %d | %d | %s | %s | %s: %s |' % (key + (text(default), best['variant'] if best else '-', text(best))))
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,219 @@
+"""sources.py and pairs.py on the data people have: RecordIO as im2rec and insightface write it, labels
+with gaps, records cut short, folders made on a Mac, images of several formats and sizes, pair lists in
+other encodings. Each is read as it is or refused in one line naming the file."""
+import io
+import os
+import pickle
+import struct
+
+import numpy as np
+import pytest
+
+import pairs
+import sources
+from test_own_data import digits, png, write_folder
+
+
+def encoded(img, fmt):
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def write_records(root, split, records, index=True):
+    """A .rec (and .idx) of ``records``: [(key, flag, label(s), payload bytes)], written as MXNet does."""
+    import mxnet as mx
+    os.makedirs(root, exist_ok=True)
+    rec = mx.recordio.MXIndexedRecordIO(os.path.join(root, split + '.idx'), os.path.join(root, split + '.rec'), 'w')
+    for key, flag, label, payload in records:
+        rec.write_idx(key, mx.recordio.pack(mx.recordio.IRHeader(flag, label, key, 0), payload))
+    rec.close()
+    if not index:
+        os.remove(os.path.join(root, split + '.idx'))
+    return root
+
+
+def image_records(imgs, labels, start=0, pack=None):
+    """Records of images: a number label, or with ``pack`` extra labels an array (im2rec --pack-label)."""
+    out = []
+    for i, (img, label) in enumerate(zip(imgs, labels)):
+        value = float(label) if pack is None else [float(label)] + [float(v) for v in pack]
+        out.append((start + i, 0, value, png(img)))
+    return out
+
+
+def test_im2rec_pack_label_records_are_images_and_the_class_is_the_first_label(tmp_path):
+    imgs, labels = digits(20, 0)
+    root = str(tmp_path / 'r')
+    # record 0 is an ordinary image whose header carries an array: not insightface's header record
+    write_records(root, 'train', image_records(imgs, labels, pack=(0.25, 0.5, 0.75)))
+    write_records(root, 'test', image_records(imgs[:6], labels[:6], pack=(0.25, 0.5, 0.75)))
+    src = sources.open_source(root)
+    assert len(src.splits['train'].labels) == 20 and list(src.splits['train'].labels) == list(labels)
+    assert any('--pack-label' in n and 'the first' in n for n in src.notes)
+    assert src.classes == ['class 0', 'class 1', 'class 2']
+    np.testing.assert_array_equal(sources.decode(sources.read_bytes(src.splits['train'], 0), 1, (16, 16), 'x')[0],
+                                  imgs[0])
+
+
+def test_insightface_header_record_only_when_it_is_one(tmp_path):
+    imgs, labels = digits(12, 1)
+    root = str(tmp_path / 'r')
+    header = [(0, 2, [13.0, 16.0], b'')]  # images are records 1..12, then identity records 13..15
+    identities = [(13 + k, 2, [1.0 + 4 * k, 5.0 + 4 * k], b'') for k in range(3)]
+    write_records(root, 'train', header + image_records(imgs, labels, start=1) + identities)
+    write_records(root, 'test', header[:0] + image_records(imgs[:4], labels[:4]))
+    src = sources.open_source(root)
+    assert len(src.splits['train'].labels) == 12 and len(src.splits['test'].labels) == 4
+    assert any("insightface's layout" in n for n in src.notes)
+    bad = str(tmp_path / 'bad')
+    write_records(bad, 'train', [(0, 2, [40.0, 41.0], b'')] + image_records(imgs, labels, start=1))
+    write_records(bad, 'test', image_records(imgs[:4], labels[:4]))
+    with pytest.raises(sources.SourceError, match='record 0 holds no image.*records 1 to 39.*lists 12'):
+        sources.open_source(bad)
+
+
+def test_labels_with_gaps_become_dense_classes_named_by_their_label(tmp_path):
+    imgs, labels = digits(30, 2)
+    sparse = labels * 3 + 2  # 2, 5, 8
+    root = str(tmp_path / 'r')
+    write_records(root, 'train', image_records(imgs, sparse))
+    write_records(root, 'test', image_records(imgs[:9], np.r_[sparse[:8], 11]))  # 11: a class never trained
+    src = sources.open_source(root)
+    assert src.classes == ['class 2', 'class 5', 'class 8', 'class 11'] and src.ids == [2, 5, 8, 11]
+    assert list(src.splits['train'].labels) == list(labels) and src.splits['test'].labels[-1] == 3
+    assert any('labels 2,5,8,11 mapped to classes 0..3' in n for n in src.notes)
+
+
+@pytest.mark.parametrize('split', ['train', 'test'])
+def test_a_record_cut_short_is_named_before_anything_trains(tmp_path, split):
+    imgs, labels = digits(10, 3)
+    root = str(tmp_path / 'r')
+    write_records(root, 'train', image_records(imgs, labels))
+    write_records(root, 'test', image_records(imgs[:5], labels[:5]))
+    path = os.path.join(root, split + '.rec')
+    size = os.path.getsize(path)
+    with open(path, 'r+b') as f:
+        f.truncate(size - 30)
+    key = 9 if split == 'train' else 4
+    with pytest.raises(sources.SourceError, match=r'%s\.rec is cut short: record %d' % (split, key)):
+        sources.open_source(root)
+
+
+def test_a_record_without_an_image_or_undecodable_is_named(tmp_path):
+    imgs, labels = digits(6, 4)
+    root = str(tmp_path / 'r')
+    write_records(root, 'train', image_records(imgs, labels) + [(6, 0, 1.0, b'')])
+    write_records(root, 'test', image_records(imgs[:3], labels[:3]))
+    with pytest.raises(sources.SourceError, match='train.rec: record 6 holds no image'):
+        sources.open_source(root)
+    write_records(root, 'train', image_records(imgs, labels) + [(6, 0, 1.0, b'garbage bytes, no image')])
+    with pytest.raises(sources.SourceError, match=r'train.rec record 6 cannot be decoded'):
+        sources.open_source(root)  # the sample that sets the size decodes every record of a small set
+
+
+def test_a_mac_folder_is_read_and_what_is_skipped_is_counted(tmp_path):
+    root = write_folder(str(tmp_path / 'd'), {'train': digits(12, 0), 'test': digits(6, 1)})
+    for split in ('train', 'test'):
+        for c in ('a', 'b'):
+            (tmp_path / 'd' / split / c / '._0000.png').write_bytes(b'\x00\x05\x16\x07 AppleDouble')
+        (tmp_path / 'd' / split / '.DS_Store').write_bytes(b'\x00\x00\x00\x01Bud1')
+    os.makedirs(os.path.join(root, 'train', '__MACOSX', 'a'))
+    (tmp_path / 'd' / 'train' / 'a' / 'notes.txt').write_text('labels by hand')
+    os.symlink(str(tmp_path / 'gone'), os.path.join(root, 'train', 'zebra'))   # a class behind a broken link
+    os.symlink(str(tmp_path / 'gone.png'), os.path.join(root, 'train', 'b', 'x.png'))
+    src = sources.open_source(root)
+    assert src.classes == ['a', 'b', 'c'] and len(src.splits['train'].labels) == 12
+    line = src.skipped_line()
+    assert line.startswith('skipped 10: ') and '6 hidden files (.*)' in line and '1 __MACOSX folders' in line
+    assert '2 broken links' in line and '1 not images (.txt)' in line
+
+
+def test_every_format_mxnet_or_pillow_decodes_is_used(tmp_path):
+    imgs, labels = digits(8, 5)
+    root = tmp_path / 'd'
+    for split in ('train', 'test'):
+        for i, (img, label) in enumerate(zip(imgs, labels)):
+            folder = root / split / 'abc'[label]
+            folder.mkdir(parents=True, exist_ok=True)
+            fmt, ext = [('PNG', 'png'), ('GIF', 'gif'), ('TIFF', 'tif'), ('BMP', 'bmp')][i % 4]
+            (folder / ('%d.%s' % (i, ext))).write_bytes(encoded(img, fmt))
+    src = sources.open_source(str(root))
+    assert len(src.splits['train'].labels) == 8 and not src.skipped
+    for i in range(8):
+        split = src.splits['train']
+        got = sources.decode(sources.read_bytes(split, i), 1, (16, 16), sources.item_name(split, i))
+        original = imgs[int(os.path.basename(split.items[i]).split('.')[0])]
+        np.testing.assert_array_equal(got[0], original)  # lossless formats: exactly the pixels
+
+
+def test_the_size_is_the_most_common_one_and_a_huge_image_is_resized(tmp_path):
+    imgs, labels = digits(30, 6)
+    root = write_folder(str(tmp_path / 'd'), {'train': (imgs, labels), 'test': digits(6, 1)})
+    big = np.random.RandomState(0).randint(0, 255, (1500, 1500), np.uint8)
+    (tmp_path / 'd' / 'train' / 'a' / 'zzz-big.png').write_bytes(png(big))
+    src = sources.open_source(root)
+    assert src.size == (16, 16) and src.channels == 1
+    split = src.splits['train']
+    i = split.items.index(os.path.join(root, 'train', 'a', 'zzz-big.png'))
+    assert sources.decode(sources.read_bytes(split, i), 1, src.size, 'big').shape == (1, 16, 16)
+
+
+def test_grey_or_colour_as_most_images_are(tmp_path):
+    imgs, labels = digits(20, 7, colour=True)
+    root = write_folder(str(tmp_path / 'd'), {'train': (imgs, labels), 'test': digits(6, 1, colour=True)})
+    (tmp_path / 'd' / 'train' / 'a' / 'grey.png').write_bytes(png(digits(1, 8)[0][0]))
+    src = sources.open_source(root)
+    assert src.channels == 3
+
+
+# ----------------------------------------------------------------- pair lists
+
+def test_pair_names_in_any_encoding(tmp_path):
+    names = ['Zoë', 'José']
+    folder = tmp_path / 'faces'
+    for name in names:
+        (folder / name).mkdir(parents=True)
+        for k in range(2):
+            (folder / name / ('%d.png' % k)).write_bytes(png(digits(1, k)[0][0]))
+    lines = ['1 1', '%s 1 2' % names[0], '%s 1 %s 2' % (names[0], names[1])]
+    for encoding in ('utf-8', 'latin-1', 'utf-16'):
+        path = tmp_path / ('pairs-%s.txt' % encoding)
+        path.write_bytes('\n'.join(lines).encode(encoding))
+        listed = pairs.read_pairs(str(path), str(folder))
+        assert listed.same.tolist() == [True, False] and len(listed.images) == 3, encoding
+
+
+@pytest.mark.parametrize('head', ['10 0', '0 300', '0'])
+def test_a_pair_list_announcing_no_pairs_is_one_line(tmp_path, head):
+    path = tmp_path / 'pairs.txt'
+    path.write_text(head + '\n')
+    with pytest.raises(sources.SourceError, match='no pairs to verify'):
+        pairs.read_pairs(str(path), str(tmp_path))
+
+
+def test_a_bin_needs_no_folder(tmp_path):
+    imgs, _ = digits(4, 0)
+    path = tmp_path / 'v.bin'
+    path.write_bytes(pickle.dumps(([png(i) for i in imgs], [True, False])))
+    assert len(pairs.read_pairs(str(path), None).images) == 4
+    (tmp_path / 'cut.bin').write_bytes(path.read_bytes()[:40])
+    with pytest.raises(sources.SourceError, match='cut.bin: not a readable pickle'):
+        pairs.read_pairs(str(tmp_path / 'cut.bin'))
+
+
+def test_an_index_that_is_not_one(tmp_path):
+    imgs, labels = digits(4, 0)
+    root = str(tmp_path / 'r')
+    write_records(root, 'train', image_records(imgs, labels))
+    write_records(root, 'test', image_records(imgs, labels))
+    with open(os.path.join(root, 'test.idx'), 'wb') as f:
+        f.write(b'\xff\xfe0\t0\n')
+    with pytest.raises(sources.SourceError, match='test.idx is not an index'):
+        sources.open_source(root)
+    with open(os.path.join(root, 'test.idx'), 'w') as f:
+        f.write('0\t7\n')
+    with pytest.raises(sources.SourceError, match='no record at byte 7'):
+        sources.open_source(root)
+    assert struct.calcsize(sources.IR_FORMAT) == sources.IR_SIZE
