@@ -88,7 +88,7 @@ NON_NEGATIVE_INT, NON_NEGATIVE = number(int, at_least=0), number(float, at_least
 def build_parser(description, stage_defaults, datasets, eval_methods):
     """main.py's flags; ``stage_defaults``: {'first': {flag: default}, 'second': {...}} of the flags each
     stage defaults on its own."""
-    from models import ACTIVATIONS, MODELS
+    from models import ACTIVATIONS, HEADS, MODELS
 
     def stage_default(flag):
         return 'default: %s for the first stage, %s for the second' % (stage_defaults['first'][flag],
@@ -142,10 +142,12 @@ def build_parser(description, stage_defaults, datasets, eval_methods):
                        help='use N test images, as --train_samples (default: all)')
 
     opt = p.add_argument_group('optimisation')
-    opt.add_argument('--epochs', type=POSITIVE_INT, default=None, help='epochs of each stage (%s)' % stage_default('epochs'))
+    opt.add_argument('--epochs', type=POSITIVE_INT, default=None,
+                     help='epochs of each stage (%s)' % stage_default('epochs'))
     opt.add_argument('--batch_size', type=POSITIVE_INT, default=64, help='images per step')
     opt.add_argument('--optimizer', choices=OPTIMIZERS, default='sgd', help='sgd uses --momentum')
-    opt.add_argument('--lr', type=POSITIVE, default=None, help='the network\'s peak learning rate (%s)' % stage_default('lr'))
+    opt.add_argument('--lr', type=POSITIVE, default=None,
+                     help='the network\'s peak learning rate (%s)' % stage_default('lr'))
     opt.add_argument('--momentum', type=NON_NEGATIVE, default=0.9, help='SGD momentum')
     opt.add_argument('--momentum_low', type=NON_NEGATIVE, default=0.85,
                      help='onecycle: the momentum at the peak rate')
@@ -186,6 +188,14 @@ def build_parser(description, stage_defaults, datasets, eval_methods):
     net.add_argument('--act', choices=ACTIVATIONS, default=None, help='LeNet\'s activation (default: leaky)')
     net.add_argument('--feature_size', type=POSITIVE_INT, default=None,
                      help='the features center loss acts on (default: 2, to draw them as the paper does)')
+    net.add_argument('--head', choices=HEADS, default=None,
+                     help='the class layer: softmax (a dense layer), or a margin head of margins.py, whose '
+                          'scale and margin default to its paper\'s (default: softmax)')
+    net.add_argument('--scale', type=POSITIVE, default=None,
+                     help='a margin head\'s scale s (default: its paper\'s; SphereFace: the features\' norm)')
+    net.add_argument('--margin', type=NON_NEGATIVE, default=None,
+                     help='a margin head\'s margin m (default: its paper\'s: CosFace 0.35, ArcFace 0.5, '
+                          'SphereFace 4)')
     net.add_argument('--num_classes', type=POSITIVE_INT, default=None,
                      help='default 10, or the number of classes trained on with --holdout')
     net.add_argument('--holdout', type=class_ids, default=None,
@@ -204,6 +214,10 @@ def build_parser(description, stage_defaults, datasets, eval_methods):
     ev.add_argument('--pairs_dir', default=None,
                     help='the folder of class folders a pairs.txt names (default: the test/ folder of the '
                          'data the checkpoint was trained on)')
+    ev.add_argument('--export', default=None, metavar='DIR',
+                    help='with --test or --verify: write each run\'s test features, labels and class names to '
+                         'DIR/<prefix>/ as embeddings.npz and TensorBoard projector files (tensors.tsv, metadata.tsv) '
+                         '(default: none written)')
     ev.add_argument('--plotting', dest='plotting', action='store_true', default=True,
                     help='feature-map PNG per epoch and GIFs (on by default)')
     ev.add_argument('--no_plotting', dest='plotting', action='store_false', help='no pictures')

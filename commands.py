@@ -12,6 +12,7 @@ import time
 import numpy as np
 from mxnet import nd
 
+import embeddings
 import evaluation
 import pictures
 import verification
@@ -101,6 +102,32 @@ def compare(runs, rt, data_for, out_dir, dataset, seed):
     return path
 
 
+def side_by_side(runs, rt, data_for, out_dir, dataset, seed):
+    """With several runs compared: ``heads-<dataset>.png``, each run's feature maps after its last epoch
+    (``runs``: [(RunFiles, title, its -last checkpoint)]) in a column, as the margin papers draw theirs:
+    the training images of the classes trained on above, the test images of the classes held out below."""
+    columns, num_classes, class_names = [], 0, None
+    for files, title, ckpt in runs:
+        data = data_for(ckpt)
+        arch, net, centers = network(ckpt, rt.ctxs)
+        num_classes, class_names = max(num_classes, data.num_total), data.class_names
+        plot_idx = pictures.plot_sample(data.train_x.shape[0], seed)
+        train_feat = evaluation.forward_all(net, data.train_x)[1].asnumpy()[plot_idx]
+        projection = pictures.Projection(**ckpt.meta.get('projection', {})).fit(train_feat)
+        held = None
+        if data.held_x is not None:
+            held = (projection(evaluation.forward_all(net, data.held_x)[1].asnumpy()),
+                    data.held_y.asnumpy().astype(int))
+        train = (projection(train_feat), data.classes[data.train_y.asnumpy().astype(int)[plot_idx]])
+        columns.append(('%s, epoch %d' % (title, ckpt.meta['epoch']), train, held, projection(centers.asnumpy()),
+                        data.classes))
+    path = os.path.join(out_dir, 'heads-%s.png' % dataset)
+    with saved(path, NO_CHECKPOINT_CHANGED):
+        pictures.plot_side_by_side(path, columns, num_classes, class_names)
+    print('side-by-side figure: %s (%d runs)' % (path, len(columns)))
+    return path
+
+
 # --------------------------------------------------------------------------- --verify
 
 def verify(runs, rt, data_for, out_dir, dataset):
@@ -126,6 +153,7 @@ def verify(runs, rt, data_for, out_dir, dataset):
             if data.held_x is not None:
                 result[metric]['open_set_auroc'] = verification.open_set_auroc(known, features, centers.asnumpy(),
                                                                                metric)
+        result['cosine']['retrieval'] = verification.retrieval(features, labels)
         head = '%d test images of %s, %d pairs (%d same-class)' % (
             len(labels), which, result['cosine']['pairs'], result['cosine']['same_class_pairs'])
         return result, head, 'pairs of %d test images of %s' % (len(labels), which), 'LFW-style %d pairs' % (
@@ -145,8 +173,8 @@ def verify_pairs(runs, rt, pair_list, out_dir, dataset):
                                                        metric)
         head = '%s: %d pairs (%d same) of %d images' % (pair_list.name, len(pair_list.same),
                                                              int(pair_list.same.sum()), len(pair_list.images))
-        return result, head, 'the pairs of %s' % pair_list.name, '%d-fold accuracy' % result['cosine']['folds']['folds'], \
-            'folds'
+        folds = '%d-fold accuracy' % result['cosine']['folds']['folds']
+        return result, head, 'the pairs of %s' % pair_list.name, folds, 'folds'
     _verify_runs(runs, rt, measure, out_dir, dataset, ('pairs.json', 'pairs-roc.png'),
                  dict(pairs_file=pair_list.name))
 
@@ -173,10 +201,15 @@ def _verify_runs(runs, rt, measure, out_dir, dataset, names, extra):
                      ' / '.join('%g' % f for f in verification.FARS), folds_name, r[folds_key]['accuracy_mean'],
                      r[folds_key]['accuracy_std'],
                      '  open-set AUROC %.4f' % r['open_set_auroc'] if 'open_set_auroc' in r else ''))
+        if 'retrieval' in result['cosine']:
+            r = result['cosine']['retrieval']
+            print('  retrieval by cosine, each of %d images against the others: precision@1 %.4f  R-precision %.4f  '
+                  'MAP@R %.4f' % (r['queries'], r['precision_at_1'], r['r_precision'], r['map_at_r']))
         json_path, roc_path = files.output(names[0]), files.output(names[1])
         with saved(out_dir, NO_CHECKPOINT_CHANGED):
             write_json(json_path, result)
-            pictures.plot_roc(roc_path, roc_curves(result), '%s (epoch %d): %s' % (files.prefix, result['epoch'], title))
+            pictures.plot_roc(roc_path, roc_curves(result),
+                              '%s (epoch %d): %s' % (files.prefix, result['epoch'], title))
         print('verification: %s, %s' % (json_path, roc_path))
         curves += roc_curves(result, files.prefix + ', ', 'C%d' % i)
     if len(runs) > 1:
@@ -185,6 +218,25 @@ def _verify_runs(runs, rt, measure, out_dir, dataset, names, extra):
         with saved(path, NO_CHECKPOINT_CHANGED):
             pictures.plot_roc(path, curves, '%s: ROC of each run' % dataset)
         print('verification figure: %s (%d runs)' % (path, len(runs)))
+
+
+def export(runs, rt, data_for, folder):
+    """--export DIR: each run's test features (the trained classes' and the held-out ones') with their
+    labels and class names, in DIR/<prefix>/ (embeddings.py)."""
+    for files, ckpt in runs:
+        data = data_for(ckpt)
+        _, net, _ = network(ckpt, rt.ctxs)
+        parts = [(data.test_x, data.classes[data.test_y.asnumpy().astype(int)], False)]
+        if data.held_x is not None:
+            parts.append((data.held_x, data.held_y.asnumpy().astype(int), True))
+        features = np.concatenate([evaluation.forward_all(net, x)[1].asnumpy() for x, _, _ in parts])
+        labels = np.concatenate([y for _, y, _ in parts])
+        held = np.concatenate([np.full(len(y), h) for _, y, h in parts])
+        target = os.path.join(folder, files.prefix)
+        with saved(target, NO_CHECKPOINT_CHANGED):
+            paths = embeddings.export(target, features, labels, data.class_names, held)
+        print('embeddings of %s: %d test images, %d-D: %s' % (files.prefix, len(labels), features.shape[1],
+                                                             ', '.join(paths)))
 
 
 def roc_curves(result, label='', color=''):

@@ -5,7 +5,7 @@ importable and fast on today's machines.
    <= 3.11 requirements.txt pins numpy<1.24; Python 3.12 has only numpy 1.26
    wheels, so the alias is restored here (it is exactly the builtin ``bool``).
 2. Threads: one OpenMP thread per available core, which is faster for MXNet's CPU
-   kernels than its default (README, Speed). A value the user set wins.
+   kernels than its default (docs/speed.md). A value the user set wins.
 3. bfloat16: ``cpu_has_bf16`` tells whether this CPU computes in bfloat16 natively
    (AVX512-BF16 or AMX), where oneDNN's bfloat16 convolutions are fast.
 4. CUDA: the ``mxnet-cu112`` wheel does not carry CUDA. Its libraries come from

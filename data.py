@@ -122,9 +122,9 @@ def dense_holdout(raw, holdout):
         held |= set(raw.test[1].tolist()) - set(raw.train[1].tolist())
     trained = sorted(set(raw.train[1].tolist()) - held)
     if len(trained) < 2 and raw.own is not None:  # (for IDX files, models.new_arch says what --holdout left)
+        which = 'no class' if not trained else 'one class only (%s)' % raw.class_names[trained[0]]
         raise UserError('%s has training images of %s%s: a classifier needs at least two classes to tell apart'
-                        % (raw.where, 'no class' if not trained else 'one class only (%s)' % raw.class_names[trained[0]],
-                           ' left by --holdout' if holdout else ''))
+                        % (raw.where, which, ' left by --holdout' if holdout else ''))
     return tuple(sorted(held))
 
 

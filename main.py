@@ -7,7 +7,6 @@
     python main.py --resume                # continue the run interrupted last, exactly as it was
 """
 import dataclasses
-import glob
 import os
 import signal
 import sys
@@ -31,7 +30,7 @@ from errors import (EXIT_DIVERGED, EXIT_INT, EXIT_IO, EXIT_TERM, EXIT_USAGE, Div
 from models import ARCH_DEFAULTS, check_arch, new_arch
 from pairs import read_pairs
 from parallel import setup_workers
-from runfiles import RunFiles
+from runfiles import RunFiles, interrupted
 from runlock import lock_run, unlock_all, writable_folder
 from runtime import get_contexts, gpu_cards, setup_runtime
 from sources import SourceError
@@ -73,6 +72,8 @@ def parse_args(argv=None):
         args.prefix = 'softmax' if args.train and not args.center_loss else 'center-loss'
     else:
         args.prefix = args.prefixes[0]
+    if args.export and not (args.test or args.verify):
+        p.error('--export writes the features of --test or --verify: add one of them')
     if args.kvstore.startswith('dist') and args.train and args.second_train:
         p.error('with --kvstore %s run one stage per launch' % args.kvstore)
     return args, argtypes.given_flags(p, argv)
@@ -81,19 +82,13 @@ def parse_args(argv=None):
 # --------------------------------------------------------------------------- the run's records
 
 def interrupted_run(args):
-    """--resume with no stage named: the stage whose last checkpoint was written last (of --prefix,
-    when given), as (train, second_train, prefix)."""
-    if args.prefixes:
-        found = [f.last for f in (RunFiles(args.ckpt_dir, args.out_dir, args.prefix),) for f in (f, f.second())]
-        found = sorted((p for p in found if os.path.isfile(p)), key=os.path.getmtime)
-    else:
-        found = sorted(glob.glob(os.path.join(glob.escape(args.ckpt_dir), '*-last.params')), key=os.path.getmtime)
-    if not found:
+    """--resume with no stage named: (train, second_train, prefix) of the stage whose last checkpoint was
+    written last (of --prefix, when given)."""
+    files = interrupted(args.ckpt_dir, args.out_dir, args.prefix if args.prefixes else None)
+    if files is None:
         raise UserError('--resume: no last checkpoint in %s%s: nothing to resume' % (
             args.ckpt_dir, ' for --prefix %s' % args.prefix if args.prefixes else ''))
-    prefix = os.path.basename(found[-1])[:-len('-last.params')]
-    second = RunFiles(args.ckpt_dir, args.out_dir, prefix).is_second
-    return not second, second, prefix[:-len('-second')] if second else prefix
+    return not files.is_second, files.is_second, files.first().prefix
 
 
 def stage_records(args, given, kind, source, first=None):
@@ -114,7 +109,8 @@ def stage_records(args, given, kind, source, first=None):
                             '--allow_changes to change it' % (records.flag_text(flag, now), source.path,
                                                               records.flag_text(flag, was)))
         for flag, was, now in changes:
-            print('resume: %s instead of the recorded %s' % (records.flag_text(flag, now), records.flag_text(flag, was)))
+            print('resume: %s instead of the recorded %s' % (records.flag_text(flag, now),
+                                                             records.flag_text(flag, was)))
     else:
         defaults = dict(STAGE_DEFAULTS[kind], min_warmup_steps=0) if 'warmup' in given else STAGE_DEFAULTS[kind]
         values = {k: getattr(args, k) for k in OPTIM + CENTER}
@@ -138,6 +134,9 @@ def data_record(args, given, source):
         return data.settle(records.Data(**flags))
     spec = records.recorded(source.meta, 'data', records.Data) or records.Data(
         source.meta.get('dataset', 'mnist'), source.meta.get('data_dir'), source.meta.get('train_samples'))
+    if spec.data_dir and not os.path.exists(spec.data_dir) and 'data_dir' not in flags:
+        raise UserError('%s was made on the data in %s, which is not there any more: if it moved, give its new '
+                        'place with --data_dir' % (source.path, spec.data_dir))
     for flag, was, now in records.differences(spec, flags):
         if flag in ('train_samples', 'test_samples') and not args.resume:
             continue
@@ -197,8 +196,10 @@ def run(args, given):
         lock_run(files)
     elif workers[1] == 0 and (args.compare or args.verify):
         writable_folder(args.out_dir, '--out_dir')
+    if workers[1] == 0 and args.export:
+        writable_folder(args.export, '--export')
     source = starting_checkpoint(args, files)
-    if args.verify and args.pairs and not (training or args.test or args.compare):
+    if args.verify and args.pairs and not (training or args.test or args.compare or args.export):
         return verify_pairs(args, devices, workers, files, source)  # the pair list holds its own images
     spec = data_record(args, given, source)
     raw = data.open_data(spec)
@@ -277,10 +278,16 @@ def evaluate(args, rt, files, source, spec, raw, arch, loaded):
         commands.verify_pairs(verified_runs(args, files, source), rt, pairs_of(args, spec), args.out_dir, spec.dataset)
     elif args.verify:
         commands.verify(verified_runs(args, files, source), rt, data_for, args.out_dir, spec.dataset)
+    if args.export:
+        commands.export(verified_runs(args, files, source) if args.verify else [(files, source)], rt, data_for,
+                        args.export)
     if args.compare:
         runs = [(f, title, load_checkpoint(f.best) if os.path.isfile(f.best) else None)
                 for f, title in compared_runs(args)]
         commands.compare(runs, rt, data_for, args.out_dir, spec.dataset, args.seed)
+        lasts = [(f, title, load_checkpoint(f.last)) for f, title in compared_runs(args) if os.path.isfile(f.last)]
+        if args.prefixes and len(args.prefixes) > 1 and lasts:
+            commands.side_by_side(lasts, rt, data_for, args.out_dir, spec.dataset, args.seed)
 
 
 def pairs_of(args, spec):

@@ -1,6 +1,7 @@
 """Networks that return (class scores, features): LeNet++ of the paper and a small LeNet; the
 shape of a run's network (Arch), from the flags or from the checkpoint it continues."""
 import collections
+import math
 
 import compat  # noqa: F401
 
@@ -8,10 +9,11 @@ import mxnet as mx
 from mxnet import init, nd
 from mxnet.gluon import nn
 
+import margins
 from errors import UserError
 
 ACTIVATIONS = ('prelu', 'leaky', 'relu')
-# This project's slope, with which its README results were made. The original
+# This project's slope, with which its results (docs/results.md) were made. The original
 # Gluon port's LeNet++ uses LeakyReLU(alpha=0.01); the two were not compared.
 LEAKY_SLOPE = 0.2
 
@@ -23,7 +25,7 @@ class PReLU(nn.HybridBlock):
 
     The slopes are applied as a depthwise 1x1 convolution, which goes through
     oneDNN: on the CPU that is faster than MXNet's own
-    ``LeakyReLU(act_type='prelu')`` or a broadcast multiply (README, Speed,
+    ``LeakyReLU(act_type='prelu')`` or a broadcast multiply (docs/speed.md,
     and bench/step_speed.py measure them).
 
     Under bfloat16 mixed precision (main.py --precision) the convolution before
@@ -62,10 +64,20 @@ def activation(kind, channels, spatial=True):
 
 
 class _Net(nn.HybridBlock):
-    """Body -> Dense(feature_size) = features -> Dense(classes) = scores."""
+    """Body -> Dense(feature_size) = features -> class layer = scores: a Dense layer (softmax), or a
+    margin head of margins.py (``head``: (name, scale, margin)), whose scores without labels are its
+    scaled cosines; step.Objective gives it the labels for the training loss.
+
+    A head that compares normalised features (all but plain softmax and SphereFace without a scale)
+    makes the network's features the normalised ones: the center loss, the nearest center, k-NN, the
+    pictures and --verify then see what the head sees. (On raw features the center loss would pull
+    their norms towards its centers, near 0, where the head's normalisation has no bound on its
+    gradient: ArcFace + center loss became NaN in its first steps.)"""
 
     def hybrid_forward(self, F, x):
         features = self.embedding(self.body(x))
+        if normalises(self.output):
+            features = F.L2Normalization(features, mode='instance')
         return self.output(features), features
 
 
@@ -82,12 +94,12 @@ class LeNetPlus(_Net):
     feature_size : int
     act : {'leaky', 'prelu', 'relu'}, default 'leaky'
         'prelu' is the paper's. 'leaky' (slope 0.2) is this project's default:
-        faster than PReLU on the CPU, and the README's results were made with
+        faster than PReLU on the CPU, and the results of docs/results.md were made with
         it. The original Gluon port's LeNet++ is this network with
         LeakyReLU(0.01).
     """
 
-    def __init__(self, classes=10, feature_size=2, act='leaky', **kwargs):
+    def __init__(self, classes=10, feature_size=2, act='leaky', head=None, **kwargs):
         super(LeNetPlus, self).__init__(**kwargs)
         with self.name_scope():
             self.body = nn.HybridSequential(prefix='')
@@ -98,7 +110,7 @@ class LeNetPlus(_Net):
                 self.body.add(nn.MaxPool2D(pool_size=2, strides=2))
             self.body.add(nn.Flatten())
             self.embedding = nn.Dense(feature_size)
-            self.output = nn.Dense(classes)
+            self.output = class_layer(classes, feature_size, head)
 
 
 class LeNet(_Net):
@@ -107,7 +119,7 @@ class LeNet(_Net):
     layer to the features and one to the classes (ReLU after the convolutions
     by default, as there)."""
 
-    def __init__(self, classes=10, feature_size=2, act='relu', **kwargs):
+    def __init__(self, classes=10, feature_size=2, act='relu', head=None, **kwargs):
         super(LeNet, self).__init__(**kwargs)
         with self.name_scope():
             self.body = nn.HybridSequential(prefix='')
@@ -117,7 +129,7 @@ class LeNet(_Net):
                           nn.MaxPool2D(pool_size=2, strides=2),
                           nn.Flatten())
             self.embedding = nn.Dense(feature_size)
-            self.output = nn.Dense(classes)
+            self.output = class_layer(classes, feature_size, head)
 
 
 class ResNet(_Net):
@@ -129,13 +141,13 @@ class ResNet(_Net):
     pooling), as for CIFAR; larger ones its ImageNet stem (7x7 stride 2, then max pooling).
     """
 
-    def __init__(self, classes=10, feature_size=2, version=1, layers=18, thumbnail=False, **kwargs):
+    def __init__(self, classes=10, feature_size=2, version=1, layers=18, thumbnail=False, head=None, **kwargs):
         super(ResNet, self).__init__(**kwargs)
         from mxnet.gluon.model_zoo import vision
         with self.name_scope():
             self.body = vision.get_resnet(version, layers, pretrained=False, thumbnail=thumbnail).features
             self.embedding = nn.Dense(feature_size)
-            self.output = nn.Dense(classes)
+            self.output = class_layer(classes, feature_size, head)
 
 
 MODELS = {'lenet++': LeNetPlus, 'lenet': LeNet}
@@ -143,15 +155,33 @@ MODELS.update(('resnet%d%s' % (layers, '' if version == 1 else '_v2'), (version,
               for version in (1, 2) for layers in (18, 34, 50, 101, 152))
 
 
-def get_model(name, classes, feature_size, act, size=28):
-    """The network ``name`` for images of ``size`` pixels (the smaller side); ``act`` is LeNet's."""
+HEADS = ('softmax',) + tuple(sorted(margins.HEADS))
+
+
+def normalises(layer):
+    """Whether the class layer ``layer`` compares normalised features."""
+    return not isinstance(layer, nn.Dense) and layer.scale is not None
+
+
+def class_layer(classes, feature_size, head=None):
+    """A Dense layer of ``classes`` outputs (``head`` None or ('softmax', ...)), or the margin head
+    ``head`` = (name, scale, margin) of margins.py."""
+    if head is None or head[0] == 'softmax':
+        return nn.Dense(classes)
+    name, scale, margin = head
+    return margins.HEADS[name](classes, feature_size, scale=scale, margin=margin)
+
+
+def get_model(name, classes, feature_size, act, size=28, head=None):
+    """The network ``name`` for images of ``size`` pixels (the smaller side); ``act`` is LeNet's, ``head``
+    the class layer's (class_layer)."""
     if name not in MODELS:
         raise ValueError('model must be one of %s, got %r' % (sorted(MODELS), name))
     if name.startswith('resnet'):
         version, layers = MODELS[name]
         return ResNet(classes=classes, feature_size=feature_size, version=version, layers=layers,
-                      thumbnail=size < 64)
-    return MODELS[name](classes=classes, feature_size=feature_size, act=act)
+                      thumbnail=size < 64, head=head)
+    return MODELS[name](classes=classes, feature_size=feature_size, act=act, head=head)
 
 
 # --------------------------------------------------------------------------- a run's network
@@ -159,19 +189,21 @@ def get_model(name, classes, feature_size, act, size=28):
 # The fields that fix the network's shape, with what a new first stage takes when no flag says.
 ARCH_DEFAULTS = collections.OrderedDict([('model', 'lenet++'), ('act', 'leaky'), ('feature_size', 2),
                                          ('num_classes', 10), ('holdout', ()), ('channels', 1),
-                                         ('image_size', (28, 28))])
+                                         ('image_size', (28, 28)), ('head', 'softmax'), ('scale', None),
+                                         ('margin', None)])
 # What checkpoints made before a field existed were made with.
-ARCH_BEFORE = {'holdout': (), 'channels': 1, 'image_size': (28, 28)}
+ARCH_BEFORE = {'holdout': (), 'channels': 1, 'image_size': (28, 28), 'head': 'softmax', 'scale': None,
+               'margin': None}
 
 
-class Arch(collections.namedtuple('Arch', list(ARCH_DEFAULTS), defaults=[(), 1, (28, 28)])):
+class Arch(collections.namedtuple('Arch', list(ARCH_DEFAULTS), defaults=list(ARCH_DEFAULTS.values())[4:])):
     """The network's shape, and that of the images it takes (channels, (height, width)): from the
     flags and the data for a new first stage, else from the checkpoint (``from_meta``)."""
 
     @classmethod
     def from_meta(cls, meta):
         """The Arch a checkpoint's description records; KeyError when it records none."""
-        values = meta.get('run', {}).get('arch') or dict(ARCH_BEFORE, **meta)  # this version's, or earlier ones'
+        values = dict(ARCH_BEFORE, **(meta.get('run', {}).get('arch') or meta))  # this version's, or earlier ones'
         missing = [k for k in cls._fields if k not in values]
         if missing:
             raise KeyError(missing[0])
@@ -197,11 +229,33 @@ def flag_value(value, key='holdout'):
     return value
 
 
+def head_values(head, scale, margin):
+    """(scale, margin) of the class layer ``head`` with --scale and --margin (None: the paper's)."""
+    if head in (None, 'softmax'):
+        if scale is not None or margin is not None:
+            raise UserError('--%s is for a margin head (--head %s)' % ('scale' if scale is not None else 'margin',
+                                                                       ', '.join(HEADS[1:])))
+        return None, None
+    if head == 'normface' and margin is not None:
+        raise UserError('--margin: NormFace has none (its logits are the scaled cosines)')
+    if head == 'arcface' and margin is not None and not 0 <= margin < math.pi / 2:
+        raise UserError('--margin %g: ArcFace\'s angle must be in [0, pi/2), as insightface asks' % margin)
+    kwargs = {k: v for k, v in (('scale', scale), ('margin', margin)) if v is not None}
+    try:
+        built = margins.HEADS[head](2, 2, **kwargs)
+    except ValueError as e:
+        raise UserError('--margin: %s' % e)
+    if built.scale is not None and built.scale <= 0:
+        raise UserError('--scale %g: must be > 0' % built.scale)
+    return built.scale, built.margin
+
+
 def new_arch(given, total_classes, shape, dataset):
     """The Arch of a new first stage: the flags ``given`` ({field: value or None}), the data's
     ``total_classes`` and ``shape`` ((channels, (height, width)), --image_size already applied).
     With a holdout the class layer has one output per trained class."""
-    values = dict(given, channels=shape[0], image_size=tuple(shape[1]))
+    scale, margin = head_values(given.get('head'), given.get('scale'), given.get('margin'))
+    values = dict(given, channels=shape[0], image_size=tuple(shape[1]), scale=scale, margin=margin)
     if values.get('num_classes') is None:  # one output per class of the dataset
         values['num_classes'] = total_classes
     arch = Arch(**{k: d if values.get(k) is None else values[k] for k, d in ARCH_DEFAULTS.items()})
@@ -240,7 +294,8 @@ def check_arch(arch, given, path):
 def build_net(arch, ctxs):
     """The network of ``arch`` on ``ctxs``, initialised and hybridized (checkpoints.restore_net
     puts a checkpoint's weights in it)."""
-    net = get_model(arch.model, arch.num_classes, arch.feature_size, arch.act, min(arch.image_size))
+    net = get_model(arch.model, arch.num_classes, arch.feature_size, arch.act, min(arch.image_size),
+                    (arch.head, arch.scale, arch.margin))
     net.initialize(mx.init.Xavier(magnitude=2.24), ctx=ctxs)
     # settle deferred shapes so a checkpoint can be checked
     net(nd.zeros((1, arch.channels) + tuple(arch.image_size), ctx=ctxs[0]))

@@ -11,6 +11,7 @@ and 2k+1 making pair k; its benchmarks split the pairs into 10 consecutive folds
 """
 import collections
 import os
+import unicodedata
 
 import numpy as np
 
@@ -93,9 +94,10 @@ def _folder_name(folder, raw):
     candidates = [os.fsdecode(raw)]
     for encoding in ('utf-8', 'cp1252', 'latin-1'):
         try:
-            candidates.append(raw.decode(encoding))
+            text = raw.decode(encoding)
         except UnicodeDecodeError:
-            pass
+            continue
+        candidates += [unicodedata.normalize(form, text) for form in ('NFC', 'NFD')]  # as a Mac writes names
     for name in candidates:
         if os.path.isdir(os.path.join(folder, name)):
             return name

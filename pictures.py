@@ -117,6 +117,27 @@ def plot_comparison(path, rows, num_classes, class_names=None):
     _save(plt, fig, path)
 
 
+def plot_side_by_side(path, columns, num_classes, class_names=None):
+    """One column per run, as the margin papers draw theirs: its training features above, the features of
+    the classes it never trained on below (crosses; a blank panel when it held none out).
+
+    columns: [(title, (features, labels) of training images, (features, labels) of held-out classes or
+    None, centers, their classes)]."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(2, len(columns), figsize=(4.2 * len(columns), 8.4), dpi=80, squeeze=False)
+    for k, (title, train, held, centers, center_labels) in enumerate(columns):
+        draw_features(axes[0][k], train[0], train[1], num_classes, '%s\ntraining images' % title, centers,
+                      class_names, center_labels)
+        if held is None:
+            axes[1][k].set_axis_off()
+            axes[1][k].set_title('%s\nno class held out' % title, fontsize=10)
+        else:
+            draw_features(axes[1][k], held[0][:0], held[1][:0], num_classes,
+                          '%s\nclasses never trained on' % title, held=held)
+    fig.tight_layout()
+    _save(plt, fig, path)
+
+
 def plot_roc(path, curves, title):
     """ROC curves, TAR against FAR on a log scale. curves: [(label, far list, tar list, line style)]."""
     plt = _pyplot()

@@ -127,3 +127,17 @@ def comparison_path(out_dir, dataset):
 def verify_path(out_dir, dataset):
     """The ROC figure of --verify with several runs: a curve per run."""
     return os.path.join(out_dir, 'verify-%s.png' % dataset)
+
+
+def interrupted(ckpt_dir, out_dir, prefix=None):
+    """The RunFiles of the stage whose last checkpoint in ``ckpt_dir`` was written last (of the run
+    ``prefix``: its first or its second stage), or None when there is none."""
+    if prefix is not None:
+        first = RunFiles(ckpt_dir, out_dir, prefix)
+        found = [f.last for f in (first, first.second()) if os.path.isfile(f.last)]
+    else:
+        found = glob.glob(os.path.join(glob.escape(ckpt_dir), '*-last.params'))
+    if not found:
+        return None
+    newest = os.path.basename(max(found, key=os.path.getmtime))
+    return RunFiles(ckpt_dir, out_dir, newest[:-len('-last.params')])

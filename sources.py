@@ -26,6 +26,7 @@ import hashlib
 import io
 import os
 import struct
+import unicodedata
 
 import numpy as np
 
@@ -118,7 +119,8 @@ def _folder(root):
         skipped['files outside class folders'] += sum(1 for _, is_dir, _ in entries if not is_dir)
         if not names[split]:
             raise SourceError('%s holds no class folders' % top)
-    classes = sorted(set(names['train']) | set(names['test']))
+    # a class is its name however its letters are composed (a Mac writes 'é' as e + accent, most others as one)
+    classes = sorted({_nfc(n) for split in SPLITS for n in names[split]})
     ids = {c: i for i, c in enumerate(classes)}
     splits = {}
     for split in SPLITS:
@@ -135,9 +137,10 @@ def _folder(root):
                     files.append(name)
                     listing.append('%s/%s/%s\t%d' % (split, c, name, size))
             if not files:
-                raise SourceError('class folder %s holds no images (%s, ...)' % (folder, ', '.join(IMAGE_EXTENSIONS[:4])))
+                raise SourceError('class folder %s holds no images (%s, ...)'
+                                  % (folder, ', '.join(IMAGE_EXTENSIONS[:4])))
             paths += [os.path.join(folder, f) for f in files]
-            labels += [ids[c]] * len(files)
+            labels += [ids[_nfc(c)]] * len(files)
         splits[split] = Split(split, 'folder', paths, np.array(labels, np.int64), os.path.join(root, split), None)
     skipped = collections.Counter({k: v for k, v in skipped.items() if v})
     return Source('folder', root, classes, range(len(classes)), splits, skipped,
@@ -238,7 +241,8 @@ def _header(f, key, offset, end, rec):
     f.seek(offset)
     frame = f.read(8 + IR_SIZE)
     if len(frame) < 8:
-        raise SourceError('%s is cut short: record %d at byte %d lies past its end (%d bytes)' % (rec, key, offset, end))
+        raise SourceError('%s is cut short: record %d at byte %d lies past its end (%d bytes)'
+                          % (rec, key, offset, end))
     magic, word = struct.unpack('<II', frame[:8])
     if magic != RECORD_MAGIC:
         raise SourceError('%s: no record at byte %d, where its .idx puts record %d (the .idx does not match it)'
@@ -369,6 +373,10 @@ def decode(blob, channels, size, name):
         interp = 3 if img.shape[0] * img.shape[1] > size[0] * size[1] else 2
         img = mx.image.imresize(img, size[1], size[0], interp=interp)
     return np.ascontiguousarray(img.asnumpy().reshape(size[0], size[1], channels).transpose(2, 0, 1))
+
+
+def _nfc(name):
+    return unicodedata.normalize('NFC', name)
 
 
 def _digest(text):

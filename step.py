@@ -3,12 +3,18 @@
 import compat  # noqa: F401  (before mxnet)
 
 from mxnet import autograd, gluon, nd
+from mxnet.gluon import nn
 
 
 class Objective(gluon.HybridBlock):
     """One graph for a training step: scores, features, and the per-sample
     softmax and center losses (either may be switched off). ``counts`` are the
     class counts of the whole batch, which may be split across devices.
+
+    With a margin head as the network's class layer (margins.py), the softmax
+    loss is taken on the head's logits with the labels (the margin on each
+    image's own class); the scores returned, for the accuracy, are its plain
+    scaled cosines.
 
     ``warm`` (shape (1,)) is the share of lambda the features feel (schedule.py:
     the center loss's warm-up). The center loss sees features whose value is
@@ -19,10 +25,14 @@ class Objective(gluon.HybridBlock):
         self.net = net
         self.center_loss = center_loss
         self.ce = gluon.loss.SoftmaxCrossEntropyLoss() if softmax else None
+        self.margin = not isinstance(net.output, nn.Dense)
 
     def hybrid_forward(self, F, x, y, counts=None, warm=None):
         scores, features = self.net(x)
-        l_s = self.ce(scores, y) if self.ce is not None else F.zeros_like(y)
+        if self.ce is None:
+            l_s = F.zeros_like(y)
+        else:
+            l_s = self.ce(self.net.output(features, y) if self.margin else scores, y)
         if self.center_loss is None:
             l_c = F.zeros_like(y)
         else:

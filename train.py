@@ -199,7 +199,8 @@ def start_stage(stage, rt, data, output):
             center.center_update)
     n = data.train_x.shape[0]
     passes = 'one pass over the %d training images' % n if stage.passes == 1 else \
-        '%d passes over the %d training images: an epoch is at least %d steps' % (stage.passes, n, optim.min_epoch_steps)
+        '%d passes over the %d training images: an epoch is at least %d steps' % (
+            stage.passes, n, optim.min_epoch_steps)
     print('%s stage "%s": %s, %s of %d steps (%s), %d steps in all; %s, batch %d, shifts up to %d px%s'
           % (stage.kind, stage.files.prefix, stage.title, plural(optim.epochs, 'epoch'), schedule.steps, passes,
              schedule.total, schedule.describe(), optim.batch_size, optim.shift, text))
@@ -344,6 +345,8 @@ def train_epoch(stage, rt, data, output, epoch):
         step = (epoch - 1) * steps + b
         if stage.schedule.kind == 'onecycle' and hasattr(stage.trainer._optimizer, 'momentum'):
             stage.trainer._optimizer.momentum = stage.schedule.momentum_at(step)  # the rate: the Trainer's scheduler
+        if stage.kind == 'first' and hasattr(stage.net.output, 'anneal'):  # SphereFace: its lambda at this step
+            stage.net.output.anneal(step)
         for loss, l_s, l_c, scores, features, y_dev in train_step(
                 stage.objective, stage.trainer, stage.center_trainer, x, y, rt.ctxs, stage.arch.num_classes,
                 stage.reducer, counts=counts, batch_size=len(batch), warm=stage.schedule.lmbd_factor(step)):

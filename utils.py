@@ -130,7 +130,8 @@ def find_data(dataset, data_dir=None, download=True):
     stems = FILES['train'] + FILES['test']
     if data_dir is not None:
         if not os.path.isdir(data_dir):
-            raise DataError('data directory %s does not exist' % data_dir)
+            raise DataError('data directory %s %s' % (data_dir, 'is not a folder' if os.path.exists(data_dir)
+                                                      else 'does not exist'))
         missing = [s for s in stems if not _find(data_dir, s)]
         if missing:
             raise DataError('data directory %s lacks %s (.gz or raw IDX)' % (data_dir, ', '.join(missing)))

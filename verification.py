@@ -245,3 +245,44 @@ def open_set_auroc(known, held, centers, metric):
     k = np.sort(similarity(known, centers, metric).max(axis=1))
     h = np.sort(similarity(held, centers, metric).max(axis=1))
     return auc(k, h)
+
+
+# --------------------------------------------------------------------------- retrieval
+
+def retrieval(features, labels, chunk=512):
+    """Precision at 1, R-precision and MAP@R by cosine similarity, as pytorch-metric-learning's
+    AccuracyCalculator defines them (Musgrave et al., A Metric Learning Reality Check, 2020): each
+    image queries all the others; R is the number of the others of its class; the ranking is by
+    cosine, highest first (ties kept in the images' order).
+
+        precision@1  share of queries whose nearest other image is of their class
+        R-precision  mean over queries of (images of its class among the first R) / R
+        MAP@R        mean over queries of (1 / R) sum_{k <= R, item k of its class} precision at k
+
+    Queries whose class has no other image are left out. Brute force, by chunks of ``chunk`` queries.
+    """
+    labels = np.asarray(labels)
+    f = np.asarray(features, np.float64)
+    f = f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
+    counts = {c: n for c, n in zip(*np.unique(labels, return_counts=True))}
+    r_all = np.array([counts[c] - 1 for c in labels])
+    top = int(r_all.max()) if len(labels) else 0
+    p1, r_prec, map_r = [], [], []
+    for start in range(0, len(labels), chunk):
+        rows = np.arange(start, min(start + chunk, len(labels)))
+        s = f[rows] @ f.T
+        s[np.arange(len(rows)), rows] = -np.inf                       # not itself
+        order = np.argsort(-s, axis=1, kind='stable')[:, :max(top, 1)]
+        hits = labels[order] == labels[rows, None]                     # (queries, top)
+        r = r_all[rows]
+        keep = r > 0
+        ranks = np.arange(1, hits.shape[1] + 1)
+        within = ranks[None, :] <= r[:, None]
+        precision_k = np.cumsum(hits, axis=1) / ranks[None, :]
+        p1.append(hits[keep, 0])
+        r_prec.append((hits & within).sum(axis=1)[keep] / r[keep])
+        map_r.append((precision_k * (hits & within)).sum(axis=1)[keep] / r[keep])
+    if not len(labels) or not np.concatenate(p1).size:
+        raise ValueError('retrieval needs two images of a class at least')
+    return {'precision_at_1': float(np.concatenate(p1).mean()), 'r_precision': float(np.concatenate(r_prec).mean()),
+            'map_at_r': float(np.concatenate(map_r).mean()), 'queries': int(np.concatenate(p1).size)}

@@ -28,12 +28,10 @@ def main():
     args = p.parse_args()
     import compat  # noqa: F401
     import mxnet as mx
-    from mxnet import nd
     import checkpoints
     import commands
-    import images as images_mod
     import evaluation
-    import models
+    import images as images_mod
     import pairs
     import utils
     import verification

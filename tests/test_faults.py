@@ -123,7 +123,8 @@ def test_a_second_run_of_the_same_prefix_stops_at_once(tmp_path):
     (tmp_path / 'ckpt').mkdir()
     files = RunFiles(str(tmp_path / 'ckpt'), str(tmp_path / 'out'), 'center-loss')
     holder = subprocess.Popen([sys.executable, '-c', 'import sys, time; sys.path.insert(0, %r); '
-                               'from runfiles import RunFiles; from runlock import lock_run; lock_run(RunFiles(%r, %r, "center-loss")); '
+                               'from runfiles import RunFiles; from runlock import lock_run; '
+                               'lock_run(RunFiles(%r, %r, "center-loss")); '
                                'print("locked", flush=True); time.sleep(300)'
                                % (ROOT, files.ckpt_dir, files.out_dir)],
                               stdout=subprocess.PIPE, universal_newlines=True)
@@ -190,7 +191,8 @@ def test_a_failed_checkpoint_write_names_the_checkpoint(tmp_path, monkeypatch, c
     fail_from_epoch(monkeypatch, 2, lambda: failing.append(True))
     rc = trainer.main(['--train', '--center_loss', '--epochs', '3'] + TINY + dirs(tmp_path))
     assert_clean_error((rc, '', capsys.readouterr().err),
-                       'could not write %s (No space left on device)' % os.path.join(ckpt_dir, 'center-loss-last.params'),
+                       'could not write %s (No space left on device)'
+                       % os.path.join(ckpt_dir, 'center-loss-last.params'),
                        status=trainer.EXIT_IO)
     assert_epoch_one_kept(tmp_path)
 

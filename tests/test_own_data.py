@@ -118,7 +118,8 @@ def test_a_folder_and_its_recordio_train_the_same_steps(same_images, trained):
         np.testing.assert_allclose(pr[k], pf[k], rtol=1e-5, atol=1e-6, err_msg=k)
     assert mf['history'][-1]['test_acc_softmax'] > 0.9  # three easy classes: chance is 1/3
     out = tmp / 'run-folder' / 'out'
-    assert os.path.getsize(str(out / 'center-loss-train.gif')) > 0 and (out / 'center-loss-test-epoch-01.50.png').exists()
+    assert os.path.getsize(str(out / 'center-loss-train.gif')) > 0
+    assert (out / 'center-loss-test-epoch-01.50.png').exists()
 
 
 def test_later_commands_on_a_streamed_source(same_images, trained):
@@ -198,7 +199,6 @@ def test_pairs_txt_gives_the_figures_computed_directly(same_images, trained, tmp
     result = json.load(open(str(tmp / 'run-folder' / 'out' / 'center-loss-pairs.json')))
     # the same figures from the features of the same images, computed here
     import commands
-    import models
     ckpt = checkpoints.load_checkpoint(str(tmp / 'run-folder' / 'ckpt' / 'center-loss-best.params'))
     import mxnet as mx
     arch, net, _ = commands.network(ckpt, [mx.cpu()])

@@ -106,8 +106,8 @@ def test_auto_measures_only_where_bfloat16_can_run(monkeypatch):
 
 def test_auto_takes_the_measured_choice_and_says_both_rates(monkeypatch):
     monkeypatch.setattr(compat, 'cpu_has_bf16', lambda flags=None: True)
-    monkeypatch.setattr(precision, 'choose', lambda spec: precision.Choice('float32', {'bfloat16': 467.0,
-                                                                                       'float32': 692.0}, 'measured', 'k'))
+    choice = precision.Choice('float32', {'bfloat16': 467.0, 'float32': 692.0}, 'measured', 'k')
+    monkeypatch.setattr(precision, 'choose', lambda spec: choice)
     chosen, why = choose(['--train'])
     assert chosen == 'float32' and 'bfloat16 467' in why and 'float32 692' in why and '1.10x' in why
 

@@ -43,7 +43,8 @@ def test_a_checkpoint_records_its_run(interrupted):
 
 @pytest.mark.parametrize('flag,value,recorded', [('--lr', '0.1', '--lr 0.05'), ('--epochs', '5', '--epochs 3'),
                                                  ('--lr_schedule', 'cosine', '--lr_schedule step'),
-                                                 ('--seed', '1', '--seed 5'), ('--center_loss', None, 'no --center_loss'),
+                                                 ('--seed', '1', '--seed 5'),
+                                                 ('--center_loss', None, 'no --center_loss'),
                                                  ('--train_samples', '300', '--train_samples 600'),
                                                  ('--dataset', 'fashion-mnist', '--dataset mnist')])
 def test_resume_refuses_a_flag_that_changes_the_run(interrupted, flag, value, recorded):
@@ -159,8 +160,8 @@ def test_one_class_and_images_too_small_are_refused(tmp_path):
     assert_clean_error(run('--train', '--data_dir', one, *FAST, *dirs(tmp_path)), 'one class only (a)',
                        'at least two classes')
     small = write_folder(str(tmp_path / 'small'), {'train': digits(12, 0, size=6), 'test': digits(6, 1, size=6)})
-    assert_clean_error(run('--train', '--data_dir', small, *FAST, *dirs(tmp_path)), 'lenet++ takes images of at least 8x8',
-                       'these are 6x6', '--image_size 8')
+    assert_clean_error(run('--train', '--data_dir', small, *FAST, *dirs(tmp_path)),
+                       'lenet++ takes images of at least 8x8', 'these are 6x6', '--image_size 8')
     assert_clean_error(run('--train', '--data_dir', small, '--model', 'lenet', '--image_size', '12', *FAST,
                            *dirs(tmp_path)), 'lenet takes images of at least 16x16')
     assert not os.path.exists(str(tmp_path / 'ckpt' / 'softmax-last.params'))

@@ -217,3 +217,20 @@ def test_an_index_that_is_not_one(tmp_path):
     with pytest.raises(sources.SourceError, match='no record at byte 7'):
         sources.open_source(root)
     assert struct.calcsize(sources.IR_FORMAT) == sources.IR_SIZE
+
+
+def test_a_class_is_its_name_however_its_letters_are_composed(tmp_path):
+    """A Mac writes 'é' as e + a combining accent (NFD), most systems as one letter (NFC): a class whose
+    training folder came from one and whose test folder from the other is one class."""
+    import unicodedata
+    name = 'Chloé'
+    root = tmp_path / 'd'
+    for split, form in (('train', 'NFD'), ('test', 'NFC')):
+        for k, other in enumerate(('Zoe', unicodedata.normalize(form, name))):
+            folder = root / split / other
+            folder.mkdir(parents=True)
+            for i in range(3):
+                (folder / ('%d.png' % i)).write_bytes(png(digits(1, i + k)[0][0]))
+    src = sources.open_source(str(root))
+    assert src.classes == [unicodedata.normalize('NFC', name), 'Zoe']
+    assert sorted(set(src.splits['test'].labels)) == sorted(set(src.splits['train'].labels)) == [0, 1]

@@ -143,3 +143,47 @@ def test_open_set_auroc_counts_known_against_held_out():
         sk, sh = (v.similarity(x, centers, metric).max(axis=1) for x in (known, held))
         ref = np.mean([1.0 if a > b else 0.5 if a == b else 0.0 for a in sk for b in sh])
         assert v.open_set_auroc(known, held, centers, metric) == pytest.approx(ref, abs=1e-12)
+
+
+def test_retrieval_on_a_hand_made_case():
+    """Five images, classes 0 (a, b, e) and 1 (c, d): by cosine, a ranks b, d, c, e; b ranks a, d, c, e;
+    c ranks d first; d ranks c first; e ranks c, d, b, a. R is 2 for class 0 and 1 for class 1.
+    precision@1: a, b, c, d right, e wrong: 4/5. R-precision: a 1/2, b 1/2, c 1, d 1, e 0: 3/5.
+    MAP@R: a (1/2)(1/1) = 1/2, b 1/2, c 1, d 1, e 0: 3/5."""
+    f = np.array([[1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9], [-1, 0]])
+    r = v.retrieval(f, np.array([0, 0, 1, 1, 0]))
+    assert r == {'precision_at_1': pytest.approx(0.8), 'r_precision': pytest.approx(0.6),
+                 'map_at_r': pytest.approx(0.6), 'queries': 5}
+
+
+def test_map_at_r_rewards_the_order_within_the_first_r():
+    """Query q of class 0 with R = 2: same-class items at ranks 1 and 3 give R-precision 1/2 and
+    MAP@R (1/2)(1/1) = 1/2; at ranks 2 and 3, R-precision 1/2 and MAP@R (1/2)(1/2) = 1/4."""
+    q = [1.0, 0.0]
+    near, mid, far = [0.99, 0.14], [0.9, 0.44], [0.7, 0.71]
+    first = v.retrieval(np.array([q, near, mid, far]), np.array([0, 0, 1, 0]))
+    second = v.retrieval(np.array([q, near, mid, far]), np.array([0, 1, 0, 0]))
+    # query 0's part: look at it through a set where the other queries score the same in both
+    assert first['r_precision'] != second['r_precision'] or first['map_at_r'] != second['map_at_r']
+    only = lambda f, l: v.retrieval(f, l, chunk=1)  # noqa: E731 (chunks change nothing)
+    assert only(np.array([q, near, mid, far]), np.array([0, 0, 1, 0])) == first
+
+
+def test_retrieval_equals_a_loop_over_queries():
+    rng = np.random.RandomState(3)
+    f, labels = rng.randn(120, 6), rng.randint(0, 5, 120)
+    r = v.retrieval(f, labels, chunk=17)
+    fn = f / np.linalg.norm(f, axis=1, keepdims=True)
+    p1, rp, mapr = [], [], []
+    for i in range(len(f)):
+        others = [j for j in range(len(f)) if j != i]
+        ranked = sorted(others, key=lambda j: (-(fn[i] @ fn[j]), j))
+        hits = [labels[j] == labels[i] for j in ranked]
+        big_r = int(sum(labels == labels[i]) - 1)
+        if not big_r:
+            continue
+        p1.append(hits[0])
+        rp.append(sum(hits[:big_r]) / big_r)
+        mapr.append(sum(sum(hits[:k + 1]) / (k + 1) for k in range(big_r) if hits[k]) / big_r)
+    assert r['precision_at_1'] == pytest.approx(np.mean(p1)) and r['r_precision'] == pytest.approx(np.mean(rp))
+    assert r['map_at_r'] == pytest.approx(np.mean(mapr)) and r['queries'] == len(p1)

@@ -1,0 +1,161 @@
+"""Center loss against its successors on classes never seen: one protocol, every head, several seeds.
+
+    python bench/heads.py --table --datasets mnist,fashion-mnist --seeds 42,7,3 --log heads.jsonl
+    python bench/heads.py --cost                   # a step's time of each head against softmax
+
+``--table`` trains, for each dataset and seed, with classes 5-9 held out and 32-D features, at the default
+schedule (no flag but these, ``--seed`` and the head's): softmax; softmax + center loss and its second
+stage; NormFace, SphereFace, CosFace, ArcFace; ArcFace + center loss. Then ``--verify`` on each, and
+prints one Markdown table: for each run the test accuracy on the trained classes (softmax: the head's own
+argmax), AUC and TAR at FAR 1e-3 by cosine on pairs of the held-out classes, precision at 1, R-precision
+and MAP@R, each as the mean and the spread (half the range) over the seeds. Runs already in ``--work``
+are reused, so an interrupted table continues where it stopped.
+
+``--cost`` times hybridized training steps (forward, backward, update) of LeNet++ with each class layer
+on one batch of 64 MNIST-sized images, the heads in turn, several rounds, and prints each head's median
+step time against softmax's.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+# (name, prefix, flags of its first stage); the second stage of 'center-loss' is run after it
+RUNS = [('softmax', 'softmax', []),
+        ('softmax + center loss', 'center-loss', ['--center_loss']),
+        ('center loss, second stage', 'center-loss-second', None),
+        ('NormFace', 'normface', ['--head', 'normface']),
+        ('SphereFace', 'sphereface', ['--head', 'sphereface']),
+        ('CosFace', 'cosface', ['--head', 'cosface']),
+        ('ArcFace', 'arcface', ['--head', 'arcface']),
+        ('ArcFace + center loss', 'arcface-center', ['--head', 'arcface', '--center_loss'])]
+PROTOCOL = ['--holdout', '5,6,7,8,9', '--feature_size', '32']
+
+
+def main_py(args, log):
+    cmd = [sys.executable, os.path.join(ROOT, 'main.py')] + args
+    print('$ python main.py ' + ' '.join(args), flush=True)
+    proc = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
+    with open(log, 'a') as f:
+        f.write(proc.stdout)
+    if proc.returncode != 0:
+        print('  failed (exit %d): %s' % (proc.returncode, proc.stdout.strip().splitlines()[-1:]), flush=True)
+    return proc.returncode
+
+
+def table(args):
+    work = args.work
+    os.makedirs(work, exist_ok=True)
+    rows = []
+    for dataset in args.datasets.split(','):
+        for seed in [int(s) for s in args.seeds.split(',')]:
+            folder = os.path.join(work, '%s-seed%d' % (dataset, seed))
+            where = ['--ckpt_dir', os.path.join(folder, 'ckpt'), '--out_dir', os.path.join(folder, 'out'),
+                     '--no_plotting'] if args.no_plotting else ['--ckpt_dir', os.path.join(folder, 'ckpt'),
+                                                                '--out_dir', os.path.join(folder, 'out')]
+            log = os.path.join(folder + '.log')
+            os.makedirs(folder, exist_ok=True)
+            for name, prefix, flags in RUNS:
+                verify = os.path.join(folder, 'out', prefix + '-verify.json')
+                if not os.path.isfile(verify):
+                    if flags is None:
+                        stage = ['--second_train', '--prefix', prefix[:-len('-second')]]
+                    else:
+                        stage = ['--train', '--prefix', prefix, '--dataset', dataset, '--seed', str(seed)] + \
+                            PROTOCOL + flags
+                    if main_py(stage + where, log) or main_py(['--verify', '--prefix', prefix] + where, log):
+                        continue
+                result = json.load(open(verify))
+                metrics = json.load(open(os.path.join(folder, 'out', prefix + '-metrics.json')))
+                last = metrics['epochs'][-1]
+                row = dict(dataset=dataset, seed=seed, run=name, accuracy=last['test_acc_softmax'],
+                           center_accuracy=last['test_acc_center'], auc=result['cosine']['auc'],
+                           tar=result['cosine']['tar_at_far_0.001'], **result['cosine']['retrieval'])
+                rows.append(row)
+                if args.log:
+                    with open(args.log, 'a') as f:
+                        f.write(json.dumps(row) + '\n')
+    print_table(rows)
+
+
+def print_table(rows):
+    keys = [('accuracy', 'accuracy (trained classes)'), ('auc', 'AUC'), ('tar', 'TAR @ FAR 1e-3'),
+            ('precision_at_1', 'P@1'), ('r_precision', 'R-precision'), ('map_at_r', 'MAP@R')]
+    for dataset in sorted({r['dataset'] for r in rows}):
+        print('\n%s, classes 5-9 never trained on, 32-D features (mean +- half the range over seeds %s)\n'
+              % (dataset, ','.join(str(s) for s in sorted({r['seed'] for r in rows if r['dataset'] == dataset}))))
+        print('| run | ' + ' | '.join(title for _, title in keys) + ' |')
+        print('|---|' + '---|' * len(keys))
+        for name, _, _ in RUNS:
+            mine = [r for r in rows if r['dataset'] == dataset and r['run'] == name]
+            if not mine:
+                continue
+            cells = []
+            for key, _ in keys:
+                values = np.array([r[key] for r in mine])
+                cells.append('%.4f +- %.4f' % (values.mean(), (values.max() - values.min()) / 2))
+            print('| %s | %s |' % (name, ' | '.join(cells)))
+
+
+def cost(rounds=5, steps=20):
+    import compat  # (before mxnet)
+    import mxnet as mx
+    from mxnet import gluon, nd
+    import models
+    import step
+    rng = np.random.RandomState(0)
+    x, y = nd.array(rng.randn(64, 1, 28, 28)), nd.array(rng.randint(0, 10, 64))
+    runners = {}
+    for head in models.HEADS:
+        mx.random.seed(0)
+        scale, margin = models.head_values(head, None, None)
+        net = models.build_net(models.Arch('lenet++', 'leaky', 2, 10, head=head, scale=scale, margin=margin),
+                               [mx.cpu()])
+        objective = step.Objective(net)
+        objective.hybridize(static_alloc=True, static_shape=True)
+        trainer = gluon.Trainer(net.collect_params(), 'sgd', {'learning_rate': 0.01, 'momentum': 0.9})
+        runners[head] = (objective, trainer)
+    times = {head: [] for head in runners}
+    for r in range(rounds + 1):
+        for head, (objective, trainer) in runners.items():
+            tic = time.time()
+            for _ in range(steps):
+                step.train_step(objective, trainer, None, x, y, [mx.cpu()], 10)
+            nd.waitall()
+            if r:  # round 0 warms every graph up
+                times[head].append((time.time() - tic) / steps)
+    print('a training step of LeNet++ (2-D features, batch 64) on %s, %d cores: median of %d rounds of %d steps'
+          % (compat.cpu_name(), len(os.sched_getaffinity(0)), rounds, steps))
+    base = float(np.median(times['softmax']))
+    print('| class layer | ms a step | against softmax |\n|---|---|---|')
+    for head, t in times.items():
+        print('| %s | %.2f | %+.1f%% |' % (head, 1000 * float(np.median(t)), 100 * (float(np.median(t)) / base - 1)))
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--table', action='store_true')
+    p.add_argument('--cost', action='store_true')
+    p.add_argument('--datasets', default='mnist,fashion-mnist')
+    p.add_argument('--seeds', default='42,7,3')
+    p.add_argument('--work', default=os.path.join(ROOT, 'output', 'heads'), help='checkpoints and figures')
+    p.add_argument('--no_plotting', action='store_true', help='no GIFs (they change no figure of the table)')
+    p.add_argument('--log', default=None, help='append each row as a JSON line to this file')
+    args = p.parse_args()
+    if args.cost:
+        cost()
+    if args.table:
+        table(args)
+    if not (args.cost or args.table):
+        p.error('--table and/or --cost')
+
+
+if __name__ == '__main__':
+    main()

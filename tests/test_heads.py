@@ -1,0 +1,92 @@
+"""The margin heads in the trainer: --head with and without center loss, the second stage after a head,
+what --verify measures (retrieval included), --export's files, and the side-by-side figure."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+import checkpoints
+import verification
+from helpers import QUICK, dirs, run_main as run
+
+HELD = ['--holdout', '5,6,7,8,9', '--feature_size', '4', '--test_samples', '600']
+
+
+@pytest.fixture(scope='module')
+def heads(tmp_path_factory):
+    """Two epochs of ArcFace + center loss and of SphereFace, classes 5-9 held out, then a second stage."""
+    tmp = tmp_path_factory.mktemp('heads')
+    runs = {}
+    for prefix, flags in (('arc', ['--head', 'arcface', '--center_loss']), ('sphere', ['--head', 'sphereface'])):
+        runs[prefix] = run('--train', '--epochs', '2', '--prefix', prefix, *flags, *HELD, *QUICK, *dirs(tmp))
+    runs['second'] = run('--second_train', '--prefix', 'arc', '--epochs', '1', *QUICK, *dirs(tmp))
+    return tmp, runs
+
+
+def test_heads_train_and_record_their_margin(heads):
+    tmp, runs = heads
+    for name, (rc, out, err) in runs.items():
+        assert rc == 0, (name, err)
+        assert 'Traceback' not in err
+    arch = checkpoints.load_checkpoint(str(tmp / 'ckpt' / 'arc-last.params')).meta['run']['arch']
+    assert (arch['head'], arch['scale'], arch['margin']) == ('arcface', 64.0, 0.5)
+    sphere = checkpoints.load_checkpoint(str(tmp / 'ckpt' / 'sphere-last.params'))
+    assert (sphere.meta['run']['arch']['scale'], sphere.meta['run']['arch']['margin']) == (None, 4)
+    # lambda was annealed step by step: after 2 epochs of 3 steps (300 trained images, batch 128) it is lambda(5)
+    assert sphere.arrays['net.output.lmbd'].asscalar() == pytest.approx(1000 / (1 + 0.12 * 5), rel=1e-5)
+    second = checkpoints.load_checkpoint(str(tmp / 'ckpt' / 'arc-second-last.params')).meta['run']['arch']
+    assert second['head'] == 'arcface'  # the second stage keeps the first stage's head, frozen
+    # a normalising head's features are the normalised ones: the centers live near the unit circle
+    centers = checkpoints.load_checkpoint(str(tmp / 'ckpt' / 'arc-last.params')).centers.asnumpy()
+    assert (np.linalg.norm(centers, axis=1) <= 1.0 + 1e-5).all()
+
+
+def test_verify_gives_retrieval_and_export_writes_the_embeddings(heads):
+    tmp, _ = heads
+    export = tmp / 'embeddings'
+    rc, out, err = run('--verify', '--prefix', 'arc,sphere', '--export', str(export), *QUICK, *dirs(tmp))
+    assert rc == 0, err
+    assert out.count('retrieval by cosine') == 2 and 'precision@1' in out and 'MAP@R' in out
+    result = json.load(open(str(tmp / 'out' / 'arc-verify.json')))
+    for key in ('precision_at_1', 'r_precision', 'map_at_r'):
+        assert 0 <= result['cosine']['retrieval'][key] <= 1
+    for prefix in ('arc', 'sphere'):
+        folder = export / prefix
+        saved = np.load(str(folder / 'embeddings.npz'))
+        n = len(saved['labels'])
+        assert saved['features'].shape == (n, 4) and list(saved['class_names']) == [str(i) for i in range(10)]
+        assert set(saved['labels'][saved['held_out']]) <= {5, 6, 7, 8, 9} and saved['held_out'].any()
+        tensors = np.loadtxt(str(folder / 'tensors.tsv'), delimiter='\t')
+        np.testing.assert_allclose(tensors, saved['features'], rtol=1e-6, atol=1e-6)
+        lines = open(str(folder / 'metadata.tsv')).read().splitlines()
+        assert lines[0] == 'label\tclass\theld_out' and len(lines) == n + 1
+        assert all(len(line.split('\t')) == 3 for line in lines)
+    direct = verification.retrieval(saved['features'][saved['held_out']], saved['labels'][saved['held_out']])
+    sphere = json.load(open(str(tmp / 'out' / 'sphere-verify.json')))['cosine']['retrieval']
+    assert sphere['map_at_r'] == pytest.approx(direct['map_at_r'])  # the exported features are those verified
+
+
+def test_compare_draws_the_heads_side_by_side(heads):
+    tmp, _ = heads
+    rc, out, err = run('--compare', '--prefix', 'arc,sphere', *QUICK, *dirs(tmp))
+    assert rc == 0, err
+    assert 'side-by-side figure' in out and os.path.getsize(str(tmp / 'out' / 'heads-mnist.png')) > 0
+
+
+@pytest.mark.parametrize('flags,message', [
+    (['--margin', '0.3'], '--margin is for a margin head'),
+    (['--head', 'normface', '--margin', '0.3'], 'NormFace has none'),
+    (['--head', 'arcface', '--margin', '2'], "ArcFace's angle must be in [0, pi/2)"),
+    (['--head', 'sphereface', '--margin', '2.5'], 'whole margin'),
+    (['--export', 'x'], '--export writes the features of --test or --verify'),
+])
+def test_bad_head_flags(tmp_path, flags, message):
+    rc, out, err = run('--train', *flags, *QUICK, *dirs(tmp_path))
+    assert rc == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_later_command_cannot_change_the_head(heads):
+    tmp, _ = heads
+    rc, out, err = run('--test', '--prefix', 'arc', '--head', 'cosface', *QUICK, *dirs(tmp))
+    assert rc == 2 and 'was made with --head arcface, not cosface' in err, err

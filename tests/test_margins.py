@@ -1,0 +1,170 @@
+"""margins.py: each head's logits against a float64 numpy reference of its formula, the edges of
+ArcFace and SphereFace, gradients, and the file copied alone into an empty folder trains."""
+import math
+import os
+import shutil
+import subprocess
+import sys
+
+import mxnet as mx
+import numpy as np
+import pytest
+from mxnet import autograd, nd
+
+import margins
+from helpers import ROOT
+
+
+def reference_cosines(x, w):
+    x, w = np.asarray(x, np.float64), np.asarray(w, np.float64)
+    return np.clip((x / np.linalg.norm(x, axis=1, keepdims=True)) @ (w / np.linalg.norm(w, axis=1, keepdims=True)).T,
+                   -1, 1)
+
+
+def psi(theta, m):
+    """SphereFace's psi by its definition: (-1)^k cos(m theta) - 2k on [k pi / m, (k + 1) pi / m]."""
+    k = np.minimum(np.floor(theta * m / np.pi), m - 1)
+    return (-1) ** k * np.cos(m * theta) - 2 * k
+
+
+def reference(name, x, w, y, scale, margin, lmbd=None):
+    cos = reference_cosines(x, w)
+    target = cos[np.arange(len(y)), y]
+    theta = np.arccos(target)
+    if name == 'normface':
+        new = target
+    elif name == 'cosface':
+        new = target - margin
+    elif name == 'arcface':
+        new = np.where(target > np.cos(np.pi - margin), np.cos(theta + margin), target - margin * np.sin(margin))
+    else:
+        new = (lmbd * target + psi(theta, margin)) / (1 + lmbd)
+    out = cos.copy()
+    out[np.arange(len(y)), y] = new
+    norms = np.linalg.norm(np.asarray(x, np.float64), axis=1, keepdims=True)
+    return out * (norms if scale is None else scale), cos * (norms if scale is None else scale)
+
+
+def head_with(name, w, **kwargs):
+    head = margins.HEADS[name](w.shape[0], w.shape[1], **kwargs)
+    head.initialize()
+    head.weight.set_data(nd.array(w))
+    return head
+
+
+CASES = [('normface', {}, 20.0, None), ('cosface', {}, 64.0, 0.35), ('arcface', {}, 64.0, 0.5),
+         ('sphereface', {}, None, 4), ('sphereface', {'scale': 30.0, 'margin': 3}, 30.0, 3),
+         ('arcface', {'scale': 10.0, 'margin': 1.2}, 10.0, 1.2), ('cosface', {'scale': 16.0, 'margin': 0.2}, 16.0, 0.2)]
+
+
+@pytest.mark.parametrize('name,kwargs,scale,margin', CASES)
+@pytest.mark.parametrize('hybrid', [False, True])
+def test_logits_match_the_formula(name, kwargs, scale, margin, hybrid):
+    rng = np.random.RandomState(0)
+    x, w, y = rng.randn(64, 5) * 3, rng.randn(7, 5), rng.randint(0, 7, 64)
+    head = head_with(name, w, **kwargs)
+    assert head.scale == scale and head.margin == margin  # the papers' defaults, where none were given
+    if name == 'sphereface':
+        head.anneal(40)
+        assert head.lmbd.data().asscalar() == pytest.approx(1000 / (1 + 0.12 * 40))
+    if hybrid:  # one signature per hybridized head: here, with labels
+        head.hybridize()
+    got = head(nd.array(x), nd.array(y)).asnumpy()
+    want, plain = reference(name, x, w, y, scale, margin, 1000 / (1 + 0.12 * 40))
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * (scale or 10))
+    if not hybrid:  # without labels: the plain scaled cosines
+        np.testing.assert_allclose(head(nd.array(x)).asnumpy(), plain, rtol=1e-4, atol=1e-4 * (scale or 10))
+
+
+def test_arcface_past_pi_takes_insightfaces_linear_margin():
+    """Targets on both sides of theta = pi - m, and at the edges theta = 0 and pi: cos(theta + m) where
+    theta + m <= pi, cos(theta) - m sin(m) beyond, never rising with theta (cos(theta + m) alone would
+    rise again past pi - m)."""
+    m = 0.5
+    w = np.array([[1.0, 0.0], [0.0, 1.0]])
+    angles = np.array([0.0, 1.0, np.pi - m - 0.01, np.pi - m + 0.01, np.pi - 0.1, np.pi])
+    x = np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    head = head_with('arcface', w, scale=1.0, margin=m)
+    got = head(nd.array(x), nd.zeros(len(angles))).asnumpy()[:, 0]
+    want = np.where(angles + m <= np.pi, np.cos(angles + m), np.cos(angles) - m * np.sin(m))
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert (np.diff(got) < 0).all()
+    assert np.cos(np.pi - 0.1 + m) > np.cos(np.pi - m - 0.01 + m)  # what the switch avoids
+
+
+@pytest.mark.parametrize('m', [1, 2, 3, 4])
+def test_sphereface_psi_is_the_papers_and_decreases(m):
+    angles = np.linspace(0, np.pi, 721)
+    w = np.array([[1.0, 0.0], [0.0, 1.0]])
+    x = np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    head = head_with('sphereface', w, scale=1.0, margin=m, base=0.0, lambda_min=0.0)  # lambda 0: psi alone
+    head.anneal(10 ** 6)
+    got = head(nd.array(x), nd.zeros(len(angles))).asnumpy()[:, 0]
+    np.testing.assert_allclose(got, psi(angles, m), atol=2e-4)
+    assert (np.diff(got) <= 1e-5).all() and got[0] == pytest.approx(1.0) and got[-1] == pytest.approx(1 - 2 * m,
+                                                                                                        abs=1e-3)
+
+
+def test_sphereface_lambda_anneals_as_the_paper():
+    head = margins.SphereFace(10, 2)
+    assert [head.lambda_at(t) for t in (0, 1, 100)] == pytest.approx([1000, 1000 / 1.12, 1000 / 13])
+    assert head.lambda_at(10 ** 6) == 5.0 and head.scale is None and head.margin == 4
+    with pytest.raises(ValueError, match='whole margin'):
+        margins.SphereFace(10, 2, margin=1.5)
+
+
+@pytest.mark.parametrize('name', sorted(margins.HEADS))
+def test_gradients_reach_the_weights_and_the_features(name):
+    rng = np.random.RandomState(1)
+    head = head_with(name, rng.randn(4, 3))
+    x = nd.array(rng.randn(8, 3))
+    x.attach_grad()
+    with autograd.record():
+        loss = mx.gluon.loss.SoftmaxCrossEntropyLoss()(head(x, nd.array(rng.randint(0, 4, 8))), nd.array(
+            rng.randint(0, 4, 8)))
+    loss.backward()
+    assert np.isfinite(x.grad.asnumpy()).all() and np.abs(x.grad.asnumpy()).sum() > 0
+    assert np.abs(head.weight.grad().asnumpy()).sum() > 0
+
+
+def test_the_file_copied_alone_trains(tmp_path):
+    """margins.py in an empty folder, nothing else of this repository importable: the docstring's loop
+    runs two steps with each head and the loss is finite."""
+    shutil.copy(os.path.join(ROOT, 'margins.py'), str(tmp_path / 'margins.py'))
+    script = '\n'.join([
+        'import numpy as np',
+        'np.bool = bool',
+        'import mxnet as mx',
+        'from mxnet import autograd, gluon, nd',
+        'from margins import HEADS',
+        'net = gluon.nn.HybridSequential()',
+        'net.add(gluon.nn.Dense(16, activation="relu"), gluon.nn.Dense(2))',
+        'net.initialize()',
+        'x, y = nd.array(np.random.RandomState(0).randn(32, 8)), nd.array(np.arange(32) % 4)',
+        'for name, Head in sorted(HEADS.items()):',
+        '    head = Head(4, 2)',
+        '    head.initialize()',
+        '    params = net.collect_params()',
+        '    params.update(head.collect_params())',
+        '    trainer = gluon.Trainer(params, "sgd", {"learning_rate": 0.01})',
+        '    for step in range(2):',
+        '        if hasattr(head, "anneal"):',
+        '            head.anneal(step)',
+        '        with autograd.record():',
+        '            loss = gluon.loss.SoftmaxCrossEntropyLoss()(head(net(x), y), y)',
+        '        loss.backward()',
+        '        trainer.step(32)',
+        '    assert np.isfinite(loss.asnumpy()).all() and head(net(x)).shape == (32, 4)',
+        '    print(name, float(loss.mean().asscalar()))'])
+    env = dict(os.environ, PYTHONPATH='')
+    proc = subprocess.run([sys.executable, '-c', script], cwd=str(tmp_path), env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, universal_newlines=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sorted(line.split()[0] for line in proc.stdout.splitlines()) == sorted(margins.HEADS)
+    assert not any(f.endswith('.py') and f != 'margins.py' for f in os.listdir(str(tmp_path)))
+
+
+def test_the_defaults_are_the_papers():
+    assert (margins.CosFace(2, 2).scale, margins.CosFace(2, 2).margin) == (64.0, 0.35)
+    assert (margins.ArcFace(2, 2).scale, margins.ArcFace(2, 2).margin) == (64.0, 0.5)
+    assert math.isclose(margins.NormFace(2, 2).scale, 20.0) and margins.NormFace(2, 2).margin is None
