@@ -68,10 +68,10 @@ def parse_args(argv=None):
     for prefix in args.prefixes or []:
         if not prefix or os.sep in prefix or '/' in prefix or prefix.startswith('.'):
             p.error('--prefix %r must be a plain name: no path separator, not starting with "."' % prefix)
-    if args.prefix is None:
-        args.prefix = 'softmax' if args.train and not args.center_loss else 'center-loss'
-    else:
-        args.prefix = args.prefixes[0]
+    args.prefix = args.prefixes[0] if args.prefixes else 'softmax' if args.train and not args.center_loss else \
+        'center-loss'
+    if args.allow_changes and not args.resume:
+        p.error('--allow_changes lets --resume change the run it continues: add --resume')
     if args.export and not (args.test or args.verify):
         p.error('--export writes the features of --test or --verify: add one of them')
     if args.kvstore.startswith('dist') and args.train and args.second_train:
@@ -140,10 +140,9 @@ def data_record(args, given, source):
     for flag, was, now in records.differences(spec, flags):
         if flag in ('train_samples', 'test_samples') and not args.resume:
             continue
-        if flag == 'data_dir' and 'dataset' not in flags and os.path.abspath(now) != was:
-            continue  # the same data moved elsewhere: the fingerprint decides (data.check_same)
-        if flag == 'data_dir' and os.path.abspath(now) == was:
-            continue
+        if flag == 'data_dir' and (data.settle(records.Data(data_dir=now)).dataset == data.OWN) == \
+                (spec.dataset == data.OWN):
+            continue  # the same path, or data of the same kind elsewhere: the fingerprint decides (data.check_same)
         raise UserError('%s: %s was made with %s; %s' % (
             records.flag_text(flag, now), source.path, records.flag_text(flag, was),
             'drop the flag' if flag != 'dataset' or 'dataset' in given else 'name runs of one dataset'))

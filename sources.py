@@ -75,8 +75,9 @@ def kind_of(root):
     """'folder', 'recordio' or None (an IDX folder, or nothing this module reads)."""
     if any(os.path.isfile(os.path.join(root, s + '.rec')) for s in SPLITS):
         return 'recordio'  # one of the two may be missing: _recordio says which
-    if all(os.path.isdir(os.path.join(root, s)) for s in SPLITS):
-        return 'folder'
+    idx = any(f.startswith('train-images-idx3-ubyte') for f in os.listdir(root)) if os.path.isdir(root) else False
+    if not idx and any(os.path.isdir(os.path.join(root, s)) for s in SPLITS):
+        return 'folder'  # one of the two may be missing: _folder says which
     return None
 
 
@@ -95,22 +96,29 @@ def open_source(root):
 def _entries(folder, skipped):
     """(name, is a folder, size) of what ``folder`` holds, less what is skipped (counted in ``skipped``)."""
     out = []
-    with os.scandir(folder) as found:
-        for e in sorted(found, key=lambda e: e.name):
-            if e.name.startswith('.'):
-                skipped['hidden files (.*)'] += 1
-            elif e.name == '__MACOSX':
-                skipped['__MACOSX folders'] += 1
-            elif e.is_dir():
-                out.append((e.name, True, 0))
-            elif e.is_file():
-                out.append((e.name, False, e.stat().st_size))
-            else:
-                skipped['broken links'] += 1
+    try:
+        with os.scandir(folder) as found:
+            for e in sorted(found, key=lambda e: e.name):
+                if e.name.startswith('.'):
+                    skipped['hidden files (.*)'] += 1
+                elif e.name == '__MACOSX':
+                    skipped['__MACOSX folders'] += 1
+                elif e.is_dir():
+                    out.append((e.name, True, 0))
+                elif e.is_file():
+                    out.append((e.name, False, e.stat().st_size))
+                else:
+                    skipped['broken links' if e.is_symlink() else 'special files'] += 1
+    except OSError as e:
+        raise SourceError('cannot read the folder %s (%s)' % (folder, e.strerror or e))
     return out
 
 
 def _folder(root):
+    missing = [s for s in SPLITS if not os.path.isdir(os.path.join(root, s))]
+    if missing:
+        raise SourceError('%s has no %s/ folder beside its %s/: images are read as train/<class>/* and '
+                          'test/<class>/*' % (root, missing[0], [s for s in SPLITS if s not in missing][0]))
     skipped, names, listing = collections.Counter(), {}, []
     for split in SPLITS:
         top = os.path.join(root, split)

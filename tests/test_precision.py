@@ -8,7 +8,6 @@ import mxnet as mx
 import pytest
 
 import compat
-import main as trainer
 import models
 import precision
 import runtime
@@ -85,10 +84,11 @@ def test_cache_location(monkeypatch):
     assert precision.cache_path({}) == os.path.join(home, '.cache', 'center-loss-gluon', 'precision.json')
 
 
-def choose(argv, ctxs=(mx.cpu(),), source=None, **kwargs):
-    args = trainer.parse_args(argv)[0]
-    return runtime.choose_precision(args.precision, list(ctxs), ARCH, args.batch_size, source, args.resume,
-                                    args.train or args.second_train, **kwargs)[:2]
+def choose(flags, ctxs=(mx.cpu(),), source=None, **kwargs):
+    """runtime.choose_precision with the plain values the command line ``flags`` would give it."""
+    asked = flags[flags.index('--precision') + 1] if '--precision' in flags else 'auto'
+    return runtime.choose_precision(asked, list(ctxs), ARCH, 128, source, '--resume' in flags,
+                                    '--train' in flags or '--second_train' in flags, **kwargs)[:2]
 
 
 def test_auto_measures_only_where_bfloat16_can_run(monkeypatch):
