@@ -17,6 +17,7 @@ import gzip
 import json
 import os
 import re
+import re
 import shlex
 import struct
 import subprocess
@@ -97,8 +98,9 @@ def main():
         data_dir = write_slice(size, os.path.join(work, 'mnist-%d' % size))
         for feature_size in [int(f) for f in args.features.split(',')]:
             for center in [loss == 'center' for loss in args.losses.split(',')]:
-                for k, variant in enumerate(variants):
-                    folder = os.path.join(work, 'run-%d-%d-%s-%d' % (size, feature_size, int(center), k))
+                for variant in variants:
+                    slug = re.sub(r'[^a-z0-9.]+', '', variant.lower()) or 'defaults'
+                    folder = os.path.join(work, 'run-%d-%d-%s-%s' % (size, feature_size, int(center), slug))
                     row = dict(head, size=size, **train(data_dir, feature_size, center, variant, folder))
                     rows.append(row)
                     print(json.dumps(row), flush=True)
