@@ -17,7 +17,6 @@ import gzip
 import json
 import os
 import re
-import re
 import shlex
 import struct
 import subprocess
