@@ -75,6 +75,24 @@ def train(data_dir, feature_size, center, variant, folder):
     return row
 
 
+def print_table(rows):
+    """The defaults against the best run of the search at each size, features and loss (by softmax accuracy
+    of the last epoch); 'within' is whether the defaults are within 0.02 of that best."""
+    print('\n| images | features | loss | defaults: softmax / center (train acc, steps) | best of the search | within 0.02 |')
+    print('|---|---|---|---|---|---|')
+    keys = sorted({(r['size'], r['feature_size'], r['loss']) for r in rows})
+    for key in keys:
+        runs = [r for r in rows if (r['size'], r['feature_size'], r['loss']) == key and 'softmax' in r]
+        default = next((r for r in runs if r['variant'] == 'defaults'), None)
+        best = max(runs, key=lambda r: r['softmax'], default=None)
+        text = lambda r: '-' if r is None else '%.4f / %.4f (%.3f, %s)%s' % (
+            r['softmax'], r['center'], r['train_acc'], r['steps'], ' NaN' if r['nan'] else '')
+        within = '-' if default is None or len(runs) < 2 else (
+            'yes' if best['softmax'] - default['softmax'] <= 0.02 else 'no')
+        print('| %d | %d | %s | %s | %s: %s | %s |' % (key + (text(default), best['variant'] if best else '-',
+                                                        text(best), within)))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--sizes', default='300,1000,3000,10000')
@@ -84,7 +102,11 @@ def main():
     p.add_argument('--no_defaults', action='store_true', help='run only the variants')
     p.add_argument('--work', default=None, help='where the slices and runs go (default: a new temporary folder)')
     p.add_argument('--log', default=None, help='append each run as a JSON line to this file')
+    p.add_argument('--table', nargs='+', metavar='LOG', help='only print the table of these logs\' runs')
     args = p.parse_args()
+    if args.table:
+        print_table([json.loads(line) for log in args.table for line in open(log) if line.strip()])
+        return
     import compat
     work = args.work or tempfile.mkdtemp(prefix='set-sizes-')
     head = dict(cpu=compat.cpu_name(), cores=len(os.sched_getaffinity(0)),
@@ -106,17 +128,7 @@ def main():
                     if args.log:
                         with open(args.log, 'a') as f:
                             f.write(json.dumps(row) + '\n')
-    print('\n| images | features | loss | defaults: softmax / center (train acc, steps) | best of the search |')
-    print('|---|---|---|---|---|')
-    keys = sorted({(r['size'], r['feature_size'], r['loss']) for r in rows})
-    for key in keys:
-        runs = [r for r in rows if (r['size'], r['feature_size'], r['loss']) == key and 'softmax' in r]
-        default = next((r for r in runs if r['variant'] == 'defaults'), None)
-        best = max(runs, key=lambda r: r['softmax'], default=None)
-        text = lambda r: '-' if r is None else '%.4f / %.4f (%.3f, %s)%s' % (
-            r['softmax'], r['center'], r['train_acc'], r['steps'], ' NaN' if r['nan'] else '')
-        print('| %d | %d | %s | %s | %s: %s |' % (key + (text(default), best['variant'] if best else '-', text(best))))
-
+    print_table(rows)
 
 if __name__ == '__main__':
     main()
