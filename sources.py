@@ -336,9 +336,9 @@ def shape_of(blob, name):
         with Image.open(io.BytesIO(blob)) as im:
             grey = im.mode in ('1', 'L', 'LA', 'I;16', 'I;16B', 'I', 'F') or (im.mode == 'P' and _grey_palette(im))
             return (1 if grey else 3), (im.height, im.width)
-    except Exception:
-        img = _mx_decode(blob, -1, name)  # what Pillow does not read, MXNet's OpenCV may
-        return (1 if img.shape[2] == 1 else 3), (img.shape[0], img.shape[1])
+    except Exception:  # what Pillow does not read, MXNet's OpenCV may: as colour (its flag has no "as it is")
+        img = _mx_decode(blob, 1, name).asnumpy()
+        return (1 if (img == img[:, :, :1]).all() else 3), img.shape[:2]
 
 
 def _grey_palette(im):
@@ -352,9 +352,10 @@ def _mx_decode(blob, flag, name):
         img = mx.image.imdecode(blob, flag=flag, to_rgb=True)
         img.wait_to_read()  # MXNet decodes asynchronously: its error comes with the result
         return img
-    except Exception as e:  # MXNet's message ends with what OpenCV said: "... Invalid image file."
-        said = [line for line in str(e).strip().splitlines() if line.strip()] or ['?']
-        raise SourceError('%s cannot be decoded as an image (%s)' % (name, said[-1].split('Check failed:')[-1].strip()))
+    except Exception as e:  # the last line is "MXNetError: Check failed: !res.empty(): Decoding failed. ..."
+        said = ([line for line in str(e).strip().splitlines() if line.strip()] or ['?'])[-1]
+        reason = said.split('Check failed:')[-1].split('): ', 1)[-1].strip()
+        raise SourceError('%s cannot be decoded as an image (%s)' % (name, reason))
 
 
 def _pil_decode(blob, channels):

@@ -256,7 +256,7 @@ def test_bad_sources(tmp_path, same_images, trained):
     bad = os.path.join(broken, 'train', 'b', '0004.png')
     with open(bad, 'wb') as f:
         f.write(b'not a png at all')
-    cases.append((broken, [bad, 'cannot be decoded']))
+    cases.append((broken, [bad, 'cannot be decoded as an image (Decoding failed. Invalid image file.)']))
     rec = write_rec(str(tmp_path / 'rec'), {'train': digits(30, 0), 'test': digits(9, 1)})
     os.remove(os.path.join(rec, 'test.idx'))
     cases.append((rec, ['test.rec has no index', 'test.idx']))

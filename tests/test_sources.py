@@ -109,7 +109,7 @@ def test_a_record_without_an_image_or_undecodable_is_named(tmp_path):
     with pytest.raises(sources.SourceError, match='train.rec: record 6 holds no image'):
         sources.open_source(root)
     write_records(root, 'train', image_records(imgs, labels) + [(6, 0, 1.0, b'garbage bytes, no image')])
-    with pytest.raises(sources.SourceError, match=r'train.rec record 6 cannot be decoded'):
+    with pytest.raises(sources.SourceError, match=r'train.rec record 6 cannot be decoded as an image \(Decoding failed\. Invalid image file\.\)$'):
         sources.open_source(root)  # the sample that sets the size decodes every record of a small set
 
 
@@ -234,3 +234,20 @@ def test_a_class_is_its_name_however_its_letters_are_composed(tmp_path):
     src = sources.open_source(str(root))
     assert src.classes == [unicodedata.normalize('NFC', name), 'Zoe']
     assert sorted(set(src.splits['test'].labels)) == sorted(set(src.splits['train'].labels)) == [0, 1]
+
+
+def test_what_pillow_does_not_read_is_measured_by_mxnet(monkeypatch):
+    """An image only MXNet's OpenCV reads: its size and whether it is grey come from OpenCV's colour
+    decoding (its decoder has no "as it is" flag), and bytes neither reads are named with OpenCV's reason."""
+    from PIL import Image
+    grey = np.arange(12 * 20, dtype=np.uint8).reshape(12, 20)
+    colour = np.stack([grey, grey[::-1], 255 - grey], axis=-1)
+
+    def refuse(*_args, **_kwargs):
+        raise OSError('cannot identify image file')
+    monkeypatch.setattr(Image, 'open', refuse)
+    assert sources.shape_of(encoded(grey, 'PNG'), 'g.png') == (1, (12, 20))
+    assert sources.shape_of(encoded(colour, 'PNG'), 'c.png') == (3, (12, 20))
+    with pytest.raises(sources.SourceError, match=r'^x\.png cannot be decoded as an image \(Decoding failed\. '
+                                                  r'Invalid image file\.\)$'):
+        sources.shape_of(b'\x89PNG not really', 'x.png')
