@@ -41,6 +41,10 @@ def settle(spec):
     if kind and spec.dataset not in (None, OWN):
         raise UserError('--data_dir %s holds %s, not the IDX files of %s: drop --dataset'
                         % (spec.data_dir, 'RecordIO' if kind == 'recordio' else 'image folders', spec.dataset))
+    if kind is None and spec.dataset in (None, OWN) and spec.data_dir and os.path.isdir(spec.data_dir):
+        hint = sources.layout_hint(spec.data_dir)
+        if hint:
+            raise UserError('--data_dir: %s' % hint)
     dataset = OWN if kind else (spec.dataset or 'mnist')
     if dataset == OWN and not kind:
         raise UserError('--dataset images needs --data_dir DIR holding train/ and test/ class folders, or '

@@ -75,7 +75,7 @@ class _Decoded(gluon.data.Dataset):
         except sources.SourceError:
             raise
         except Exception as e:  # anything else a broken image causes comes back as one line, too
-            raise sources.SourceError('%s cannot be decoded (%s: %s)' % (name, type(e).__name__, e))
+            raise sources.SourceError('%s cannot be decoded as an image (%s)' % (name, sources.decode_reason(str(e))))
 
 
 def _worker_signals():

@@ -81,6 +81,32 @@ def kind_of(root):
     return None
 
 
+def layout_hint(root):
+    """For a folder this module does not read but which holds images (class folders without train/ and
+    test/ above them, or .rec files with other names): the line that says how to lay them out; else None."""
+    parent = os.path.dirname(os.path.abspath(root))
+    if os.path.basename(os.path.abspath(root)) in SPLITS and kind_of(parent) == 'folder':
+        return '%s is the %s/ folder of %s: name that one' % (root, os.path.basename(os.path.abspath(root)), parent)
+    try:
+        names = sorted(n for n in os.listdir(root) if not n.startswith('.') and n != '__MACOSX')
+    except OSError:
+        return None
+    recs = [n for n in names if n.endswith('.rec')]
+    if recs:
+        return ('%s holds %s but not train.rec and test.rec: name the training and test records so, each with '
+                'its .idx (docs/own-data.md)' % (root, _few(recs, 3)))
+    classes = [n for n in names if os.path.isdir(os.path.join(root, n))]
+    for name in classes[:5]:
+        try:
+            files = os.listdir(os.path.join(root, name))
+        except OSError:
+            continue
+        if any(f.lower().endswith(IMAGE_EXTENSIONS) for f in files):
+            return ('%s holds class folders (%s) but no train/ and test/: move them into %s/train/, and a test '
+                    'set of the same classes into %s/test/ (docs/own-data.md)' % (root, _few(classes, 3), root, root))
+    return None
+
+
 def open_source(root):
     """The Source in ``root``; SourceError naming what is wrong."""
     kind = kind_of(root)
@@ -352,10 +378,18 @@ def _mx_decode(blob, flag, name):
         img = mx.image.imdecode(blob, flag=flag, to_rgb=True)
         img.wait_to_read()  # MXNet decodes asynchronously: its error comes with the result
         return img
-    except Exception as e:  # the last line is "MXNetError: Check failed: !res.empty(): Decoding failed. ..."
-        said = ([line for line in str(e).strip().splitlines() if line.strip()] or ['?'])[-1]
-        reason = said.split('Check failed:')[-1].split('): ', 1)[-1].strip()
-        raise SourceError('%s cannot be decoded as an image (%s)' % (name, reason))
+    except Exception as e:
+        raise SourceError('%s cannot be decoded as an image (%s)' % (name, decode_reason(str(e))))
+
+
+def decode_reason(said):
+    """What MXNet's decoding error says, in a user's words. Its last line is "MXNetError: Check failed:
+    !res.empty(): Decoding failed. Invalid image file."; a header whose width and height are garbage makes
+    the decoder ask for memory it cannot have ("Failed to allocate CPU Memory"), which is no memory problem."""
+    last = ([line for line in said.strip().splitlines() if line.strip()] or ['?'])[-1]
+    if 'allocate' in last:
+        return 'a broken header: its size is not one an image has'
+    return last.split('Check failed:')[-1].split('): ', 1)[-1].replace('MXNetError: ', '').strip()
 
 
 def _pil_decode(blob, channels):

@@ -250,4 +250,38 @@ def test_what_pillow_does_not_read_is_measured_by_mxnet(monkeypatch):
     assert sources.shape_of(encoded(colour, 'PNG'), 'c.png') == (3, (12, 20))
     with pytest.raises(sources.SourceError, match=r'^x\.png cannot be decoded as an image \(Decoding failed\. '
                                                   r'Invalid image file\.\)$'):
-        sources.shape_of(b'\x89PNG not really', 'x.png')
+        sources.shape_of(b'not an image at all', 'x.png')
+    # a header of garbage sizes makes MXNet's decoder ask for memory (whether it does depends on the bytes
+    # that follow in memory): a broken image, not a memory problem
+    said = 'Traceback (most recent call last):\n  File "../src/storage/./cpu_device_storage.h", line 72\n' \
+           'MXNetError: Failed to allocate CPU Memory'
+    assert sources.decode_reason(said) == 'a broken header: its size is not one an image has'
+
+
+def test_images_in_another_layout_are_named_with_the_one_that_reads(tmp_path):
+    """Class folders with no train/ and test/ above them, the train/ folder itself, .rec files under other
+    names: one line saying how to lay them out, not the IDX files a folder of neither would lack."""
+    import data
+    import records
+    from errors import UserError
+    flat = tmp_path / 'flat'
+    for c in ('cat', 'dog'):
+        (flat / c).mkdir(parents=True)
+        (flat / c / '0.jpg').write_bytes(encoded(np.zeros((8, 8), np.uint8), 'JPEG'))
+    (flat / '__MACOSX').mkdir()
+    assert sources.layout_hint(str(flat)) == (
+        '%s holds class folders (cat,dog) but no train/ and test/: move them into %s/train/, and a test set of '
+        'the same classes into %s/test/ (docs/own-data.md)' % (flat, flat, flat))
+    laid = write_folder(str(tmp_path / 'laid'), {'train': digits(4, 0), 'test': digits(4, 1)})
+    assert sources.layout_hint(os.path.join(laid, 'train')) == '%s is the train/ folder of %s: name that one' % (
+        os.path.join(laid, 'train'), laid)
+    recs = tmp_path / 'recs'
+    recs.mkdir()
+    (recs / 'faces.rec').write_bytes(b'')
+    assert 'holds faces.rec but not train.rec and test.rec' in sources.layout_hint(str(recs))
+    other = tmp_path / 'other'
+    (other / 'notes').mkdir(parents=True)
+    (other / 'notes' / 'a.txt').write_text('no images')
+    assert sources.layout_hint(str(other)) is None
+    with pytest.raises(UserError, match='^--data_dir: .* holds class folders'):
+        data.settle(records.Data(data_dir=str(flat)))
