@@ -204,6 +204,7 @@ def fold_accuracies(scores, same, folds=FOLDS, fold=None):
 
 def verify(features, labels, metric):
     """Every all-pairs and LFW-style figure of ``features`` (n, d) with class ``labels``, by ``metric``."""
+    pairs, is_same = lfw_pairs(labels)  # first: a set too small for its folds is refused before any figure
     same, diff = pair_scores(features, labels, metric)
     result = {'pairs': len(same) + len(diff), 'same_class_pairs': len(same), 'auc': auc(same, diff),
               'eer': eer(same, diff)}
@@ -211,7 +212,6 @@ def verify(features, labels, metric):
         result['tar_at_far_%g' % far] = tar_at_far(same, diff, far)[0]
     result['roc'] = {'far': ROC_FARS.tolist(), 'tar': roc_curve(same, diff)}
     del same, diff
-    pairs, is_same = lfw_pairs(labels)
     f = np.asarray(features, np.float64)
     scores = paired_similarity(f[pairs[:, 0]], f[pairs[:, 1]], metric)
     accuracies = fold_accuracies(scores, is_same)

@@ -187,3 +187,13 @@ def test_retrieval_equals_a_loop_over_queries():
         mapr.append(sum(sum(hits[:k + 1]) / (k + 1) for k in range(big_r) if hits[k]) / big_r)
     assert r['precision_at_1'] == pytest.approx(np.mean(p1)) and r['r_precision'] == pytest.approx(np.mean(rp))
     assert r['map_at_r'] == pytest.approx(np.mean(mapr)) and r['queries'] == len(p1)
+
+
+def test_verify_refuses_too_few_images_before_any_figure():
+    """Two images in two classes have no same-class pair: one line, and no numpy warning of a 0/0
+    figure printed before it."""
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        with pytest.raises(ValueError, match='too few images'):
+            v.verify(np.eye(2), np.array([0, 1]), 'cosine')
