@@ -25,8 +25,8 @@ import commands
 import data
 import records
 from checkpoints import CheckpointError, arch_of, load_checkpoint
-from errors import (EXIT_DIVERGED, EXIT_INT, EXIT_IO, EXIT_TERM, EXIT_USAGE, Diverged, SaveError, Terminated,
-                    UserError, on_sigterm)
+from errors import (EXIT_DIVERGED, EXIT_INT, EXIT_IO, EXIT_PIPE, EXIT_TERM, EXIT_USAGE, Diverged, SaveError,
+                    Terminated, UserError, on_sigterm, stdout_closed)
 from models import ARCH_DEFAULTS, check_arch, new_arch
 from pairs import read_pairs
 from parallel import setup_workers
@@ -112,6 +112,8 @@ def stage_records(args, given, kind, source, first=None):
             print('resume: %s instead of the recorded %s' % (records.flag_text(flag, now),
                                                              records.flag_text(flag, was)))
     else:
+        if resumed:  # a checkpoint of format 2 or older
+            print('resume: %s records no schedule (an earlier version): the flags given and the defaults' % source.path)
         defaults = dict(STAGE_DEFAULTS[kind], min_warmup_steps=0) if 'warmup' in given else STAGE_DEFAULTS[kind]
         values = {k: getattr(args, k) for k in OPTIM + CENTER}
         if first is not None:  # a second stage continues the first stage's run: its seed, batch, optimizer ...
@@ -308,8 +310,7 @@ def verify_pairs(args, devices, workers, files, source):
 
 
 def how_to_continue(args, argv):
-    """After Ctrl-C or SIGTERM: the command that resumes, or that starts again when no epoch was saved
-    (or that runs again, when it only evaluated or drew checkpoints)."""
+    """After Ctrl-C or SIGTERM: the command that resumes, starts again (no epoch saved) or runs again."""
     again = ' '.join(a for a in argv if a != '--resume')
     files = RunFiles(args.ckpt_dir, args.out_dir, args.prefix)
     if not (args.train or args.second_train):
@@ -326,15 +327,12 @@ def main(argv=None):
     before = signal.signal(signal.SIGTERM, on_sigterm)
     try:
         run(args, given)
-    except (UserError, CheckpointError, SourceError, DataError) as e:
+    except (UserError, CheckpointError, SourceError, DataError, Diverged, SaveError) as e:
         print('error: %s' % e, file=sys.stderr)
-        return EXIT_USAGE
-    except Diverged as e:
-        print('error: %s' % e, file=sys.stderr)
-        return EXIT_DIVERGED
-    except SaveError as e:
-        print('error: %s' % e, file=sys.stderr)
-        return EXIT_IO
+        return EXIT_DIVERGED if isinstance(e, Diverged) else EXIT_IO if isinstance(e, SaveError) else EXIT_USAGE
+    except BrokenPipeError:
+        stdout_closed('\nstopped: standard output was closed; %s' % how_to_continue(args, argv or sys.argv[1:]))
+        return EXIT_PIPE
     except KeyboardInterrupt as e:
         print('\n%s: %s' % ('terminated' if isinstance(e, Terminated) else 'interrupted',
                              how_to_continue(args, argv if argv is not None else sys.argv[1:])), file=sys.stderr)

@@ -13,6 +13,7 @@ import imageio.v2 as imageio
 import pytest
 
 import checkpoints
+import errors
 import main as trainer
 import train
 from helpers import QUICK, ROOT, Touch, assert_clean_error, dirs, run_main as run
@@ -155,6 +156,23 @@ def test_stopped_before_the_first_epoch_says_to_start_again(tmp_path):
     assert proc.returncode == trainer.EXIT_TERM, err
     assert 'no epoch was completed' in err and '--resume' not in err and 'Traceback' not in err
     assert not os.path.exists(str(tmp_path / 'ckpt' / 'softmax-last.params'))
+
+
+def test_a_reader_that_goes_away_stops_the_run_in_one_line(tmp_path):
+    """`python main.py ... | head -3`: the reader closes stdout after epoch 1's line; the next line stops
+    the run as SIGPIPE would (141), with the resume command on stderr, not a traceback or a failed save."""
+    args = [sys.executable, os.path.join(ROOT, 'main.py'), '--train', '--epochs', '2'] + QUICK + dirs(tmp_path)
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
+                            env=dict(os.environ, PYTHONUNBUFFERED='1'))
+    for line in proc.stdout:
+        if line.startswith('[softmax] epoch  1/2'):
+            break
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=300) == errors.EXIT_PIPE, err
+    assert 'stopped: standard output was closed; the last completed epoch is saved' in err, err
+    assert 'Traceback' not in err and 'could not write' not in err, err
+    assert checkpoints.load_checkpoint(str(tmp_path / 'ckpt' / 'softmax-last.params')).meta['epoch'] >= 1
 
 
 @pytest.mark.parametrize('argv', [['--compare'], ['--test', '--prefix', 'softmax'], ['--verify']])

@@ -66,6 +66,16 @@ def test_resume_alone_continues_exactly_that_run(interrupted, tmp_path):
     assert meta['run']['optim']['seed'] == 5 and meta['run']['optim']['epochs'] == 3
 
 
+def test_resuming_an_earlier_versions_checkpoint_says_it_records_no_schedule(capsys):
+    """A checkpoint of format 2 has no records: --resume takes the flags and the defaults, and says so."""
+    import main as trainer
+    args, given = trainer.parse_args(['--train', '--resume', '--epochs', '4'])
+    old = checkpoints.Checkpoint(path='ckpt/softmax-last.params', meta={'format': 2, 'epoch': 1}, arrays={})
+    optim, center = trainer.stage_records(args, given, 'first', old)
+    assert optim.epochs == 4 and optim.lr == trainer.STAGE_DEFAULTS['first']['lr'] and not center.center_loss
+    assert 'resume: ckpt/softmax-last.params records no schedule (an earlier version)' in capsys.readouterr().out
+
+
 def test_allow_changes_applies_and_says_them(interrupted, tmp_path):
     copy = tmp_path / 'copy'
     shutil.copytree(str(interrupted), str(copy))
