@@ -310,7 +310,7 @@ def verify_pairs(args, devices, workers, files, source):
 
 
 def how_to_continue(args, argv):
-    """After Ctrl-C or SIGTERM: the command that resumes, starts again (no epoch saved) or runs again."""
+    """After a stop (Ctrl-C, SIGTERM, stdout closed): the command that resumes, starts again or runs again."""
     again = ' '.join(a for a in argv if a != '--resume')
     files = RunFiles(args.ckpt_dir, args.out_dir, args.prefix)
     if not (args.train or args.second_train):
@@ -323,6 +323,7 @@ def how_to_continue(args, argv):
 
 def main(argv=None):
     sys.stdout.reconfigure(errors='backslashreplace')  # a file name in no encoding is printed, not a traceback
+    argv = sys.argv[1:] if argv is None else list(argv)
     args, given = parse_args(argv)
     before = signal.signal(signal.SIGTERM, on_sigterm)
     try:
@@ -331,11 +332,11 @@ def main(argv=None):
         print('error: %s' % e, file=sys.stderr)
         return EXIT_DIVERGED if isinstance(e, Diverged) else EXIT_IO if isinstance(e, SaveError) else EXIT_USAGE
     except BrokenPipeError:
-        stdout_closed('\nstopped: standard output was closed; %s' % how_to_continue(args, argv or sys.argv[1:]))
+        stdout_closed('\nstopped: standard output was closed; %s' % how_to_continue(args, argv))
         return EXIT_PIPE
     except KeyboardInterrupt as e:
         print('\n%s: %s' % ('terminated' if isinstance(e, Terminated) else 'interrupted',
-                             how_to_continue(args, argv if argv is not None else sys.argv[1:])), file=sys.stderr)
+                             how_to_continue(args, argv)), file=sys.stderr)
         return EXIT_TERM if isinstance(e, Terminated) else EXIT_INT
     finally:
         signal.signal(signal.SIGTERM, before)
