@@ -18,6 +18,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import struct
 import subprocess
 import sys
@@ -39,9 +40,10 @@ def write_idx(path, array):
 def write_slice(size, folder):
     """MNIST with size / 10 training images of each class (the first ones), and the whole test set."""
     import utils
-    if os.path.isfile(os.path.join(folder, 'train-images-idx3-ubyte.gz')):
+    if os.path.isdir(folder):
         return folder
-    os.makedirs(folder, exist_ok=True)
+    final, folder = folder, folder + '.partial-%d' % os.getpid()  # renamed when whole: a killed run leaves no half
+    os.makedirs(folder)
     source = utils.find_data('mnist')
     images, labels = utils.load_split(source, 'train')
     keep = np.sort(np.concatenate([np.flatnonzero(labels == k)[:size // 10] for k in range(10)]))
@@ -50,7 +52,11 @@ def write_slice(size, folder):
     test_images, test_labels = utils.load_split(source, 'test')
     write_idx(os.path.join(folder, 't10k-images-idx3-ubyte.gz'), test_images)
     write_idx(os.path.join(folder, 't10k-labels-idx1-ubyte.gz'), test_labels)
-    return folder
+    try:
+        os.rename(folder, final)
+    except OSError:  # another run wrote it first
+        shutil.rmtree(folder)
+    return final
 
 
 def train(data_dir, feature_size, center, variant, folder):
