@@ -1,6 +1,8 @@
 """Center loss against its successors on classes never seen: one protocol, every head, several seeds.
 
     python bench/heads.py --table --datasets mnist,fashion-mnist --seeds 42,7,3 --log heads.jsonl
+    python bench/heads.py --table --datasets mnist --seeds 42 --runs arcface,cosface --log b.jsonl   # a part
+    python bench/heads.py --from heads.jsonl b.jsonl   # the table of rows logged before (any CPU, any session)
     python bench/heads.py --cost                   # a step's time of each head against softmax
 
 ``--table`` trains, for each dataset and seed, with classes 5-9 held out and 32-D features, at the default
@@ -9,7 +11,9 @@ stage; NormFace, SphereFace, CosFace, ArcFace; ArcFace + center loss. Then ``--v
 prints one Markdown table: for each run the test accuracy on the trained classes (softmax: the head's own
 argmax), AUC and TAR at FAR 1e-3 by cosine on pairs of the held-out classes, precision at 1, R-precision
 and MAP@R, each as the mean and the spread (half the range) over the seeds. Runs already in ``--work``
-are reused, so an interrupted table continues where it stopped.
+are reused, so an interrupted table continues where it stopped. ``--runs`` picks runs by prefix (softmax,
+center-loss, center-loss-second, normface, sphereface, cosface, arcface, arcface-center), so that two
+processes can share a table; each logged row carries its CPU and commit, and ``--from`` joins logs.
 
 ``--cost`` times hybridized training steps (forward, backward, update) of LeNet++ with each class layer
 on one batch of 64 MNIST-sized images, the heads in turn, several rounds, and prints each head's median
@@ -54,6 +58,14 @@ def table(args):
     work = args.work
     os.makedirs(work, exist_ok=True)
     rows = []
+    import compat
+    commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT, stdout=subprocess.PIPE,
+                            universal_newlines=True).stdout.strip()
+    prefixes = [prefix for _, prefix, _ in RUNS]
+    picked = args.runs.split(',') if args.runs else prefixes
+    unknown = [r for r in picked if r not in prefixes]
+    if unknown:
+        sys.exit('heads.py: --runs %s: not one of %s' % (','.join(unknown), ','.join(prefixes)))
     for dataset in args.datasets.split(','):
         for seed in [int(s) for s in args.seeds.split(',')]:
             folder = os.path.join(work, '%s-seed%d' % (dataset, seed))
@@ -63,6 +75,8 @@ def table(args):
             log = os.path.join(folder + '.log')
             os.makedirs(folder, exist_ok=True)
             for name, prefix, flags in RUNS:
+                if prefix not in picked:
+                    continue
                 verify = os.path.join(folder, 'out', prefix + '-verify.json')
                 if not os.path.isfile(verify):
                     if flags is None:
@@ -75,7 +89,7 @@ def table(args):
                 result = json.load(open(verify))
                 metrics = json.load(open(os.path.join(folder, 'out', prefix + '-metrics.json')))
                 last = metrics['epochs'][-1]
-                row = dict(dataset=dataset, seed=seed, run=name, accuracy=last['test_acc_softmax'],
+                row = dict(cpu=compat.cpu_name(), commit=commit, dataset=dataset, seed=seed, run=name, accuracy=last['test_acc_softmax'],
                            center_accuracy=last['test_acc_center'], auc=result['cosine']['auc'],
                            tar=result['cosine']['tar_at_far_0.001'], **result['cosine']['retrieval'])
                 rows.append(row)
@@ -85,19 +99,30 @@ def table(args):
     print_table(rows)
 
 
+def logged(paths):
+    """The rows of --log files; a run logged twice (dataset, seed, run) counts once, the last line."""
+    rows = {}
+    for path in paths:
+        for line in open(path):
+            if line.strip():
+                row = json.loads(line)
+                rows[(row['dataset'], row['seed'], row['run'])] = row
+    return list(rows.values())
+
+
 def print_table(rows):
     keys = [('accuracy', 'accuracy (trained classes)'), ('auc', 'AUC'), ('tar', 'TAR @ FAR 1e-3'),
             ('precision_at_1', 'P@1'), ('r_precision', 'R-precision'), ('map_at_r', 'MAP@R')]
     for dataset in sorted({r['dataset'] for r in rows}):
         print('\n%s, classes 5-9 never trained on, 32-D features (mean +- half the range over seeds %s)\n'
               % (dataset, ','.join(str(s) for s in sorted({r['seed'] for r in rows if r['dataset'] == dataset}))))
-        print('| run | ' + ' | '.join(title for _, title in keys) + ' |')
-        print('|---|' + '---|' * len(keys))
+        print('| run | seeds | ' + ' | '.join(title for _, title in keys) + ' |')
+        print('|---|---|' + '---|' * len(keys))
         for name, _, _ in RUNS:
             mine = [r for r in rows if r['dataset'] == dataset and r['run'] == name]
             if not mine:
                 continue
-            cells = []
+            cells = [str(len(mine))]
             for key, _ in keys:
                 values = np.array([r[key] for r in mine])
                 cells.append('%.4f +- %.4f' % (values.mean(), (values.max() - values.min()) / 2))
@@ -147,14 +172,19 @@ def main():
     p.add_argument('--seeds', default='42,7,3')
     p.add_argument('--work', default=os.path.join(ROOT, 'output', 'heads'), help='checkpoints and figures')
     p.add_argument('--no_plotting', action='store_true', help='no GIFs (they change no figure of the table)')
+    p.add_argument('--runs', default=None, help='only these runs (prefixes, comma-separated)')
     p.add_argument('--log', default=None, help='append each row as a JSON line to this file')
+    p.add_argument('--from', dest='logs', nargs='+', metavar='LOG', help='print the table of these logs')
     args = p.parse_args()
+    if args.logs:
+        print_table(logged(args.logs))
+        return
     if args.cost:
         cost()
     if args.table:
         table(args)
     if not (args.cost or args.table):
-        p.error('--table and/or --cost')
+        p.error('--table and/or --cost, or --from LOG...')
 
 
 if __name__ == '__main__':
