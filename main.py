@@ -57,6 +57,11 @@ def parse_args(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     p = build_parser()
     args = p.parse_args(argv)
+    # a flag that needs another names it, before the general "nothing to do"
+    if args.allow_changes and not args.resume:
+        p.error('--allow_changes lets --resume change the run it continues: add --resume')
+    if args.export and not (args.test or args.verify):
+        p.error('--export writes the features of --test or --verify: add one of them')
     if not (args.train or args.second_train or args.test or args.verify or args.compare or args.resume):
         p.error('nothing to do: pass --train [--center_loss], --second_train, --test, --verify, --compare or --resume')
     args.prefixes = None if args.prefix is None else [v.strip() for v in args.prefix.split(',')]
@@ -70,10 +75,6 @@ def parse_args(argv=None):
             p.error('--prefix %r must be a plain name: no path separator, not starting with "."' % prefix)
     args.prefix = args.prefixes[0] if args.prefixes else 'softmax' if args.train and not args.center_loss else \
         'center-loss'
-    if args.allow_changes and not args.resume:
-        p.error('--allow_changes lets --resume change the run it continues: add --resume')
-    if args.export and not (args.test or args.verify):
-        p.error('--export writes the features of --test or --verify: add one of them')
     if args.kvstore.startswith('dist') and args.train and args.second_train:
         p.error('with --kvstore %s run one stage per launch' % args.kvstore)
     return args, argtypes.given_flags(p, argv)

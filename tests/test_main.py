@@ -117,6 +117,8 @@ def test_compare_draws_one_row_per_saved_run(pipeline):
     (['--train', '--eval_method', 'foo'], "invalid choice: 'foo'"),
     (['--train', '--prefix', '../x'], 'must be a plain name'),
     (['--train', '--use_gpu', 'maybe'], 'expected a boolean'),
+    (['--export', 'x'], '--export writes the features of --test or --verify'),  # not a bare "nothing to do"
+    (['--allow_changes'], 'add --resume'),
 ])
 def test_bad_flags(args, message):
     rc, out, err = main(*args)
