@@ -5,15 +5,16 @@
     python bench/heads.py --from heads.jsonl b.jsonl   # the table of rows logged before (any CPU, any session)
     python bench/heads.py --cost                   # a step's time of each head against softmax
 
-``--table`` trains, for each dataset and seed, with classes 5-9 held out and 32-D features, at the default
-schedule (no flag but these, ``--seed`` and the head's): softmax; softmax + center loss and its second
-stage; NormFace, SphereFace, CosFace, ArcFace; ArcFace + center loss. Then ``--verify`` on each, and
-prints one Markdown table: for each run the test accuracy on the trained classes (softmax: the head's own
-argmax), AUC and TAR at FAR 1e-3 by cosine on pairs of the held-out classes, precision at 1, R-precision
-and MAP@R, each as the mean and the spread (half the range) over the seeds. Runs already in ``--work``
-are reused, so an interrupted table continues where it stopped. ``--runs`` picks runs by prefix (softmax,
-center-loss, center-loss-second, normface, sphereface, cosface, arcface, arcface-center), so that two
-processes can share a table; each logged row carries its CPU and commit, and ``--from`` joins logs.
+``--table`` trains, for each dataset and seed, with classes 5-9 held out and 32-D features, at the
+default schedule (no flag but these, ``--seed`` and the head's): softmax; softmax + center loss and its
+second stage; NormFace, SphereFace, CosFace, ArcFace; ArcFace + center loss. Then ``--verify`` on each,
+and prints one Markdown table: for each run, at its best checkpoint (the one ``--verify`` reads), the
+test accuracy on the trained classes (softmax: the head's own argmax), AUC and TAR at FAR 1e-3 by cosine
+on pairs of the held-out classes, precision at 1, R-precision and MAP@R, each as the mean and the spread
+(half the range) over the seeds. Runs already in ``--work`` are reused, so an interrupted table continues
+where it stopped. ``--runs`` picks runs by prefix (softmax, center-loss, center-loss-second, normface,
+sphereface, cosface, arcface, arcface-center), so that two processes can share a table; each logged row
+carries its CPU and commit, and ``--from`` joins logs.
 
 ``--cost`` times hybridized training steps (forward, backward, update) of LeNet++ with each class layer
 on one batch of 64 MNIST-sized images, the heads in turn, several rounds, and prints each head's median
@@ -88,9 +89,11 @@ def table(args):
                         continue
                 result = json.load(open(verify))
                 metrics = json.load(open(os.path.join(folder, 'out', prefix + '-metrics.json')))
-                last = metrics['epochs'][-1]
-                row = dict(cpu=compat.cpu_name(), commit=commit, dataset=dataset, seed=seed, run=name, accuracy=last['test_acc_softmax'],
-                           center_accuracy=last['test_acc_center'], auc=result['cosine']['auc'],
+                # the epoch --verify read (the best checkpoint, as every command reads), so a row is one epoch
+                epoch = [e for e in metrics['epochs'] if e['epoch'] == result['epoch']] or metrics['epochs'][-1:]
+                row = dict(cpu=compat.cpu_name(), commit=commit, dataset=dataset, seed=seed, run=name,
+                           epoch=result['epoch'], accuracy=epoch[0]['test_acc_softmax'],
+                           center_accuracy=epoch[0]['test_acc_center'], auc=result['cosine']['auc'],
                            tar=result['cosine']['tar_at_far_0.001'], **result['cosine']['retrieval'])
                 rows.append(row)
                 if args.log:
