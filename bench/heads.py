@@ -128,7 +128,8 @@ def print_table(rows):
             cells = [str(len(mine))]
             for key, _ in keys:
                 values = np.array([r[key] for r in mine])
-                cells.append('%.4f +- %.4f' % (values.mean(), (values.max() - values.min()) / 2))
+                cells.append('%.4f +- %.4f' % (values.mean(), (values.max() - values.min()) / 2) if len(values) > 1
+                             else '%.4f' % values[0])  # one seed has no spread to show
             print('| %s | %s |' % (name, ' | '.join(cells)))
 
 

@@ -90,3 +90,22 @@ def test_a_later_command_cannot_change_the_head(heads):
     tmp, _ = heads
     rc, out, err = run('--test', '--prefix', 'arc', '--head', 'cosface', *QUICK, *dirs(tmp))
     assert rc == 2 and 'was made with --head arcface, not cosface' in err, err
+
+
+def test_the_table_joins_logs_and_counts_a_run_once(tmp_path, capsys):
+    """bench/heads.py --from: rows of several logs (a table run in parts), a run logged twice counted once."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('heads_bench', os.path.join(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__))), 'bench', 'heads.py'))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    row = dict(dataset='mnist', run='softmax', accuracy=0.99, auc=0.8, tar=0.1, precision_at_1=0.9,
+               r_precision=0.6, map_at_r=0.5)
+    a, b = tmp_path / 'a.jsonl', tmp_path / 'b.jsonl'
+    a.write_text(json.dumps(dict(row, seed=42, auc=0.5)) + '\n' + json.dumps(dict(row, seed=7, auc=0.7)) + '\n')
+    b.write_text(json.dumps(dict(row, seed=42, auc=0.9)) + '\n' + json.dumps(dict(row, seed=3, run='ArcFace')) + '\n')
+    bench.print_table(bench.logged([str(a), str(b)]))
+    lines = capsys.readouterr().out.splitlines()
+    softmax = [l for l in lines if l.startswith('| softmax |')][0]
+    assert softmax.split(' | ')[1:3] == ['2', '0.9900 +- 0.0000'] and '| 0.8000 +- 0.1000 |' in softmax  # 0.9, 0.7
+    assert [l for l in lines if l.startswith('| ArcFace |')][0].split(' | ')[1:3] == ['1', '0.9900']
