@@ -207,6 +207,9 @@ def build_parser(description, stage_defaults, datasets, eval_methods):
     ev.add_argument('--eval_method', choices=eval_methods, default=None,
                     help='accuracy that picks the best checkpoint (default: softmax for the first stage, '
                          'center for the second) and that --test prints (default: all three)')
+    ev.add_argument('--checkpoint', choices=('best', 'last'), default='best',
+                    help='the checkpoint --test, --verify, --export and --compare read: best (by --eval_method on '
+                         'the test set) or last (the stage\'s end: no choice made on test images)')
     ev.add_argument('--knn_k', type=POSITIVE_INT, default=10, help='neighbours for --eval_method knn')
     ev.add_argument('--pairs', default=None,
                     help='--verify on this pair list instead: LFW\'s pairs.txt format, or an insightface .bin '

@@ -161,8 +161,8 @@ def starting_checkpoint(args, files):
     if args.second_train:
         return load_checkpoint(files.second().last, again) if args.resume else load_checkpoint(files.best, files.hint())
     if args.test or args.verify:
-        return load_checkpoint(files.best, files.hint())
-    found = [f.best for f, _ in compared_runs(args) if os.path.isfile(f.best)]
+        return load_checkpoint(files.checkpoint(args.checkpoint), files.hint())
+    found = [path for path in (f.checkpoint(args.checkpoint) for f, _ in compared_runs(args)) if os.path.isfile(path)]
     return load_checkpoint(found[0]) if found else None
 
 
@@ -178,7 +178,8 @@ def verified_runs(args, files, source):
     if not args.prefixes or len(args.prefixes) == 1:
         return [(files, source)]
     runs = [RunFiles(args.ckpt_dir, args.out_dir, prefix) for prefix in args.prefixes]
-    return [(f, source if source.path == f.best else load_checkpoint(f.best, f.hint())) for f in runs]
+    return [(f, source if source.path == f.checkpoint(args.checkpoint) else
+             load_checkpoint(f.checkpoint(args.checkpoint), f.hint())) for f in runs]
 
 
 # --------------------------------------------------------------------------- the command
@@ -273,7 +274,7 @@ def evaluate(args, rt, files, source, spec, raw, arch, loaded):
             cache[key] = data.load(raw, their_arch, rt, args.decode_workers, ckpt.meta.get('normalisation'))
         return cache[key]
     if args.test or args.verify:
-        source = source or load_checkpoint(files.best, files.hint())
+        source = source or load_checkpoint(files.checkpoint(args.checkpoint), files.hint())
     if args.test:
         commands.test(source, rt, data_for(source), args.eval_method, args.knn_k)
     if args.verify and args.pairs:
@@ -284,8 +285,8 @@ def evaluate(args, rt, files, source, spec, raw, arch, loaded):
         commands.export(verified_runs(args, files, source) if args.verify else [(files, source)], rt, data_for,
                         args.export)
     if args.compare:
-        runs = [(f, title, load_checkpoint(f.best) if os.path.isfile(f.best) else None)
-                for f, title in compared_runs(args)]
+        read = [(f, title, f.checkpoint(args.checkpoint)) for f, title in compared_runs(args)]
+        runs = [(f, title, load_checkpoint(path) if os.path.isfile(path) else None) for f, title, path in read]
         commands.compare(runs, rt, data_for, args.out_dir, spec.dataset, args.seed)
         lasts = [(f, title, load_checkpoint(f.last)) for f, title in compared_runs(args) if os.path.isfile(f.last)]
         if args.prefixes and len(args.prefixes) > 1 and lasts:

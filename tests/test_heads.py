@@ -74,6 +74,17 @@ def test_compare_draws_the_heads_side_by_side(heads):
     assert 'side-by-side figure' in out and os.path.getsize(str(tmp / 'out' / 'heads-mnist.png')) > 0
 
 
+def test_the_last_checkpoint_is_read_when_asked(heads):
+    """--checkpoint last: --verify and --test read the stage's end, not the epoch the test set chose."""
+    tmp, _ = heads
+    rc, out, err = run('--verify', '--test', '--prefix', 'sphere', '--checkpoint', 'last', *QUICK, *dirs(tmp))
+    assert rc == 0, err
+    result = json.load(open(str(tmp / 'out' / 'sphere-verify.json')))
+    assert result['checkpoint'].endswith('sphere-last.params') and result['epoch'] == 2
+    rc, out, err = run('--compare', '--prefix', 'arc,sphere', '--checkpoint', 'last', *QUICK, *dirs(tmp))
+    assert rc == 0, err
+
+
 @pytest.mark.parametrize('flags,message', [
     (['--margin', '0.3'], '--margin is for a margin head'),
     (['--head', 'normface', '--margin', '0.3'], 'NormFace has none'),
