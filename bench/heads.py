@@ -61,6 +61,7 @@ def table(args):
     os.makedirs(work, exist_ok=True)
     rows = []
     import compat
+    cpu = compat.cpu_name()
     commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT, stdout=subprocess.PIPE,
                             universal_newlines=True).stdout.strip()
     prefixes = [prefix for _, prefix, _ in RUNS]
@@ -71,32 +72,30 @@ def table(args):
     for dataset in args.datasets.split(','):
         for seed in [int(s) for s in args.seeds.split(',')]:
             folder = os.path.join(work, '%s-seed%d' % (dataset, seed))
-            where = ['--ckpt_dir', os.path.join(folder, 'ckpt'), '--out_dir', os.path.join(folder, 'out'),
-                     '--no_plotting'] if args.no_plotting else ['--ckpt_dir', os.path.join(folder, 'ckpt'),
-                                                                '--out_dir', os.path.join(folder, 'out')]
+            where = ['--ckpt_dir', os.path.join(folder, 'ckpt'), '--out_dir', os.path.join(folder, 'out')] + \
+                (['--no_plotting'] if args.no_plotting else [])
             log = os.path.join(folder + '.log')
             os.makedirs(folder, exist_ok=True)
             for name, prefix, flags in RUNS:
                 if prefix not in picked:
                     continue
                 verify = os.path.join(folder, 'out', prefix + '-verify.json')
-                if os.path.isfile(verify) and not last_read(verify):  # measured at the best: again at the last
-                    if main_py(['--verify', '--checkpoint', 'last', '--prefix', prefix] + where, log):
-                        continue
-                elif not os.path.isfile(verify):
+                measure = ['--verify', '--checkpoint', 'last', '--prefix', prefix] + where
+                if not os.path.isfile(verify):
                     if flags is None:
                         stage = ['--second_train', '--prefix', prefix[:-len('-second')]]
                     else:
                         stage = ['--train', '--prefix', prefix, '--dataset', dataset, '--seed', str(seed)] + \
                             PROTOCOL + flags
-                    if main_py(stage + where, log) or \
-                            main_py(['--verify', '--checkpoint', 'last', '--prefix', prefix] + where, log):
+                    if main_py(stage + where, log) or main_py(measure, log):
                         continue
+                elif not last_read(verify) and main_py(measure, log):  # measured at the best before: again
+                    continue
                 result = json.load(open(verify))
                 metrics = json.load(open(os.path.join(folder, 'out', prefix + '-metrics.json')))
                 # the epoch --verify read (the last), so a row is one epoch
                 epoch = [e for e in metrics['epochs'] if e['epoch'] == result['epoch']] or metrics['epochs'][-1:]
-                row = dict(cpu=compat.cpu_name(), commit=commit, dataset=dataset, seed=seed, run=name,
+                row = dict(cpu=cpu, commit=commit, dataset=dataset, seed=seed, run=name,
                            epoch=result['epoch'], accuracy=epoch[0]['test_acc_softmax'],
                            center_accuracy=epoch[0]['test_acc_center'], auc=result['cosine']['auc'],
                            tar=result['cosine']['tar_at_far_0.001'], **result['cosine']['retrieval'])
@@ -109,7 +108,7 @@ def table(args):
 
 def last_read(verify):
     """Whether ``verify`` (a -verify.json) measured the run's last checkpoint."""
-    return os.path.isfile(verify) and json.load(open(verify))['checkpoint'].endswith('-last.params')
+    return json.load(open(verify))['checkpoint'].endswith('-last.params')
 
 
 def logged(paths):
