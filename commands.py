@@ -63,13 +63,13 @@ def test(ckpt, rt, data, eval_method=None, knn_k=10):
     return results
 
 
-def compare(runs, rt, data_for, out_dir, dataset, seed):
-    """The original port's figure from the best checkpoints of ``runs`` ([(RunFiles, title, checkpoint
-    or None when there is none)]); held-out classes as crosses."""
+def compare(runs, rt, data_for, out_dir, dataset, seed, tag='best'):
+    """The original port's figure from the ``tag`` checkpoints (best or last) of ``runs`` ([(RunFiles,
+    title, checkpoint or None when there is none)]); held-out classes as crosses."""
     rows, num_classes, class_names = [], 0, None
     for files, title, ckpt in runs:
         if ckpt is None:
-            print('compare: skipping %s (%s not found%s)' % (files.prefix, files.best, files.hint()))
+            print('compare: skipping %s (%s not found%s)' % (files.prefix, files.checkpoint(tag), files.hint()))
             continue
         data = data_for(ckpt)
         arch, net, centers = network(ckpt, rt.ctxs)
@@ -93,8 +93,8 @@ def compare(runs, rt, data_for, out_dir, dataset, seed):
                      projection(centers.asnumpy()), ids))
     if not rows:
         raise UserError('--compare found none of %s in %s: train them first'
-                        % (', '.join(os.path.basename(f.best) for f, _, _ in runs),
-                           os.path.dirname(runs[0][0].best) or '.'))
+                        % (', '.join(os.path.basename(f.checkpoint(tag)) for f, _, _ in runs),
+                           os.path.dirname(runs[0][0].checkpoint(tag)) or '.'))
     path = comparison_path(out_dir, dataset)
     with saved(path, NO_CHECKPOINT_CHANGED):
         pictures.plot_comparison(path, rows, num_classes, class_names)

@@ -287,7 +287,7 @@ def evaluate(args, rt, files, source, spec, raw, arch, loaded):
     if args.compare:
         read = [(f, title, f.checkpoint(args.checkpoint)) for f, title in compared_runs(args)]
         runs = [(f, title, load_checkpoint(path) if os.path.isfile(path) else None) for f, title, path in read]
-        commands.compare(runs, rt, data_for, args.out_dir, spec.dataset, args.seed)
+        commands.compare(runs, rt, data_for, args.out_dir, spec.dataset, args.seed, args.checkpoint)
         lasts = [(f, title, load_checkpoint(f.last)) for f, title in compared_runs(args) if os.path.isfile(f.last)]
         if args.prefixes and len(args.prefixes) > 1 and lasts:
             commands.side_by_side(lasts, rt, data_for, args.out_dir, spec.dataset, args.seed)

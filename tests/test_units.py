@@ -170,3 +170,5 @@ def test_compare_draws_each_run_and_skips_the_missing(checkpoint, capsys):
     assert os.path.getsize(path) > 0 and 'skipping none' in capsys.readouterr().out
     with pytest.raises(UserError, match='found none of none-best.params'):
         commands.compare([(missing, 'absent', None)], RT, lambda c: loaded, files.out_dir, 'mnist', 0)
+    with pytest.raises(UserError, match='found none of none-last.params'):  # --checkpoint last names that file
+        commands.compare([(missing, 'absent', None)], RT, lambda c: loaded, files.out_dir, 'mnist', 0, 'last')
