@@ -191,6 +191,14 @@ class SphereFace(_CosineHead):
         for data in self.lmbd.list_data():
             data[:] = value.as_in_context(data.context)
 
+    def hybrid_forward(self, F, features, labels=None, weight=None, lmbd=None):
+        scores = super(SphereFace, self).hybrid_forward(F, features, labels, weight=weight, lmbd=lmbd)
+        if labels is None:
+            # The plain scores need no lambda; adding 0 * lambda keeps it in the graph, so that a
+            # hybridized parent neither warns that it is unused nor fails to infer its shape.
+            scores = F.broadcast_add(scores, 0 * lmbd)
+        return scores
+
     def _target(self, F, cos, lmbd=None):
         m = self._margin
         previous, chebyshev = F.ones_like(cos), cos        # T_0, T_1; T_{n+1} = 2 c T_n - T_{n-1}

@@ -76,6 +76,35 @@ def test_logits_match_the_formula(name, kwargs, scale, margin, hybrid):
         np.testing.assert_allclose(head(nd.array(x)).asnumpy(), plain, rtol=1e-4, atol=1e-4 * (scale or 10))
 
 
+@pytest.mark.parametrize('name,kwargs,scale,margin', CASES)
+def test_inside_a_hybridized_parent_without_labels(name, kwargs, scale, margin):
+    """The way the trainer's network calls its head at test time: traced by a hybridized parent, first
+    call without labels. The plain scaled cosines, and no parameter reported unused (SphereFace's
+    lambda once made MXNet warn here, and fail to infer its shape on a network not yet run)."""
+    import warnings
+
+    class Parent(mx.gluon.HybridBlock):
+        def __init__(self):
+            super(Parent, self).__init__()
+            with self.name_scope():
+                self.head = margins.HEADS[name](7, 5, **kwargs)
+
+        def hybrid_forward(self, F, x):
+            return self.head(x)
+
+    rng = np.random.RandomState(2)
+    x, w = rng.randn(16, 5) * 3, rng.randn(7, 5)
+    parent = Parent()
+    parent.initialize()
+    parent.head.weight.set_data(nd.array(w))
+    parent.hybridize()
+    with warnings.catch_warnings():
+        warnings.simplefilter('error', UserWarning)
+        got = parent(nd.array(x)).asnumpy()
+    _, plain = reference(name, x, w, np.zeros(16, int), scale, margin, 5.0)
+    np.testing.assert_allclose(got, plain, rtol=1e-4, atol=1e-4 * (scale or 10))
+
+
 def test_arcface_past_pi_takes_insightfaces_linear_margin():
     """Targets on both sides of theta = pi - m, and at the edges theta = 0 and pi: cos(theta + m) where
     theta + m <= pi, cos(theta) - m sin(m) beyond, never rising with theta (cos(theta + m) alone would
