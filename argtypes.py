@@ -98,7 +98,8 @@ def build_parser(description, stage_defaults, datasets, eval_methods):
     mode.add_argument('--train', action='store_true', help='first stage: softmax (+ center loss with --center_loss)')
     mode.add_argument('--center_loss', action='store_true', help='add lmbd * center loss to the first stage')
     mode.add_argument('--second_train', action='store_true',
-                      help='second stage: center loss alone, centers frozen, from the first stage\'s best checkpoint')
+                      help='second stage: center loss alone, centers frozen, from the first stage\'s best checkpoint '
+                           '(or its last, with --checkpoint last)')
     mode.add_argument('--test', action='store_true', help='evaluate the best checkpoint of the last stage named')
     mode.add_argument('--verify', action='store_true',
                       help='open-set verification of the best checkpoint: all pairs of test images of the held-out '
@@ -208,8 +209,9 @@ def build_parser(description, stage_defaults, datasets, eval_methods):
                     help='accuracy that picks the best checkpoint (default: softmax for the first stage, '
                          'center for the second) and that --test prints (default: all three)')
     ev.add_argument('--checkpoint', choices=('best', 'last'), default='best',
-                    help='the checkpoint --test, --verify, --export and --compare read: best (by --eval_method on '
-                         'the test set) or last (the stage\'s end: no choice made on test images)')
+                    help='the checkpoint --second_train starts from and --test, --verify, --export and --compare '
+                         'read: best (by --eval_method on the test set) or last (the stage\'s end: no choice made on '
+                         'test images)')
     ev.add_argument('--knn_k', type=POSITIVE_INT, default=10, help='neighbours for --eval_method knn')
     ev.add_argument('--pairs', default=None,
                     help='--verify on this pair list instead: LFW\'s pairs.txt format, or an insightface .bin '

@@ -104,10 +104,13 @@ def compare(runs, rt, data_for, out_dir, dataset, seed, tag='best'):
 
 def side_by_side(runs, rt, data_for, out_dir, dataset, seed):
     """With several runs compared: ``heads-<dataset>.png``, each run's feature maps after its last epoch
-    (``runs``: [(RunFiles, title, its -last checkpoint)]) in a column, as the margin papers draw theirs:
-    the training images of the classes trained on above, the test images of the classes held out below."""
+    (``runs``: [(RunFiles, title, its -last checkpoint or None)]) in a column, as the margin papers draw
+    theirs: the training images of the classes trained on above, the test images of the classes held out
+    below. None when no run has a last checkpoint."""
     columns, num_classes, class_names = [], 0, None
     for files, title, ckpt in runs:
+        if ckpt is None:
+            continue
         data = data_for(ckpt)
         arch, net, centers = network(ckpt, rt.ctxs)
         num_classes, class_names = max(num_classes, data.num_total), data.class_names
@@ -121,6 +124,8 @@ def side_by_side(runs, rt, data_for, out_dir, dataset, seed):
         train = (projection(train_feat), data.classes[data.train_y.asnumpy().astype(int)[plot_idx]])
         columns.append(('%s, epoch %d' % (title, ckpt.meta['epoch']), train, held, projection(centers.asnumpy()),
                         data.classes))
+    if not columns:
+        return None
     path = os.path.join(out_dir, 'heads-%s.png' % dataset)
     with saved(path, NO_CHECKPOINT_CHANGED):
         pictures.plot_side_by_side(path, columns, num_classes, class_names)

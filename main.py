@@ -159,7 +159,8 @@ def starting_checkpoint(args, files):
     if args.train:
         return load_checkpoint(files.last, again) if args.resume else None
     if args.second_train:
-        return load_checkpoint(files.second().last, again) if args.resume else load_checkpoint(files.best, files.hint())
+        start = (files.second().last, again) if args.resume else (files.checkpoint(args.checkpoint), files.hint())
+        return load_checkpoint(*start)
     if args.test or args.verify:
         return load_checkpoint(files.checkpoint(args.checkpoint), files.hint())
     found = [path for path in (f.checkpoint(args.checkpoint) for f, _ in compared_runs(args)) if os.path.isfile(path)]
@@ -246,7 +247,7 @@ def run(args, given):
         second = files.second()
         if source is None:  # after a first stage in this command: resume only a second stage that started
             resume = args.resume and os.path.isfile(second.last)
-            source = load_checkpoint(second.last) if resume else load_checkpoint(files.best, files.hint())
+            source = load_checkpoint(*((second.last,) if resume else (files.checkpoint(args.checkpoint), files.hint())))
         recorded = records.recorded(source.meta, 'optim', records.Optim), \
             records.recorded(source.meta, 'center', records.Center)
         optim, center = stage_records(args, given, 'second', source, recorded if None not in recorded else None)
@@ -285,12 +286,11 @@ def evaluate(args, rt, files, source, spec, raw, arch, loaded):
         commands.export(verified_runs(args, files, source) if args.verify else [(files, source)], rt, data_for,
                         args.export)
     if args.compare:
-        read = [(f, title, f.checkpoint(args.checkpoint)) for f, title in compared_runs(args)]
-        runs = [(f, title, load_checkpoint(path) if os.path.isfile(path) else None) for f, title, path in read]
-        commands.compare(runs, rt, data_for, args.out_dir, spec.dataset, args.seed, args.checkpoint)
-        lasts = [(f, title, load_checkpoint(f.last)) for f, title in compared_runs(args) if os.path.isfile(f.last)]
-        if args.prefixes and len(args.prefixes) > 1 and lasts:
-            commands.side_by_side(lasts, rt, data_for, args.out_dir, spec.dataset, args.seed)
+        read = {tag: [(f, title, load_checkpoint(f.checkpoint(tag)) if os.path.isfile(f.checkpoint(tag)) else None)
+                      for f, title in compared_runs(args)] for tag in {args.checkpoint, 'last'}}  # each read once
+        commands.compare(read[args.checkpoint], rt, data_for, args.out_dir, spec.dataset, args.seed, args.checkpoint)
+        if args.prefixes and len(args.prefixes) > 1:
+            commands.side_by_side(read['last'], rt, data_for, args.out_dir, spec.dataset, args.seed)
 
 
 def pairs_of(args, spec):

@@ -83,7 +83,7 @@ def table(args):
                 measure = ['--verify', '--checkpoint', 'last', '--prefix', prefix] + where
                 if not os.path.isfile(verify):
                     if flags is None:
-                        stage = ['--second_train', '--prefix', prefix[:-len('-second')]]
+                        stage = ['--second_train', '--checkpoint', 'last', '--prefix', prefix[:-len('-second')]]
                     else:
                         stage = ['--train', '--prefix', prefix, '--dataset', dataset, '--seed', str(seed)] + \
                             PROTOCOL + flags

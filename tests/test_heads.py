@@ -42,6 +42,16 @@ def test_heads_train_and_record_their_margin(heads):
     assert (np.linalg.norm(centers, axis=1) <= 1.0 + 1e-5).all()
 
 
+def test_the_second_stage_starts_from_the_checkpoint_asked(heads):
+    """The first stage's best by default, its last with --checkpoint last (as the heads table reads)."""
+    tmp, runs = heads
+    assert 'second stage from %s (epoch' % (tmp / 'ckpt' / 'arc-best.params') in runs['second'][1]
+    rc, out, err = run('--second_train', '--checkpoint', 'last', '--prefix', 'sphere', '--epochs', '1', *QUICK,
+                       *dirs(tmp))
+    assert rc == 0, err
+    assert 'second stage from %s (epoch 2)' % (tmp / 'ckpt' / 'sphere-last.params') in out
+
+
 def test_verify_gives_retrieval_and_export_writes_the_embeddings(heads):
     tmp, _ = heads
     export = tmp / 'embeddings'
