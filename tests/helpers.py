@@ -41,6 +41,15 @@ def make_dataset(directory, n_train=6, n_test=4, drop=None, label_len=None, top_
     return directory
 
 
+def load_bench(name):
+    """The module bench/<name>.py (a script, not a package), to call its functions."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('bench_' + name, os.path.join(ROOT, 'bench', name + '.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def run_main(*args, timeout=600, env=None):
     """Run main.py as a user would; (exit status, stdout, stderr)."""
     proc = subprocess.run([sys.executable, os.path.join(ROOT, 'main.py')] + list(args), cwd=ROOT, env=env,

@@ -8,7 +8,7 @@ import pytest
 
 import checkpoints
 import verification
-from helpers import QUICK, dirs, run_main as run
+from helpers import QUICK, dirs, load_bench, run_main as run
 
 HELD = ['--holdout', '5,6,7,8,9', '--feature_size', '4', '--test_samples', '600']
 
@@ -115,11 +115,7 @@ def test_a_later_command_cannot_change_the_head(heads):
 
 def test_the_table_joins_logs_and_counts_a_run_once(tmp_path, capsys):
     """bench/heads.py --from: rows of several logs (a table run in parts), a run logged twice counted once."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location('heads_bench', os.path.join(os.path.dirname(os.path.dirname(
-        os.path.abspath(__file__))), 'bench', 'heads.py'))
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_bench('heads')
     row = dict(dataset='mnist', run='softmax', accuracy=0.99, auc=0.8, tar=0.1, precision_at_1=0.9,
                r_precision=0.6, map_at_r=0.5)
     a, b = tmp_path / 'a.jsonl', tmp_path / 'b.jsonl'

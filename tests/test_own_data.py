@@ -13,7 +13,7 @@ import checkpoints
 import pairs
 import sources
 import verification
-from helpers import Touch, assert_clean_error, dirs, run_main as run
+from helpers import Touch, assert_clean_error, dirs, load_bench, run_main as run
 
 # A constant rate (step, every 8 epochs): a run extended by --resume --allow_changes --epochs 2 then follows
 # the schedule of an uninterrupted 2-epoch run, which a cosine schedule (its length the stage's) would not.
@@ -302,3 +302,20 @@ def test_sources_read_records_exactly(tmp_path):
         got = sources.decode(sources.read_bytes(src.splits['train'], i), 1, (16, 16), 'x')
         np.testing.assert_array_equal(got[0], imgs[i])
     assert nd.array(got).shape == (1, 16, 16)
+
+
+def test_the_set_size_table_says_within_only_where_it_knows(capsys):
+    """bench/set_sizes.py's verdict: measured against a search where one ran; where none ran, 'yes, bound'
+    only when the defaults reach 0.98 (no run can be more than 0.02 above), else nothing claimed."""
+    run = dict(size=300, loss='softmax', train_acc=1.0, steps=1212, nan=False, center=0.5)
+    rows = [dict(run, feature_size=2, variant='defaults', softmax=0.90),
+            dict(run, feature_size=2, variant='--lr 0.01', softmax=0.93),     # a search 0.03 above: no
+            dict(run, feature_size=8, variant='defaults', softmax=0.95),
+            dict(run, feature_size=8, variant='--lr 0.01', softmax=0.96),     # 0.01 above: yes
+            dict(run, feature_size=16, variant='defaults', softmax=0.98),     # no search, at the bound
+            dict(run, feature_size=32, variant='defaults', softmax=0.979)]    # no search, below it
+    load_bench('set_sizes').print_table(rows)
+    verdicts = {int(line.split(' | ')[1]): line.split(' | ')[-1].rstrip(' |')
+                for line in capsys.readouterr().out.splitlines() if line.startswith('| 300 |')}
+    assert verdicts == {2: 'no', 8: 'yes', 16: 'yes, bound', 32: '-'}
+
