@@ -3,6 +3,7 @@
     python bench/heads.py --table --datasets mnist,fashion-mnist --seeds 42,7,3 --log heads.jsonl
     python bench/heads.py --table --datasets mnist --seeds 42 --runs arcface,cosface --log b.jsonl   # a part
     python bench/heads.py --from heads.jsonl b.jsonl   # the table of rows logged before (any CPU, any session)
+    python bench/heads.py --table --datasets mnist --seeds 42 --feature_size 2   # the papers' 2-D pictures
     python bench/heads.py --cost                   # a step's time of each head against softmax
 
 ``--table`` trains, for each dataset and seed, with classes 5-9 held out and 32-D features, at the
@@ -15,7 +16,11 @@ on pairs of the held-out classes, precision at 1, R-precision and MAP@R, each as
 (half the range) over the seeds. Runs already in ``--work`` are reused, so an interrupted table continues
 where it stopped. ``--runs`` picks runs by prefix (softmax, center-loss, center-loss-second, normface,
 sphereface, cosface, arcface, arcface-center), so that two processes can share a table; each logged row
-carries its CPU and commit, and ``--from`` joins logs.
+carries its CPU and commit, and ``--from`` joins logs. Each dataset and seed ends with
+``main.py --compare --checkpoint last`` on every run there: ``heads-<dataset>.png`` draws their features
+after the last epoch side by side (trained classes above, held-out below), beside each run's GIFs.
+``--feature_size 2`` trains the same protocol with 2-D features, as the papers draw theirs (its own
+folders and its own table).
 
 ``--cost`` times hybridized training steps (forward, backward, update) of LeNet++ with each class layer
 on one batch of 64 MNIST-sized images, the heads in turn, several rounds, and prints each head's median
@@ -42,7 +47,7 @@ RUNS = [('softmax', 'softmax', []),
         ('CosFace', 'cosface', ['--head', 'cosface']),
         ('ArcFace', 'arcface', ['--head', 'arcface']),
         ('ArcFace + center loss', 'arcface-center', ['--head', 'arcface', '--center_loss'])]
-PROTOCOL = ['--holdout', '5,6,7,8,9', '--feature_size', '32']
+HELD_OUT = ['--holdout', '5,6,7,8,9']
 
 
 def main_py(args, log):
@@ -71,7 +76,8 @@ def table(args):
         sys.exit('heads.py: --runs %s: not one of %s' % (','.join(unknown), ','.join(prefixes)))
     for dataset in args.datasets.split(','):
         for seed in [int(s) for s in args.seeds.split(',')]:
-            folder = os.path.join(work, '%s-seed%d' % (dataset, seed))
+            folder = os.path.join(work, '%s-seed%d%s' % (dataset, seed, '' if args.feature_size == 32 else
+                                                         '-%dd' % args.feature_size))
             where = ['--ckpt_dir', os.path.join(folder, 'ckpt'), '--out_dir', os.path.join(folder, 'out')] + \
                 (['--no_plotting'] if args.no_plotting else [])
             log = os.path.join(folder + '.log')
@@ -86,7 +92,7 @@ def table(args):
                         stage = ['--second_train', '--checkpoint', 'last', '--prefix', prefix[:-len('-second')]]
                     else:
                         stage = ['--train', '--prefix', prefix, '--dataset', dataset, '--seed', str(seed)] + \
-                            PROTOCOL + flags
+                            HELD_OUT + ['--feature_size', str(args.feature_size)] + flags
                     if main_py(stage + where, log) or main_py(measure, log):
                         continue
                 elif not last_read(verify) and main_py(measure, log):  # measured at the best before: again
@@ -95,7 +101,7 @@ def table(args):
                 metrics = json.load(open(os.path.join(folder, 'out', prefix + '-metrics.json')))
                 # the epoch --verify read (the last), so a row is one epoch
                 epoch = [e for e in metrics['epochs'] if e['epoch'] == result['epoch']] or metrics['epochs'][-1:]
-                row = dict(cpu=cpu, commit=commit, dataset=dataset, seed=seed, run=name,
+                row = dict(cpu=cpu, commit=commit, dataset=dataset, seed=seed, run=name, feature_size=args.feature_size,
                            epoch=result['epoch'], accuracy=epoch[0]['test_acc_softmax'],
                            center_accuracy=epoch[0]['test_acc_center'], auc=result['cosine']['auc'],
                            tar=result['cosine']['tar_at_far_0.001'], **result['cosine']['retrieval'])
@@ -103,6 +109,9 @@ def table(args):
                 if args.log:
                     with open(args.log, 'a') as f:
                         f.write(json.dumps(row) + '\n')
+            trained = [p for _, p, _ in RUNS if os.path.isfile(os.path.join(folder, 'ckpt', p + '-last.params'))]
+            if len(trained) > 1:  # every run there, those of another process sharing the table included
+                main_py(['--compare', '--checkpoint', 'last', '--prefix', ','.join(trained)] + where, log)
     print_table(rows)
 
 
@@ -112,26 +121,28 @@ def last_read(verify):
 
 
 def logged(paths):
-    """The rows of --log files; a run logged twice (dataset, seed, run) counts once, the last line."""
+    """The rows of --log files; a run logged twice (dataset, features, seed, run) counts once, the last line."""
     rows = {}
     for path in paths:
         for line in open(path):
             if line.strip():
                 row = json.loads(line)
-                rows[(row['dataset'], row['seed'], row['run'])] = row
+                row.setdefault('feature_size', 32)  # rows logged before the flag: the protocol's 32-D
+                rows[(row['dataset'], row['feature_size'], row['seed'], row['run'])] = row
     return list(rows.values())
 
 
 def print_table(rows):
     keys = [('accuracy', 'accuracy (trained classes)'), ('auc', 'AUC'), ('tar', 'TAR @ FAR 1e-3'),
             ('precision_at_1', 'P@1'), ('r_precision', 'R-precision'), ('map_at_r', 'MAP@R')]
-    for dataset in sorted({r['dataset'] for r in rows}):
-        print('\n%s, classes 5-9 never trained on, 32-D features (mean +- half the range over seeds %s)\n'
-              % (dataset, ','.join(str(s) for s in sorted({r['seed'] for r in rows if r['dataset'] == dataset}))))
+    for dataset, features in sorted({(r['dataset'], r.get('feature_size', 32)) for r in rows}):
+        group = [r for r in rows if r['dataset'] == dataset and r.get('feature_size', 32) == features]
+        print('\n%s, classes 5-9 never trained on, %d-D features (mean +- half the range over seeds %s)\n'
+              % (dataset, features, ','.join(str(s) for s in sorted({r['seed'] for r in group}))))
         print('| run | seeds | ' + ' | '.join(title for _, title in keys) + ' |')
         print('|---|---|' + '---|' * len(keys))
         for name, _, _ in RUNS:
-            mine = [r for r in rows if r['dataset'] == dataset and r['run'] == name]
+            mine = [r for r in group if r['run'] == name]
             if not mine:
                 continue
             cells = [str(len(mine))]
@@ -185,6 +196,7 @@ def main():
     p.add_argument('--seeds', default='42,7,3')
     p.add_argument('--work', default=os.path.join(ROOT, 'output', 'heads'), help='checkpoints and figures')
     p.add_argument('--no_plotting', action='store_true', help='no GIFs (they change no figure of the table)')
+    p.add_argument('--feature_size', type=int, default=32, help='the features\' size (the protocol: 32)')
     p.add_argument('--runs', default=None, help='only these runs (prefixes, comma-separated)')
     p.add_argument('--log', default=None, help='append each row as a JSON line to this file')
     p.add_argument('--from', dest='logs', nargs='+', metavar='LOG', help='print the table of these logs')

@@ -120,9 +120,14 @@ def test_the_table_joins_logs_and_counts_a_run_once(tmp_path, capsys):
                r_precision=0.6, map_at_r=0.5)
     a, b = tmp_path / 'a.jsonl', tmp_path / 'b.jsonl'
     a.write_text(json.dumps(dict(row, seed=42, auc=0.5)) + '\n' + json.dumps(dict(row, seed=7, auc=0.7)) + '\n')
-    b.write_text(json.dumps(dict(row, seed=42, auc=0.9)) + '\n' + json.dumps(dict(row, seed=3, run='ArcFace')) + '\n')
+    b.write_text(json.dumps(dict(row, seed=42, auc=0.9)) + '\n' + json.dumps(dict(row, seed=3, run='ArcFace')) + '\n'
+                 + json.dumps(dict(row, seed=42, auc=0.1, feature_size=2)) + '\n')  # --feature_size 2: its own table
     bench.print_table(bench.logged([str(a), str(b)]))
-    lines = capsys.readouterr().out.splitlines()
+    out = capsys.readouterr().out
+    tables = {part.split(' ')[0]: part for part in out.split('mnist, classes 5-9 never trained on, ')}
+    lines = tables['32-D'].splitlines()
+    assert [l for l in tables['2-D'].splitlines() if l.startswith('| softmax |')][0].split(' | ')[1:4] == [
+        '1', '0.9900', '0.1000']
     softmax = [l for l in lines if l.startswith('| softmax |')][0]
     assert softmax.split(' | ')[1:3] == ['2', '0.9900 +- 0.0000'] and '| 0.8000 +- 0.1000 |' in softmax  # 0.9, 0.7
     assert [l for l in lines if l.startswith('| ArcFace |')][0].split(' | ')[1:3] == ['1', '0.9900']
