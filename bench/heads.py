@@ -135,8 +135,8 @@ def logged(paths):
 def print_table(rows):
     keys = [('accuracy', 'accuracy (trained classes)'), ('auc', 'AUC'), ('tar', 'TAR @ FAR 1e-3'),
             ('precision_at_1', 'P@1'), ('r_precision', 'R-precision'), ('map_at_r', 'MAP@R')]
-    for dataset, features in sorted({(r['dataset'], r.get('feature_size', 32)) for r in rows}):
-        group = [r for r in rows if r['dataset'] == dataset and r.get('feature_size', 32) == features]
+    for dataset, features in sorted({(r['dataset'], r['feature_size']) for r in rows}):
+        group = [r for r in rows if r['dataset'] == dataset and r['feature_size'] == features]
         print('\n%s, classes 5-9 never trained on, %d-D features (mean +- half the range over seeds %s)\n'
               % (dataset, features, ','.join(str(s) for s in sorted({r['seed'] for r in group}))))
         print('| run | seeds | ' + ' | '.join(title for _, title in keys) + ' |')

@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+import warnings
 
 import mxnet as mx
 import numpy as np
@@ -81,8 +82,6 @@ def test_inside_a_hybridized_parent_without_labels(name, kwargs, scale, margin):
     """The way the trainer's network calls its head at test time: traced by a hybridized parent, first
     call without labels. The plain scaled cosines, and no parameter reported unused (SphereFace's
     lambda once made MXNet warn here, and fail to infer its shape on a network not yet run)."""
-    import warnings
-
     class Parent(mx.gluon.HybridBlock):
         def __init__(self):
             super(Parent, self).__init__()

@@ -318,4 +318,3 @@ def test_the_set_size_table_says_within_only_where_it_knows(capsys):
     verdicts = {int(line.split(' | ')[1]): line.split(' | ')[-1].rstrip(' |')
                 for line in capsys.readouterr().out.splitlines() if line.startswith('| 300 |')}
     assert verdicts == {2: 'no', 8: 'yes', 16: 'yes, bound', 32: '-'}
-
