@@ -30,7 +30,7 @@ from errors import (EXIT_DIVERGED, EXIT_INT, EXIT_IO, EXIT_PIPE, EXIT_TERM, EXIT
 from models import ARCH_DEFAULTS, check_arch, new_arch
 from pairs import read_pairs
 from parallel import setup_workers
-from runfiles import RunFiles, interrupted
+from runfiles import NOTHING_TO_RESUME, RunFiles, interrupted
 from runlock import lock_run, unlock_all, writable_folder
 from runtime import get_contexts, gpu_cards, setup_runtime
 from sources import SourceError
@@ -155,12 +155,10 @@ def data_record(args, given, source):
 def starting_checkpoint(args, files):
     """The checkpoint this command starts from, or None for a new first stage. It is read once: its
     records give the data and the network before the data is read."""
-    again = ': nothing to resume; drop --resume to start the stage'
     if args.train:
-        return load_checkpoint(files.last, again) if args.resume else None
+        return load_checkpoint(files.last, NOTHING_TO_RESUME) if args.resume else None
     if args.second_train:
-        start = (files.second().last, again) if args.resume else (files.checkpoint(args.checkpoint), files.hint())
-        return load_checkpoint(*start)
+        return load_checkpoint(*files.second_start(args.checkpoint, args.resume))
     if args.test or args.verify:
         return load_checkpoint(files.checkpoint(args.checkpoint), files.hint())
     found = [path for path in (f.checkpoint(args.checkpoint) for f, _ in compared_runs(args)) if os.path.isfile(path)]
@@ -246,8 +244,7 @@ def run(args, given):
     if args.second_train:
         second = files.second()
         if source is None:  # after a first stage in this command: resume only a second stage that started
-            resume = args.resume and os.path.isfile(second.last)
-            source = load_checkpoint(*((second.last,) if resume else (files.checkpoint(args.checkpoint), files.hint())))
+            source = load_checkpoint(*files.second_start(args.checkpoint, args.resume and os.path.isfile(second.last)))
         recorded = records.recorded(source.meta, 'optim', records.Optim), \
             records.recorded(source.meta, 'center', records.Center)
         optim, center = stage_records(args, given, 'second', source, recorded if None not in recorded else None)
@@ -286,8 +283,10 @@ def evaluate(args, rt, files, source, spec, raw, arch, loaded):
         commands.export(verified_runs(args, files, source) if args.verify else [(files, source)], rt, data_for,
                         args.export)
     if args.compare:
-        read = {tag: [(f, title, load_checkpoint(f.checkpoint(tag)) if os.path.isfile(f.checkpoint(tag)) else None)
-                      for f, title in compared_runs(args)] for tag in {args.checkpoint, 'last'}}  # each read once
+        def once(path):  # each checkpoint read once, the one starting_checkpoint read included
+            return source if source and source.path == path else load_checkpoint(path) if os.path.isfile(path) else None
+        read = {tag: [(f, title, once(f.checkpoint(tag))) for f, title in compared_runs(args)]
+                for tag in {args.checkpoint, 'last'}}
         commands.compare(read[args.checkpoint], rt, data_for, args.out_dir, spec.dataset, args.seed, args.checkpoint)
         if args.prefixes and len(args.prefixes) > 1:
             commands.side_by_side(read['last'], rt, data_for, args.out_dir, spec.dataset, args.seed)

@@ -5,6 +5,7 @@ import os
 
 SECOND = '-second'  # the second stage of run P is the run P-second
 SPLITS = ('train', 'test')
+NOTHING_TO_RESUME = ': nothing to resume; drop --resume to start the stage'
 
 
 class RunFiles(object):
@@ -30,6 +31,13 @@ class RunFiles(object):
         if not self.is_second:
             return self
         return RunFiles(self.ckpt_dir, self.out_dir, self.prefix[:-len(SECOND)])
+
+    def second_start(self, tag, resume):
+        """(path, hint) of the checkpoint this run's second stage starts from: with ``resume``, the second
+        stage's own last one; else the first stage's ``tag`` (best or last)."""
+        if resume:
+            return self.second().last, NOTHING_TO_RESUME
+        return self.checkpoint(tag), self.hint()
 
     def hint(self):
         """': run `python main.py ...` first', the command that makes this run's checkpoints."""

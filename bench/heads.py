@@ -65,10 +65,9 @@ def table(args):
     work = args.work
     os.makedirs(work, exist_ok=True)
     rows = []
-    import compat
-    cpu = compat.cpu_name()
-    commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT, stdout=subprocess.PIPE,
-                            universal_newlines=True).stdout.strip()
+    from provenance import provenance
+    where_from = provenance()
+    cpu, commit = where_from['cpu'], where_from['commit']
     prefixes = [prefix for _, prefix, _ in RUNS]
     picked = args.runs.split(',') if args.runs else prefixes
     unknown = [r for r in picked if r not in prefixes]

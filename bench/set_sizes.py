@@ -116,11 +116,9 @@ def main():
     if args.table:
         print_table([json.loads(line) for log in args.table for line in open(log) if line.strip()])
         return
-    import compat
+    from provenance import provenance
     work = args.work or tempfile.mkdtemp(prefix='set-sizes-')
-    head = dict(cpu=compat.cpu_name(), cores=len(os.sched_getaffinity(0)),
-                commit=subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT, stdout=subprocess.PIPE,
-                                      universal_newlines=True).stdout.strip())
+    head = provenance()
     print('set sizes on %(cpu)s, %(cores)d cores, commit %(commit)s' % head, flush=True)
     variants = ([] if args.no_defaults else ['']) + args.variant
     rows = []

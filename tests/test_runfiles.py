@@ -1,7 +1,7 @@
 """runfiles.py: one owner for every name a run writes, and a new run's outputs replacing the old set."""
 import os
 
-from runfiles import RunFiles, comparison_path
+from runfiles import NOTHING_TO_RESUME, RunFiles, comparison_path
 
 
 def test_names_of_a_run_and_its_second_stage():
@@ -17,6 +17,14 @@ def test_names_of_a_run_and_its_second_stage():
     assert s.best == os.path.join('ck', 'center-loss-second-best.params')
     assert s.first().prefix == 'center-loss' and f.first() is f
     assert comparison_path('out', 'mnist') == os.path.join('out', 'comparison-mnist.png')
+
+
+def test_where_a_second_stage_starts():
+    """--second_train: the first stage's best (or --checkpoint last); with --resume, the second stage's own last."""
+    f = RunFiles('ck', 'out', 'p')
+    assert f.second_start('best', False) == (f.best, ': run `python main.py --train --center_loss --prefix p` first')
+    assert f.second_start('last', False)[0] == f.last
+    assert f.second_start('best', True) == (f.second().last, NOTHING_TO_RESUME)
 
 
 def test_remove_outputs_takes_exactly_the_runs_own_set(tmp_path):
