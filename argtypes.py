@@ -1,6 +1,7 @@
-"""main.py's command line: its flags, the types of their values and the shape of its messages (each
-bad value is one line, exit 2, in one style; --help shows every default), and which flags a
-command gave (records.differences compares them with what a checkpoint recorded)."""
+"""main.py's command line, and the lists the bench scripts take: the flags, the types of their values
+and the shape of their messages (each bad value is one line, exit 2, in one style; --help shows every
+default), and which flags a command gave (records.differences compares them with what a checkpoint
+recorded)."""
 import argparse
 import copy
 import math
@@ -79,6 +80,20 @@ def image_size(value):
     if len(size) not in (1, 2) or min(size) < 8:
         raise argparse.ArgumentTypeError('expected N or HxW of at least 8 pixels, e.g. 112 or 112x96, got %r' % value)
     return size * 2 if len(size) == 1 else size
+
+
+def listed(item):
+    """A list separated by commas (the bench scripts' --sizes 300,1000 or --losses softmax,center): each part
+    parsed by ``item``, an argparse type, or one of ``item`` when it is a tuple of choices."""
+    def parse(value):
+        parts = [v.strip() for v in value.split(',')]
+        if isinstance(item, tuple):
+            wrong = [v for v in parts if v not in item]
+            if wrong:
+                raise argparse.ArgumentTypeError('%r is not one of %s' % (wrong[0], ', '.join(item)))
+            return parts
+        return [item(v) for v in parts]
+    return parse
 
 
 POSITIVE_INT, POSITIVE = number(int, above=0), number(float, above=0)

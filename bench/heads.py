@@ -47,6 +47,7 @@ RUNS = [('softmax', 'softmax', []),
         ('CosFace', 'cosface', ['--head', 'cosface']),
         ('ArcFace', 'arcface', ['--head', 'arcface']),
         ('ArcFace + center loss', 'arcface-center', ['--head', 'arcface', '--center_loss'])]
+PREFIXES = tuple(prefix for _, prefix, _ in RUNS)
 HELD_OUT = ['--holdout', '5,6,7,8,9']
 
 
@@ -63,18 +64,13 @@ def main_py(args, log):
 
 def table(args):
     work = args.work
-    os.makedirs(work, exist_ok=True)
     rows = []
-    from provenance import provenance
-    where_from = provenance()
+    import runlog
+    where_from = runlog.provenance()
     cpu, commit = where_from['cpu'], where_from['commit']
-    prefixes = [prefix for _, prefix, _ in RUNS]
-    picked = args.runs.split(',') if args.runs else prefixes
-    unknown = [r for r in picked if r not in prefixes]
-    if unknown:
-        sys.exit('heads.py: --runs %s: not one of %s' % (','.join(unknown), ','.join(prefixes)))
-    for dataset in args.datasets.split(','):
-        for seed in [int(s) for s in args.seeds.split(',')]:
+    picked = args.runs or PREFIXES
+    for dataset in args.datasets:
+        for seed in args.seeds:
             folder = os.path.join(work, '%s-seed%d%s' % (dataset, seed, '' if args.feature_size == 32 else
                                                          '-%dd' % args.feature_size))
             where = ['--ckpt_dir', os.path.join(folder, 'ckpt'), '--out_dir', os.path.join(folder, 'out')] + \
@@ -105,9 +101,7 @@ def table(args):
                            center_accuracy=epoch[0]['test_acc_center'], auc=result['cosine']['auc'],
                            tar=result['cosine']['tar_at_far_0.001'], **result['cosine']['retrieval'])
                 rows.append(row)
-                if args.log:
-                    with open(args.log, 'a') as f:
-                        f.write(json.dumps(row) + '\n')
+                runlog.append(args.log, row)
             trained = [p for _, p, _ in RUNS if os.path.isfile(os.path.join(folder, 'ckpt', p + '-last.params'))]
             if len(trained) > 1:  # every run there, those of another process sharing the table included
                 main_py(['--compare', '--checkpoint', 'last', '--prefix', ','.join(trained)] + where, log)
@@ -121,13 +115,11 @@ def last_read(verify):
 
 def logged(paths):
     """The rows of --log files; a run logged twice (dataset, features, seed, run) counts once, the last line."""
+    import runlog
     rows = {}
-    for path in paths:
-        for line in open(path):
-            if line.strip():
-                row = json.loads(line)
-                row.setdefault('feature_size', 32)  # rows logged before the flag: the protocol's 32-D
-                rows[(row['dataset'], row['feature_size'], row['seed'], row['run'])] = row
+    for row in runlog.read(paths):
+        row.setdefault('feature_size', 32)  # rows logged before the flag: the protocol's 32-D
+        rows[(row['dataset'], row['feature_size'], row['seed'], row['run'])] = row
     return list(rows.values())
 
 
@@ -188,27 +180,38 @@ def cost(rounds=5, steps=20):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from argtypes import Parser, listed, number
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--table', action='store_true')
     p.add_argument('--cost', action='store_true')
-    p.add_argument('--datasets', default='mnist,fashion-mnist')
-    p.add_argument('--seeds', default='42,7,3')
+    p.add_argument('--datasets', type=listed(('mnist', 'fashion-mnist')), default='mnist,fashion-mnist')
+    p.add_argument('--seeds', type=listed(number(int, at_least=0)), default='42,7,3')
     p.add_argument('--work', default=os.path.join(ROOT, 'output', 'heads'), help='checkpoints and figures')
     p.add_argument('--no_plotting', action='store_true', help='no GIFs (they change no figure of the table)')
-    p.add_argument('--feature_size', type=int, default=32, help='the features\' size (the protocol: 32)')
-    p.add_argument('--runs', default=None, help='only these runs (prefixes, comma-separated)')
+    p.add_argument('--feature_size', type=number(int, above=0), default=32,
+                   help='the features\' size (the protocol: 32)')
+    p.add_argument('--runs', type=listed(PREFIXES), default=None, help='only these runs (prefixes, comma-separated)')
     p.add_argument('--log', default=None, help='append each row as a JSON line to this file')
     p.add_argument('--from', dest='logs', nargs='+', metavar='LOG', help='print the table of these logs')
     args = p.parse_args()
-    if args.logs:
-        print_table(logged(args.logs))
-        return
+    if not (args.logs or args.cost or args.table):
+        p.error('--table and/or --cost, or --from LOG...')
+    try:
+        if args.logs:
+            try:
+                return print_table(logged(args.logs))
+            except (KeyError, TypeError) as e:
+                p.error('--from: a line lacks %s: not a log of this script' % e)
+        if args.log:
+            open(args.log, 'a').close()  # a log that cannot be written fails now, not after the first run
+        if args.table:
+            os.makedirs(args.work, exist_ok=True)
+    except (OSError, ValueError) as e:
+        p.error(str(e).splitlines()[0])
     if args.cost:
         cost()
     if args.table:
         table(args)
-    if not (args.cost or args.table):
-        p.error('--table and/or --cost, or --from LOG...')
 
 
 if __name__ == '__main__':

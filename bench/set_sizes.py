@@ -85,9 +85,9 @@ def print_table(rows):
     """The defaults against the best run of the search at each size, features and loss (by softmax accuracy
     of the last epoch); 'within' is whether the defaults are within 0.02 of that best. Where the defaults
     reach 0.98 no search is needed to know it (no accuracy exceeds 1): 'yes, bound', unless a search ran."""
+    keys = sorted({(r['size'], r['feature_size'], r['loss']) for r in rows})
     print('\n| images | features | loss | defaults: softmax / center (train acc, steps) | best of the search | within 0.02 |')
     print('|---|---|---|---|---|---|')
-    keys = sorted({(r['size'], r['feature_size'], r['loss']) for r in rows})
     for key in keys:
         runs = [r for r in rows if (r['size'], r['feature_size'], r['loss']) == key and 'softmax' in r]
         default = next((r for r in runs if r['variant'] == 'defaults'), None)
@@ -102,40 +102,64 @@ def print_table(rows):
         print('| %d | %d | %s | %s | %s | %s |' % (key + (text(default), searched, within)))
 
 
+def flags(value):
+    """--variant: flags as a shell would split them."""
+    try:
+        shlex.split(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError('%r: %s' % (value, e))
+    return value
+
+
 def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--sizes', default='300,1000,3000,10000')
-    p.add_argument('--features', default='2,8,128')
-    p.add_argument('--losses', default='softmax,center', help='softmax, center (softmax + center loss), or both')
-    p.add_argument('--variant', action='append', default=[], help='flags added to a run of the search (repeat)')
+    import runlog
+    from argtypes import Parser, listed, number
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--sizes', type=listed(number(int, at_least=10)), default='300,1000,3000,10000',
+                   help='training images (N / 10 of each class)')
+    p.add_argument('--features', type=listed(number(int, above=0)), default='2,8,128')
+    p.add_argument('--losses', type=listed(('softmax', 'center')), default='softmax,center',
+                   help='softmax, center (softmax + center loss), or both')
+    p.add_argument('--variant', type=flags, action='append', default=[],
+                   help='flags added to a run of the search (repeat)')
     p.add_argument('--no_defaults', action='store_true', help='run only the variants')
     p.add_argument('--work', default=None, help='where the slices and runs go (default: a new temporary folder)')
     p.add_argument('--log', default=None, help='append each run as a JSON line to this file')
     p.add_argument('--table', nargs='+', metavar='LOG', help='only print the table of these logs\' runs')
     args = p.parse_args()
-    if args.table:
-        print_table([json.loads(line) for log in args.table for line in open(log) if line.strip()])
-        return
-    from provenance import provenance
+    try:
+        if args.table:
+            rows = runlog.read(args.table)
+            try:
+                return print_table(rows)
+            except (KeyError, TypeError) as e:
+                p.error('--table: a line lacks %s: not a log of this script' % e)
+        if args.no_defaults and not args.variant:
+            p.error('--no_defaults runs only the variants: give --variant')
+        if args.log:
+            open(args.log, 'a').close()  # a log that cannot be written fails now, not after the first run
+        if args.work:
+            os.makedirs(args.work, exist_ok=True)
+    except (OSError, ValueError) as e:
+        p.error(str(e).splitlines()[0])
     work = args.work or tempfile.mkdtemp(prefix='set-sizes-')
-    head = provenance()
+    head = runlog.provenance()
     print('set sizes on %(cpu)s, %(cores)d cores, commit %(commit)s' % head, flush=True)
     variants = ([] if args.no_defaults else ['']) + args.variant
     rows = []
-    for size in [int(s) for s in args.sizes.split(',')]:
+    for size in args.sizes:
         data_dir = write_slice(size, os.path.join(work, 'mnist-%d' % size))
-        for feature_size in [int(f) for f in args.features.split(',')]:
-            for center in [loss == 'center' for loss in args.losses.split(',')]:
+        for feature_size in args.features:
+            for center in [loss == 'center' for loss in args.losses]:
                 for variant in variants:
                     slug = re.sub(r'[^a-z0-9.]+', '', variant.lower()) or 'defaults'
                     folder = os.path.join(work, 'run-%d-%d-%s-%s' % (size, feature_size, int(center), slug))
                     row = dict(head, size=size, **train(data_dir, feature_size, center, variant, folder))
                     rows.append(row)
                     print(json.dumps(row), flush=True)
-                    if args.log:
-                        with open(args.log, 'a') as f:
-                            f.write(json.dumps(row) + '\n')
+                    runlog.append(args.log, row)
     print_table(rows)
+
 
 if __name__ == '__main__':
     main()

@@ -44,6 +44,8 @@ def make_dataset(directory, n_train=6, n_test=4, drop=None, label_len=None, top_
 def load_bench(name):
     """The module bench/<name>.py (a script, not a package), to call its functions."""
     import importlib.util
+    if os.path.join(ROOT, 'bench') not in sys.path:  # as Python runs a script: its folder first on the path
+        sys.path.insert(0, os.path.join(ROOT, 'bench'))
     spec = importlib.util.spec_from_file_location('bench_' + name, os.path.join(ROOT, 'bench', name + '.py'))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

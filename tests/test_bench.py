@@ -1,0 +1,59 @@
+"""The table scripts of bench/ (set_sizes.py, heads.py) as a user runs them: a bad value or log is one
+line and exit 2, before any run starts; their logs are JSON lines written and read back by runlog.py."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from helpers import ROOT, load_bench
+
+BAD = [
+    ('set_sizes', ['--sizes', '300,abc'], "--sizes: expected a whole number, got 'abc'"),
+    ('set_sizes', ['--sizes', '5'], '--sizes: must be 10 or more'),
+    ('set_sizes', ['--losses', 'softmax,arc'], "--losses: 'arc' is not one of softmax, center"),
+    ('set_sizes', ['--variant', '--lr "0.1'], 'No closing quotation'),
+    ('set_sizes', ['--no_defaults'], 'give --variant'),
+    ('set_sizes', ['--table', 'missing.jsonl'], 'No such file or directory'),
+    ('set_sizes', ['--table', 'README.md'], 'README.md, line 1: not a JSON line of a bench log'),
+    ('set_sizes', ['--table', 'heads.jsonl'], "a line lacks 'size': not a log of this script"),
+    ('set_sizes', ['--log', os.path.join('no', 'such', 'folder.jsonl')], 'No such file or directory'),
+    ('heads', [], '--table and/or --cost, or --from LOG'),
+    ('heads', ['--table', '--datasets', 'cifar'], "--datasets: 'cifar' is not one of mnist, fashion-mnist"),
+    ('heads', ['--table', '--runs', 'softmax,bogus'], "--runs: 'bogus' is not one of softmax"),
+    ('heads', ['--table', '--seeds', '42,x'], "--seeds: expected a whole number, got 'x'"),
+    ('heads', ['--table', '--feature_size', '0'], '--feature_size: must be > 0'),
+    ('heads', ['--from', 'sizes.jsonl'], "a line lacks 'dataset': not a log of this script"),
+    ('heads', ['--from', 'README.md'], 'README.md, line 1: not a JSON line of a bench log'),
+]
+
+
+@pytest.mark.parametrize('script,flags,message', BAD, ids=['%s %s' % (s, ' '.join(f)) for s, f, _ in BAD])
+def test_bad_input_is_one_line_before_any_run(tmp_path, script, flags, message):
+    (tmp_path / 'README.md').write_text('# not a log\n')
+    (tmp_path / 'heads.jsonl').write_text(json.dumps(dict(dataset='mnist', seed=42, run='softmax')) + '\n')
+    (tmp_path / 'sizes.jsonl').write_text(json.dumps(dict(size=300, feature_size=2, loss='softmax')) + '\n')
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, 'bench', script + '.py')] + flags, cwd=str(tmp_path),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=120)
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not proc.stdout.strip(), (proc.stdout, proc.stderr)
+    assert sorted(os.listdir(str(tmp_path))) == ['README.md', 'heads.jsonl', 'sizes.jsonl']  # nothing written
+
+
+def test_a_log_is_read_back_as_written(tmp_path):
+    runlog = load_bench('runlog')
+    log = str(tmp_path / 'a.jsonl')
+    rows = [dict(run='softmax', auc=0.5), dict(run='ArcFace', name='é')]
+    for row in rows:
+        runlog.append(log, row)
+    runlog.append(None, dict(run='not logged'))
+    with open(log, 'a') as f:
+        f.write('\n')  # a blank line is no row
+    assert runlog.read([log, log]) == rows + rows
+    with open(log, 'a') as f:
+        f.write('[1, 2]\n')
+    with pytest.raises(ValueError, match='a.jsonl, line 4: not a JSON line'):
+        runlog.read([log])
+    stamp = runlog.provenance()
+    assert set(stamp) == {'cpu', 'cores', 'commit'} and stamp['cores'] >= 1
