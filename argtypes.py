@@ -96,6 +96,16 @@ def listed(item):
     return parse
 
 
+def shell_words(value):
+    """Flags in one value, as a shell splits them (the bench scripts' --variant "--lr 0.01")."""
+    import shlex
+    try:
+        shlex.split(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError('%r: %s' % (value, e))
+    return value
+
+
 POSITIVE_INT, POSITIVE = number(int, above=0), number(float, above=0)
 NON_NEGATIVE_INT, NON_NEGATIVE = number(int, at_least=0), number(float, at_least=0)
 

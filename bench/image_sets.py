@@ -91,14 +91,21 @@ def write_pairs(path, folder, per_kind, folds=10, seed=2016):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from argtypes import Parser, number
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--dataset', default='mnist', choices=('mnist', 'fashion-mnist'))
     p.add_argument('--out', required=True, help='folder to write folder/ and recordio/ into')
-    p.add_argument('--limit', type=int, default=None, help='only the first N images of each split')
-    p.add_argument('--scale', type=int, default=1, help='enlarge each image this many times')
+    p.add_argument('--limit', type=number(int, above=0), default=None, help='only the first N images of each split')
+    p.add_argument('--scale', type=number(int, at_least=1, at_most=64), default=1,
+                   help='enlarge each image this many times')
     p.add_argument('--colour', action='store_true', help='write RGB images')
-    p.add_argument('--pairs', type=int, default=0, help='also write pairs.txt with N same and N different pairs')
+    p.add_argument('--pairs', type=number(int, at_least=0), default=0,
+                   help='also write pairs.txt with N same and N different pairs')
     args = p.parse_args()
+    try:
+        os.makedirs(args.out, exist_ok=True)
+    except OSError as e:
+        p.error('--out: %s' % e)
     write_sets(args.dataset, args.out, args.limit, args.scale, args.colour, args.pairs)
 
 

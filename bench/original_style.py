@@ -105,6 +105,10 @@ if __name__ == '__main__':
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('slice', help='.npz with images (N, 28, 28) uint8 and labels (N,)')
     args = p.parse_args()
-    arrays = np.load(args.slice)
-    loop_rate, epoch_rate = run(arrays['images'], arrays['labels'])
+    try:
+        arrays = np.load(args.slice)
+        images, labels = arrays['images'], arrays['labels']
+    except (OSError, ValueError, KeyError) as e:
+        p.exit(2, '%s: error: %s: not a slice written by bench/speed.py (%s)\n' % (p.prog, args.slice, e))
+    loop_rate, epoch_rate = run(images, labels)
     print(json.dumps(dict(loop=loop_rate, epoch=epoch_rate)))

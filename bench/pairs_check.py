@@ -22,10 +22,15 @@ sys.path.insert(0, ROOT)
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from argtypes import Parser
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--images', required=True, help='the folder bench/image_sets.py wrote (with --pairs)')
     p.add_argument('--ckpt', required=True, help='a best checkpoint trained on MNIST')
     args = p.parse_args()
+    if not os.path.isfile(os.path.join(args.images, 'pairs.txt')):
+        p.error('--images %s holds no pairs.txt: write it with bench/image_sets.py --pairs N' % args.images)
+    if not args.ckpt.endswith('-best.params'):
+        p.error('--ckpt %s: expected a <prefix>-best.params checkpoint' % args.ckpt)
     import compat  # noqa: F401
     import mxnet as mx
     import checkpoints
@@ -35,7 +40,10 @@ def main():
     import pairs
     import utils
     import verification
-    ckpt = checkpoints.load_checkpoint(args.ckpt)
+    try:
+        ckpt = checkpoints.load_checkpoint(args.ckpt)
+    except checkpoints.CheckpointError as e:
+        p.error('--ckpt: %s' % e)
     ckpt_dir, prefix = os.path.dirname(args.ckpt), os.path.basename(args.ckpt)[:-len('-best.params')]
     out = tempfile.mkdtemp()
     folder = os.path.join(args.images, 'folder', 'test')

@@ -13,11 +13,15 @@ images/s of one epoch.
 import argparse
 import json
 import os
+import sys
 import time
 
 import numpy as np
-import torch
-from torch import nn
+try:
+    import torch
+    from torch import nn
+except ImportError:
+    sys.exit('pytorch_lenet.py: needs PyTorch (pip install torch); bench/speed.py runs it only where torch is')
 
 
 def lenet_plus(act):
@@ -73,6 +77,10 @@ if __name__ == '__main__':
     p.add_argument('--act', choices=('prelu', 'leaky'), default='prelu')
     p.add_argument('--bf16', action='store_true')
     args = p.parse_args()
-    arrays = np.load(args.slice)
-    print(json.dumps(dict(loop=run(arrays['images'], arrays['labels'], args.act, args.bf16),
+    try:
+        arrays = np.load(args.slice)
+        images, labels = arrays['images'], arrays['labels']
+    except (OSError, ValueError, KeyError) as e:
+        p.exit(2, '%s: error: %s: not a slice written by bench/speed.py (%s)\n' % (p.prog, args.slice, e))
+    print(json.dumps(dict(loop=run(images, labels, args.act, args.bf16),
                           torch=torch.__version__)))

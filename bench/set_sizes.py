@@ -102,25 +102,16 @@ def print_table(rows):
         print('| %d | %d | %s | %s | %s | %s |' % (key + (text(default), searched, within)))
 
 
-def flags(value):
-    """--variant: flags as a shell would split them."""
-    try:
-        shlex.split(value)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError('%r: %s' % (value, e))
-    return value
-
-
 def main():
     import runlog
-    from argtypes import Parser, listed, number
+    from argtypes import Parser, listed, number, shell_words
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--sizes', type=listed(number(int, at_least=10)), default='300,1000,3000,10000',
                    help='training images (N / 10 of each class)')
     p.add_argument('--features', type=listed(number(int, above=0)), default='2,8,128')
     p.add_argument('--losses', type=listed(('softmax', 'center')), default='softmax,center',
                    help='softmax, center (softmax + center loss), or both')
-    p.add_argument('--variant', type=flags, action='append', default=[],
+    p.add_argument('--variant', type=shell_words, action='append', default=[],
                    help='flags added to a run of the search (repeat)')
     p.add_argument('--no_defaults', action='store_true', help='run only the variants')
     p.add_argument('--work', default=None, help='where the slices and runs go (default: a new temporary folder)')

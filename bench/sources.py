@@ -103,15 +103,24 @@ def memory(args, extra):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--limit', type=int, default=10000, help='MNIST images of each split')
-    p.add_argument('--epochs', type=int, default=2)
-    p.add_argument('--seed', type=int, default=42)
+    from argtypes import Parser, number
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--limit', type=number(int, at_least=100, at_most=10000), default=10000,
+                   help='MNIST images of each split')
+    p.add_argument('--epochs', type=number(int, above=0), default=2)
+    p.add_argument('--seed', type=number(int, at_least=0), default=42)
     p.add_argument('--out', default=None, help='where to write the sets (kept); default a new temporary folder')
-    p.add_argument('--memory', type=int, default=None, help='measure memory on a .rec of this many images')
-    p.add_argument('--size', type=int, default=256, help='with --memory: the images\' side in pixels')
+    p.add_argument('--memory', type=number(int, at_least=100), default=None,
+                   help='measure memory on a .rec of this many images')
+    p.add_argument('--size', type=number(int, at_least=28), default=256,
+                   help='with --memory: the images\' side in pixels')
     p.add_argument('flags', nargs=argparse.REMAINDER, help='-- then flags for main.py')
     args = p.parse_args()
+    if args.out:
+        try:
+            os.makedirs(args.out, exist_ok=True)
+        except OSError as e:
+            p.error('--out: %s' % e)
     extra = args.flags[1:] if args.flags[:1] == ['--'] else args.flags
     (memory if args.memory else compare)(args, extra)
 

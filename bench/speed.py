@@ -182,9 +182,12 @@ def peak_memory(n):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sys.path.insert(0, ROOT)
+    from argtypes import Parser, number
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--full', action='store_true', help='the whole training set instead of a slice')
-    p.add_argument('--samples', type=int, default=10000, help='training images without --full')
+    p.add_argument('--samples', type=number(int, at_least=BATCH, at_most=60000), default=10000,
+                   help='training images without --full (a batch at least)')
     p.add_argument('--prelu', action='store_true', help='also time LeNet++ with PReLU (ours and PyTorch)')
     p.add_argument('--ours', nargs=4, metavar=('SLICE', 'PRECISION', 'ACT', 'SHIFT'), help=argparse.SUPPRESS)
     p.add_argument('--eval', action='store_true', help=argparse.SUPPRESS)

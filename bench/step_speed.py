@@ -21,6 +21,8 @@ from mxnet.gluon import nn  # noqa: E402
 import models  # noqa: E402
 from center_loss import CenterLoss  # noqa: E402
 
+ACTS = models.ACTIVATIONS + ('prelu-op',)
+
 
 class OpPReLU(nn.HybridBlock):
     def __init__(self, channels, spatial=True, **kwargs):
@@ -66,15 +68,16 @@ def step_speed(act, batch_size, steps, ctx):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--batch_size', type=int, default=128)
-    p.add_argument('--steps', type=int, default=40)
-    p.add_argument('--acts', default='leaky,prelu,prelu-op,relu')
+    from argtypes import Parser, listed, number
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--batch_size', type=number(int, above=0), default=128)
+    p.add_argument('--steps', type=number(int, above=0), default=40)
+    p.add_argument('--acts', type=listed(ACTS), default='leaky,prelu,prelu-op,relu')
     args = p.parse_args()
     ctx = mx.gpu(0) if mx.context.num_gpus() else mx.cpu()
     print('mxnet %s, %s, OMP_NUM_THREADS=%s, batch %d' % (mx.__version__, ctx, os.environ.get('OMP_NUM_THREADS'),
                                                         args.batch_size))
-    for act in args.acts.split(','):
+    for act in args.acts:
         print('%-9s %7.0f images/s' % (act, step_speed(act, args.batch_size, args.steps, ctx)))
 
 

@@ -65,21 +65,31 @@ def summary(stage, metrics):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    import runlog
+    from argtypes import Parser, listed, shell_words
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--name', default='run', help='the row\'s name')
-    p.add_argument('--stages', default='first,second', help='any of first, second, softmax, in order')
-    p.add_argument('--second', default='', help='flags for the second stage only')
-    p.add_argument('--softmax', default='', help='flags for the softmax run only')
+    p.add_argument('--stages', type=listed(tuple(STAGES)), default='first,second',
+                   help='any of first, second, softmax, in order')
+    p.add_argument('--second', type=shell_words, default='', help='flags for the second stage only')
+    p.add_argument('--softmax', type=shell_words, default='', help='flags for the softmax run only')
     p.add_argument('--keep', default=None, help='keep checkpoints and pictures in this folder')
     p.add_argument('--log', default=None, help='append the figures as a JSON line to this file')
     p.add_argument('flags', nargs=argparse.REMAINDER, help='-- then flags for every stage')
     args = p.parse_args()
     flags = args.flags[1:] if args.flags[:1] == ['--'] else args.flags
+    try:
+        if args.log:
+            open(args.log, 'a').close()  # a log that cannot be written fails now, not after the runs
+        if args.keep:
+            os.makedirs(args.keep, exist_ok=True)
+    except OSError as e:
+        p.error(str(e))
     folder = args.keep or tempfile.mkdtemp(prefix='tta-')
     import compat
     print('%s on %s, %d cores' % (args.name, compat.cpu_name(), len(os.sched_getaffinity(0))), flush=True)
     rows = []
-    for stage in args.stages.split(','):
+    for stage in args.stages:
         extra = shlex.split(args.second if stage == 'second' else args.softmax if stage == 'softmax' else '')
         figures, text = summary(stage, run_stage(stage, flags + extra, folder))
         print(text, flush=True)
@@ -89,10 +99,8 @@ def main():
         '%s %d ep: %.4f / %.4f, floors at %s' % (r['stage'], r['epochs'], r['last_softmax'], r['last_center'],
                                                    '/'.join(str(e or '-') for e in r['reached'].values()))
         for r in rows)))
-    if args.log:
-        with open(args.log, 'a') as f:
-            for r in rows:
-                f.write(json.dumps(r) + '\n')
+    for r in rows:
+        runlog.append(args.log, r)
 
 
 if __name__ == '__main__':

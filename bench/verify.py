@@ -9,7 +9,6 @@ own. Prints the CPU first: the figures depend on it.
 """
 import argparse
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -18,12 +17,15 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def cpu_model():
+def case(value):
+    """--cases: NxK, N features of K classes, 2 <= K <= N / 2 (pairs of each kind)."""
     try:
-        with open('/proc/cpuinfo') as f:
-            return next(l.split(':', 1)[1].strip() for l in f if l.startswith('model name'))
-    except (OSError, StopIteration):
-        return platform.processor() or 'unknown CPU'
+        n, k = (int(v) for v in value.lower().split('x'))
+    except ValueError:
+        n = k = 0
+    if not 2 <= k <= n // 2:
+        raise argparse.ArgumentTypeError('expected NxK, N features of K classes with 2 <= K <= N/2, got %r' % value)
+    return n, k
 
 
 def one_case(n, classes, dim):
@@ -44,18 +46,21 @@ def one_case(n, classes, dim):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--cases', default='4861x5,10000x10')
-    p.add_argument('--dim', type=int, default=2)
-    p.add_argument('--one', default=None, help=argparse.SUPPRESS)  # a single case, in this process
+    sys.path.insert(0, ROOT)
+    import compat
+    from argtypes import Parser, listed, number
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--cases', type=listed(case), default='4861x5,10000x10', help='NxK: N features of K classes')
+    p.add_argument('--dim', type=number(int, above=0), default=2)
+    p.add_argument('--one', type=case, default=None, help=argparse.SUPPRESS)  # a single case, in this process
     args = p.parse_args()
     if args.one:
-        n, k = map(int, args.one.split('x'))
-        return one_case(n, k, args.dim)
+        return one_case(*args.one, args.dim)
     print('%s, %d cores; all pairs, exact, both metrics, plus the LFW-style folds' % (
-        cpu_model(), len(os.sched_getaffinity(0))))
-    for case in args.cases.split(','):
-        subprocess.run([sys.executable, os.path.abspath(__file__), '--one', case, '--dim', str(args.dim)], check=True)
+        compat.cpu_name(), len(os.sched_getaffinity(0))))
+    for n, k in args.cases:
+        subprocess.run([sys.executable, os.path.abspath(__file__), '--one', '%dx%d' % (n, k), '--dim', str(args.dim)],
+                       check=True)
 
 
 if __name__ == '__main__':

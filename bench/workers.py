@@ -37,16 +37,21 @@ def run(workers, args):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--workers', default='1,2')
-    p.add_argument('--train_samples', type=int, default=12000)
-    p.add_argument('--epochs', type=int, default=2, help='the last epoch is reported (the first warms up)')
-    p.add_argument('--batch_size', type=int, default=128, help='global batch, split over the workers')
+    sys.path.insert(0, ROOT)
+    from argtypes import Parser, listed, number
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--workers', type=listed(number(int, above=0)), default='1,2')
+    p.add_argument('--train_samples', type=number(int, above=0), default=12000)
+    p.add_argument('--epochs', type=number(int, at_least=2), default=2,
+                   help='the last epoch is reported (the first warms up)')
+    p.add_argument('--batch_size', type=number(int, above=0), default=128, help='global batch, split over the workers')
     args = p.parse_args()
+    if any(args.batch_size < n for n in args.workers):
+        p.error('--batch_size %d is split over the workers: give at least %d' % (args.batch_size, max(args.workers)))
     print('LeNet++ first stage (softmax + center loss), %d training images, global batch %d, CPU, %d cores'
           % (args.train_samples, args.batch_size, len(os.sched_getaffinity(0))))
     base = None
-    for n in [int(w) for w in args.workers.split(',')]:
+    for n in args.workers:
         rate = run(n, args)
         base = base or rate
         print('%d worker(s): %5d images/s  (%.2fx one worker)' % (n, rate, rate / base))

@@ -1,5 +1,5 @@
-"""The table scripts of bench/ (set_sizes.py, heads.py) as a user runs them: a bad value or log is one
-line and exit 2, before any run starts; their logs are JSON lines written and read back by runlog.py."""
+"""The scripts of bench/ as a user runs them: a bad value, log or folder is one line and exit 2, before
+any run starts; the logs of the table scripts are JSON lines written and read back by runlog.py."""
 import json
 import os
 import subprocess
@@ -26,6 +26,18 @@ BAD = [
     ('heads', ['--table', '--feature_size', '0'], '--feature_size: must be > 0'),
     ('heads', ['--from', 'sizes.jsonl'], "a line lacks 'dataset': not a log of this script"),
     ('heads', ['--from', 'README.md'], 'README.md, line 1: not a JSON line of a bench log'),
+    ('speed', ['--samples', '0'], '--samples: must be 128 or more'),
+    ('step_speed', ['--acts', 'leaky,swish'], "--acts: 'swish' is not one of prelu, leaky, relu, prelu-op"),
+    ('workers', ['--workers', '1,0'], '--workers: must be > 0'),
+    ('workers', ['--workers', '4', '--batch_size', '2'], '--batch_size 2 is split over the workers'),
+    ('time_to_accuracy', ['--stages', 'first,third'], "--stages: 'third' is not one of first, second, softmax"),
+    ('time_to_accuracy', ['--log', os.path.join('no', 'log.jsonl')], 'No such file or directory'),
+    ('sources', ['--limit', '10'], '--limit: must be 100 or more'),
+    ('verify', ['--cases', '10x1'], 'expected NxK, N features of K classes'),
+    ('image_sets', ['--out', 'o', '--scale', '0'], '--scale: must be 1 or more'),
+    ('image_sets', ['--out', os.path.join('README.md', 'o')], '--out:'),
+    ('pairs_check', ['--images', 'nowhere', '--ckpt', 'x-best.params'], 'holds no pairs.txt'),
+    ('original_style', ['README.md'], 'README.md: not a slice written by bench/speed.py'),
 ]
 
 
