@@ -180,6 +180,7 @@ def cost(rounds=5, steps=20):
 
 
 def main():
+    import runlog
     from argtypes import Parser, listed, number
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--table', action='store_true')
@@ -202,8 +203,7 @@ def main():
                 return print_table(logged(args.logs))
             except (KeyError, TypeError) as e:
                 p.error('--from: a line lacks %s: not a log of this script' % e)
-        if args.log:
-            open(args.log, 'a').close()  # a log that cannot be written fails now, not after the first run
+        runlog.ready(args.log)
         if args.table:
             os.makedirs(args.work, exist_ok=True)
     except (OSError, ValueError) as e:

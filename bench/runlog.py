@@ -18,6 +18,13 @@ def provenance():
     return dict(cpu=compat.cpu_name(), cores=len(os.sched_getaffinity(0)), commit=commit)
 
 
+def ready(path):
+    """Open the log ``path`` for appending once, before any run, so that one that cannot be written fails
+    with OSError now and not after hours of runs (nothing without a path)."""
+    if path:
+        open(path, 'a').close()
+
+
 def append(path, row):
     """Add ``row`` to the log ``path`` (nothing without a path)."""
     if path:

@@ -127,8 +127,7 @@ def main():
                 p.error('--table: a line lacks %s: not a log of this script' % e)
         if args.no_defaults and not args.variant:
             p.error('--no_defaults runs only the variants: give --variant')
-        if args.log:
-            open(args.log, 'a').close()  # a log that cannot be written fails now, not after the first run
+        runlog.ready(args.log)
         if args.work:
             os.makedirs(args.work, exist_ok=True)
     except (OSError, ValueError) as e:

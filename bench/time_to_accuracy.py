@@ -79,8 +79,7 @@ def main():
     args = p.parse_args()
     flags = args.flags[1:] if args.flags[:1] == ['--'] else args.flags
     try:
-        if args.log:
-            open(args.log, 'a').close()  # a log that cannot be written fails now, not after the runs
+        runlog.ready(args.log)
         if args.keep:
             os.makedirs(args.keep, exist_ok=True)
     except OSError as e:
