@@ -14,5 +14,18 @@ with warnings.catch_warnings():
 
 # The measured choice of --precision auto is cached per machine: the tests use a
 # cache of their own, so they neither write into the user's nor depend on it.
+import shutil  # noqa: E402
 import tempfile  # noqa: E402
-os.environ.setdefault('CENTER_LOSS_CACHE', tempfile.mkdtemp(prefix='center-loss-cache-'))
+OWN_CACHE = None if 'CENTER_LOSS_CACHE' in os.environ else tempfile.mkdtemp(prefix='center-loss-cache-')
+os.environ.setdefault('CENTER_LOSS_CACHE', OWN_CACHE or '')
+
+
+def pytest_configure(config):
+    # MXNet 1.9.1's own code calls numpy's tostring() (recordio) and scipy.sparse.csr (ndarray.utils) on
+    # every record and array it reads: hundreds of lines of warnings about code that is not ours
+    config.addinivalue_line('filterwarnings', 'ignore::DeprecationWarning:mxnet')
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if OWN_CACHE:  # the suite's own cache, not one the user named
+        shutil.rmtree(OWN_CACHE, ignore_errors=True)
