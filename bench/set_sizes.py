@@ -86,7 +86,8 @@ def print_table(rows):
     of the last epoch); 'within' is whether the defaults are within 0.02 of that best. Where the defaults
     reach 0.98 no search is needed to know it (no accuracy exceeds 1): 'yes, bound', unless a search ran."""
     keys = sorted({(r['size'], r['feature_size'], r['loss']) for r in rows})
-    print('\n| images | features | loss | defaults: softmax / center (train acc, steps) | best of the search | within 0.02 |')
+    print('\n| images | features | loss | defaults: softmax / center (train acc, steps) | best of the search '
+          '| within 0.02 |')
     print('|---|---|---|---|---|---|')
     for key in keys:
         runs = [r for r in rows if (r['size'], r['feature_size'], r['loss']) == key and 'softmax' in r]
