@@ -182,6 +182,8 @@ def cost(rounds=5, steps=20):
 def main():
     import runlog
     from argtypes import Parser, listed, number
+    from errors import UserError
+    from runlock import writable_folder
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--table', action='store_true')
     p.add_argument('--cost', action='store_true')
@@ -205,8 +207,8 @@ def main():
                 p.error('--from: a line lacks %s: not a log of this script' % e)
         runlog.ready(args.log)
         if args.table:
-            os.makedirs(args.work, exist_ok=True)
-    except (OSError, ValueError) as e:
+            writable_folder(args.work, '--work')
+    except (OSError, ValueError, UserError) as e:
         p.error(str(e).splitlines()[0])
     if args.cost:
         cost()

@@ -92,6 +92,8 @@ def write_pairs(path, folder, per_kind, folds=10, seed=2016):
 
 def main():
     from argtypes import Parser, number
+    from errors import UserError
+    from runlock import writable_folder
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--dataset', default='mnist', choices=('mnist', 'fashion-mnist'))
     p.add_argument('--out', required=True, help='folder to write folder/ and recordio/ into')
@@ -103,9 +105,9 @@ def main():
                    help='also write pairs.txt with N same and N different pairs')
     args = p.parse_args()
     try:
-        os.makedirs(args.out, exist_ok=True)
-    except OSError as e:
-        p.error('--out: %s' % e)
+        writable_folder(args.out, '--out')
+    except UserError as e:
+        p.error(str(e))
     write_sets(args.dataset, args.out, args.limit, args.scale, args.colour, args.pairs)
 
 

@@ -106,6 +106,8 @@ def print_table(rows):
 def main():
     import runlog
     from argtypes import Parser, listed, number, shell_words
+    from errors import UserError
+    from runlock import writable_folder
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--sizes', type=listed(number(int, at_least=10)), default='300,1000,3000,10000',
                    help='training images (N / 10 of each class)')
@@ -130,8 +132,8 @@ def main():
             p.error('--no_defaults runs only the variants: give --variant')
         runlog.ready(args.log)
         if args.work:
-            os.makedirs(args.work, exist_ok=True)
-    except (OSError, ValueError) as e:
+            writable_folder(args.work, '--work')
+    except (OSError, ValueError, UserError) as e:
         p.error(str(e).splitlines()[0])
     work = args.work or tempfile.mkdtemp(prefix='set-sizes-')
     head = runlog.provenance()

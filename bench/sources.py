@@ -104,6 +104,8 @@ def memory(args, extra):
 
 def main():
     from argtypes import Parser, number
+    from errors import UserError
+    from runlock import writable_folder
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--limit', type=number(int, at_least=100, at_most=10000), default=10000,
                    help='MNIST images of each split')
@@ -118,9 +120,9 @@ def main():
     args = p.parse_args()
     if args.out:
         try:
-            os.makedirs(args.out, exist_ok=True)
-        except OSError as e:
-            p.error('--out: %s' % e)
+            writable_folder(args.out, '--out')
+        except UserError as e:
+            p.error(str(e))
     extra = args.flags[1:] if args.flags[:1] == ['--'] else args.flags
     (memory if args.memory else compare)(args, extra)
 

@@ -67,6 +67,8 @@ def summary(stage, metrics):
 def main():
     import runlog
     from argtypes import Parser, listed, shell_words
+    from errors import UserError
+    from runlock import writable_folder
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--name', default='run', help='the row\'s name')
     p.add_argument('--stages', type=listed(tuple(STAGES)), default='first,second',
@@ -81,8 +83,8 @@ def main():
     try:
         runlog.ready(args.log)
         if args.keep:
-            os.makedirs(args.keep, exist_ok=True)
-    except OSError as e:
+            writable_folder(args.keep, '--keep')
+    except (OSError, UserError) as e:
         p.error(str(e))
     folder = args.keep or tempfile.mkdtemp(prefix='tta-')
     import compat

@@ -17,7 +17,8 @@ with warnings.catch_warnings():
 import shutil  # noqa: E402
 import tempfile  # noqa: E402
 OWN_CACHE = None if 'CENTER_LOSS_CACHE' in os.environ else tempfile.mkdtemp(prefix='center-loss-cache-')
-os.environ.setdefault('CENTER_LOSS_CACHE', OWN_CACHE or '')
+if OWN_CACHE:
+    os.environ['CENTER_LOSS_CACHE'] = OWN_CACHE
 
 
 def pytest_configure(config):

@@ -35,7 +35,9 @@ BAD = [
     ('sources', ['--limit', '10'], '--limit: must be 100 or more'),
     ('verify', ['--cases', '10x1'], 'expected NxK, N features of K classes'),
     ('image_sets', ['--out', 'o', '--scale', '0'], '--scale: must be 1 or more'),
-    ('image_sets', ['--out', os.path.join('README.md', 'o')], '--out:'),
+    ('image_sets', ['--out', os.path.join('README.md', 'o')], '--out %s: cannot write there' % os.path.join(
+        'README.md', 'o')),
+    ('set_sizes', ['--work', 'README.md'], '--work README.md: not a folder'),
     ('pairs_check', ['--images', 'nowhere', '--ckpt', 'x-best.params'], 'holds no pairs.txt'),
     ('original_style', ['README.md'], 'README.md: not a slice written by bench/speed.py'),
 ]
