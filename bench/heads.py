@@ -3,6 +3,7 @@
     python bench/heads.py --table --datasets mnist,fashion-mnist --seeds 42,7,3 --log heads.jsonl
     python bench/heads.py --table --datasets mnist --seeds 42 --runs arcface,cosface --log b.jsonl   # a part
     python bench/heads.py --from heads.jsonl b.jsonl   # the table of rows logged before (any CPU, any session)
+    python bench/heads.py --from heads.jsonl --seeds 42,7   # only these seeds' rows (--datasets likewise)
     python bench/heads.py --table --datasets mnist --seeds 42 --feature_size 2   # the papers' 2-D pictures
     python bench/heads.py --cost                   # a step's time of each head against softmax
 
@@ -187,8 +188,12 @@ def main():
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--table', action='store_true')
     p.add_argument('--cost', action='store_true')
-    p.add_argument('--datasets', type=listed(('mnist', 'fashion-mnist')), default='mnist,fashion-mnist')
-    p.add_argument('--seeds', type=listed(number(int, at_least=0)), default='42,7,3')
+    # no default here: with --from, only the datasets and seeds given are shown (a table whose third seed is
+    # half run can be shown over the seeds it has in full); --table's defaults are set below
+    p.add_argument('--datasets', type=listed(('mnist', 'fashion-mnist')), default=None,
+                   help='(--table: mnist,fashion-mnist; --from: every dataset logged)')
+    p.add_argument('--seeds', type=listed(number(int, at_least=0)), default=None,
+                   help='(--table: 42,7,3; --from: every seed logged)')
     p.add_argument('--work', default=os.path.join(ROOT, 'output', 'heads'), help='checkpoints and figures')
     p.add_argument('--no_plotting', action='store_true', help='no GIFs (they change no figure of the table)')
     p.add_argument('--feature_size', type=number(int, above=0), default=32,
@@ -202,9 +207,17 @@ def main():
     try:
         if args.logs:
             try:
-                return print_table(logged(args.logs))
+                rows = [r for r in logged(args.logs) if (args.seeds is None or r['seed'] in args.seeds)
+                        and (args.datasets is None or r['dataset'] in args.datasets)]
             except (KeyError, TypeError) as e:
                 p.error('--from: a line lacks %s: not a log of this script' % e)
+            if not rows:
+                wanted = [args.datasets and 'dataset ' + ','.join(args.datasets),
+                          args.seeds and 'seed ' + ','.join(map(str, args.seeds))]
+                p.error('--from: no row of %s in these logs' % (' and '.join(filter(None, wanted)) or 'any run'))
+            return print_table(rows)
+        args.datasets = args.datasets or ['mnist', 'fashion-mnist']
+        args.seeds = args.seeds or [42, 7, 3]
         runlog.ready(args.log)
         if args.table:
             writable_folder(args.work, '--work')

@@ -2,13 +2,15 @@
 what --verify measures (retrieval included), --export's files, and the side-by-side figure."""
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 import checkpoints
 import verification
-from helpers import QUICK, dirs, load_bench, run_main as run
+from helpers import QUICK, ROOT, dirs, load_bench, run_main as run
 
 HELD = ['--holdout', '5,6,7,8,9', '--feature_size', '4', '--test_samples', '600']
 
@@ -131,3 +133,7 @@ def test_the_table_joins_logs_and_counts_a_run_once(tmp_path, capsys):
     softmax = [l for l in lines if l.startswith('| softmax |')][0]
     assert softmax.split(' | ')[1:3] == ['2', '0.9900 +- 0.0000'] and '| 0.8000 +- 0.1000 |' in softmax  # 0.9, 0.7
     assert [l for l in lines if l.startswith('| ArcFace |')][0].split(' | ')[1:3] == ['1', '0.9900']
+    # --seeds with --from: the table over the seeds a half-run third seed leaves complete
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, 'bench', 'heads.py'), '--from', str(a), str(b),
+                           '--seeds', '42,7'], stdout=subprocess.PIPE, universal_newlines=True, timeout=120)
+    assert proc.returncode == 0 and 'over seeds 7,42' in proc.stdout and '| ArcFace |' not in proc.stdout

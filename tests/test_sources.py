@@ -109,7 +109,8 @@ def test_a_record_without_an_image_or_undecodable_is_named(tmp_path):
     with pytest.raises(sources.SourceError, match='train.rec: record 6 holds no image'):
         sources.open_source(root)
     write_records(root, 'train', image_records(imgs, labels) + [(6, 0, 1.0, b'garbage bytes, no image')])
-    with pytest.raises(sources.SourceError, match=r'train.rec record 6 cannot be decoded as an image \(Decoding failed\. Invalid image file\.\)$'):
+    undecodable = r'train.rec record 6 cannot be decoded as an image \(Decoding failed\. Invalid image file\.\)$'
+    with pytest.raises(sources.SourceError, match=undecodable):
         sources.open_source(root)  # the sample that sets the size decodes every record of a small set
 
 
