@@ -23,6 +23,11 @@ after the last epoch side by side (trained classes above, held-out below), besid
 ``--feature_size 2`` trains the same protocol with 2-D features, as the papers draw theirs (its own
 folders and its own table).
 
+A run that fails (a loss that becomes NaN, say) is logged as failed, with main.py's last line, and listed
+under the table. ``--extra "--lr 0.01"`` adds flags to the first stage of the runs picked: the fix tried
+for a head that does not train at the defaults, filed apart (prefix ``sphereface+lr-0.01``) and shown as a
+row of its own (``SphereFace (--lr 0.01)``), so the protocol's rows stay the defaults'.
+
 ``--cost`` times hybridized training steps (forward, backward, update) of LeNet++ with each class layer
 on one batch of 64 MNIST-sized images, the heads in turn, several rounds, and prints each head's median
 step time against softmax's.
@@ -30,6 +35,8 @@ step time against softmax's.
 import argparse
 import json
 import os
+import re
+import shlex
 import subprocess
 import sys
 import time
@@ -59,8 +66,10 @@ def main_py(args, log):
     with open(log, 'a') as f:
         f.write(proc.stdout)
     if proc.returncode != 0:
-        print('  failed (exit %d): %s' % (proc.returncode, proc.stdout.strip().splitlines()[-1:]), flush=True)
-    return proc.returncode
+        last = (proc.stdout.strip().splitlines() or ['exit %d' % proc.returncode])[-1]
+        print('  failed (exit %d): %s' % (proc.returncode, last), flush=True)
+        return last
+    return None
 
 
 def table(args):
@@ -70,6 +79,7 @@ def table(args):
     where_from = runlog.provenance()
     cpu, commit = where_from['cpu'], where_from['commit']
     picked = args.runs or PREFIXES
+    tag = re.sub(r'[^A-Za-z0-9.]+', '-', args.extra).strip('-')  # '--lr 0.01' -> 'lr-0.01'
     for dataset in args.datasets:
         for seed in args.seeds:
             folder = os.path.join(work, '%s-seed%d%s' % (dataset, seed, '' if args.feature_size == 32 else
@@ -81,17 +91,28 @@ def table(args):
             for name, prefix, flags in RUNS:
                 if prefix not in picked:
                     continue
+                # a second stage (flags None) is filed as <its first stage>-second, as main.py files it
+                first = prefix[:-len('-second')] if flags is None else prefix
+                first += '+' + tag if tag else ''
+                prefix, name = first + ('-second' if flags is None else ''), \
+                    name + (' (%s)' % args.extra.strip() if tag else '')
                 verify = os.path.join(folder, 'out', prefix + '-verify.json')
                 measure = ['--verify', '--checkpoint', 'last', '--prefix', prefix] + where
+                failed = None
                 if not os.path.isfile(verify):
                     if flags is None:
-                        stage = ['--second_train', '--checkpoint', 'last', '--prefix', prefix[:-len('-second')]]
+                        stage = ['--second_train', '--checkpoint', 'last', '--prefix', first]
                     else:
                         stage = ['--train', '--prefix', prefix, '--dataset', dataset, '--seed', str(seed)] + \
-                            HELD_OUT + ['--feature_size', str(args.feature_size)] + flags
-                    if main_py(stage + where, log) or main_py(measure, log):
-                        continue
-                elif not last_read(verify) and main_py(measure, log):  # measured at the best before: again
+                            HELD_OUT + ['--feature_size', str(args.feature_size)] + flags + shlex.split(args.extra)
+                    failed = main_py(stage + where, log) or main_py(measure, log)
+                elif not last_read(verify):  # measured at the best before: again
+                    failed = main_py(measure, log)
+                if failed:  # in the log too, so that the table says which runs did not train
+                    row = dict(cpu=cpu, commit=commit, dataset=dataset, seed=seed, run=name,
+                               feature_size=args.feature_size, failed=failed)
+                    rows.append(row)
+                    runlog.append(args.log, row)
                     continue
                 result = json.load(open(verify))
                 metrics = json.load(open(os.path.join(folder, 'out', prefix + '-metrics.json')))
@@ -103,10 +124,21 @@ def table(args):
                            tar=result['cosine']['tar_at_far_0.001'], **result['cosine']['retrieval'])
                 rows.append(row)
                 runlog.append(args.log, row)
-            trained = [p for _, p, _ in RUNS if os.path.isfile(os.path.join(folder, 'ckpt', p + '-last.params'))]
+            trained = trained_runs(os.path.join(folder, 'ckpt'))
             if len(trained) > 1:  # every run there, those of another process sharing the table included
                 main_py(['--compare', '--checkpoint', 'last', '--prefix', ','.join(trained)] + where, log)
     print_table(rows)
+
+
+def trained_runs(ckpt):
+    """The runs with a last checkpoint in ``ckpt``, in the table's order, each followed by its --extra
+    variants ('sphereface+lr-0.01' after 'sphereface'; 'center-loss+lr-0.01-second' after 'center-loss-second')."""
+    def plain(name):
+        head, _, rest = name.partition('+')
+        return head + ('-second' if rest.endswith('-second') else '')
+    have = [f[:-len('-last.params')] for f in os.listdir(ckpt) if f.endswith('-last.params')] \
+        if os.path.isdir(ckpt) else []
+    return sorted((n for n in have if plain(n) in PREFIXES), key=lambda n: (PREFIXES.index(plain(n)), '+' in n, n))
 
 
 def last_read(verify):
@@ -133,16 +165,20 @@ def print_table(rows):
               % (dataset, features, ','.join(str(s) for s in sorted({r['seed'] for r in group}))))
         print('| run | seeds | ' + ' | '.join(title for _, title in keys) + ' |')
         print('|---|---|' + '---|' * len(keys))
-        for name, _, _ in RUNS:
-            mine = [r for r in group if r['run'] == name]
-            if not mine:
-                continue
-            cells = [str(len(mine))]
+        names = [name for name, _, _ in RUNS]
+        order = sorted({r['run'] for r in group}, key=lambda n: (names.index(n.split(' (')[0])
+                                                                 if n.split(' (')[0] in names else len(names), n))
+        for name in order:
+            mine = [r for r in group if r['run'] == name and not r.get('failed')]
+            failed = len([r for r in group if r['run'] == name and r.get('failed')])
+            cells = [str(len(mine)) + (' (%d failed)' % failed if failed else '')]
             for key, _ in keys:
                 values = np.array([r[key] for r in mine])
-                cells.append('%.4f +- %.4f' % (values.mean(), (values.max() - values.min()) / 2) if len(values) > 1
-                             else '%.4f' % values[0])  # one seed has no spread to show
+                cells.append('' if not len(values) else '%.4f +- %.4f' % (values.mean(), np.ptp(values) / 2)
+                             if len(values) > 1 else '%.4f' % values[0])  # one seed has no spread to show
             print('| %s | %s |' % (name, ' | '.join(cells)))
+        for r in sorted((r for r in group if r.get('failed')), key=lambda r: (r['run'], r['seed'])):
+            print('\nfailed: %s, seed %d: %s' % (r['run'], r['seed'], r['failed']))
 
 
 def cost(rounds=5, steps=20):
@@ -182,7 +218,7 @@ def cost(rounds=5, steps=20):
 
 def main():
     import runlog
-    from argtypes import Parser, listed, number
+    from argtypes import Parser, listed, number, shell_words
     from errors import UserError
     from runlock import writable_folder
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -199,6 +235,8 @@ def main():
     p.add_argument('--feature_size', type=number(int, above=0), default=32,
                    help='the features\' size (the protocol: 32)')
     p.add_argument('--runs', type=listed(PREFIXES), default=None, help='only these runs (prefixes, comma-separated)')
+    p.add_argument('--extra', type=shell_words, default='',
+                   help='flags added to the first stage of each run picked, filed and shown apart (a fix tried)')
     p.add_argument('--log', default=None, help='append each row as a JSON line to this file')
     p.add_argument('--from', dest='logs', nargs='+', metavar='LOG', help='print the table of these logs')
     args = p.parse_args()
@@ -218,6 +256,10 @@ def main():
             return print_table(rows)
         args.datasets = args.datasets or ['mnist', 'fashion-mnist']
         args.seeds = args.seeds or [42, 7, 3]
+        if args.extra:  # main.py's own parser: a flag it does not take, or a bad value, stops here, not in each run
+            trainer = __import__('main').build_parser()
+            trainer.prog = '%s: --extra' % p.prog
+            trainer.parse_args(['--train'] + shlex.split(args.extra))
         runlog.ready(args.log)
         if args.table:
             writable_folder(args.work, '--work')

@@ -27,6 +27,8 @@ BAD = [
     ('heads', ['--from', 'sizes.jsonl'], "a line lacks 'dataset': not a log of this script"),
     ('heads', ['--from', 'README.md'], 'README.md, line 1: not a JSON line of a bench log'),
     ('heads', ['--from', 'heads.jsonl', '--seeds', '7'], '--from: no row of seed 7 in these logs'),
+    ('heads', ['--table', '--extra', '--lr abc'], "heads.py: --extra: error: argument --lr: expected a float"),
+    ('heads', ['--table', '--extra', '--bogus 1'], 'heads.py: --extra: error: unrecognized arguments: --bogus 1'),
     ('speed', ['--samples', '0'], '--samples: must be 128 or more'),
     ('step_speed', ['--acts', 'leaky,swish'], "--acts: 'swish' is not one of prelu, leaky, relu, prelu-op"),
     ('workers', ['--workers', '1,0'], '--workers: must be > 0'),

@@ -137,3 +137,40 @@ def test_the_table_joins_logs_and_counts_a_run_once(tmp_path, capsys):
     proc = subprocess.run([sys.executable, os.path.join(ROOT, 'bench', 'heads.py'), '--from', str(a), str(b),
                            '--seeds', '42,7'], stdout=subprocess.PIPE, universal_newlines=True, timeout=120)
     assert proc.returncode == 0 and 'over seeds 7,42' in proc.stdout and '| ArcFace |' not in proc.stdout
+
+
+def test_the_table_runs_logs_a_failed_run_and_files_a_fix_apart(tmp_path):
+    """bench/heads.py --table end to end on a slice (--extra carries the slice's flags): rows logged with
+    their run names, a run that diverges logged as failed and listed under the table, the compared figure."""
+    tiny = ' '.join(QUICK + ['--epochs', '1', '--knn_k', '3'])
+    work, log = tmp_path / 'w', tmp_path / 'h.jsonl'
+
+    def table(*flags):
+        proc = subprocess.run([sys.executable, os.path.join(ROOT, 'bench', 'heads.py'), '--table', '--datasets', 'mnist',
+                               '--seeds', '1', '--work', str(work), '--log', str(log)] + list(flags),
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, timeout=900)
+        assert proc.returncode == 0, proc.stdout
+        return proc.stdout
+
+    table('--runs', 'softmax,normface', '--extra', tiny)
+    out = table('--runs', 'softmax', '--extra', tiny + ' --lr 1e12')  # diverges in its first steps
+    rows = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [r['run'] for r in rows] == ['softmax (%s)' % tiny, 'NormFace (%s)' % tiny,
+                                        'softmax (%s --lr 1e12)' % tiny]
+    assert all(0 <= r['auc'] <= 1 and 0 <= r['map_at_r'] <= 1 for r in rows[:2])
+    assert 'the loss became' in rows[2]['failed'] and 'failed: softmax (%s --lr 1e12), seed 1: error:' % tiny in out
+    assert '| 0 (1 failed) |' in out
+    ckpt = work / 'mnist-seed1' / 'ckpt'
+    assert not list(ckpt.glob('softmax-*')) and len(list(ckpt.glob('softmax+*-last.params'))) == 1  # filed apart
+    assert (work / 'mnist-seed1' / 'out' / 'heads-mnist.png').is_file()
+
+
+def test_the_compared_runs_are_in_the_tables_order_each_followed_by_its_fixes(tmp_path):
+    names = ['arcface', 'sphereface+lr-0.01', 'sphereface', 'center-loss+lr-0.01-second', 'center-loss-second',
+             'center-loss', 'center-loss+lr-0.01', 'mine']
+    for name in names:
+        (tmp_path / (name + '-last.params')).write_bytes(b'')
+    (tmp_path / 'softmax-best.params').write_bytes(b'')
+    assert load_bench('heads').trained_runs(str(tmp_path)) == [
+        'center-loss', 'center-loss+lr-0.01', 'center-loss-second', 'center-loss+lr-0.01-second', 'sphereface',
+        'sphereface+lr-0.01', 'arcface']
