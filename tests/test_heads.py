@@ -115,6 +115,12 @@ def test_a_later_command_cannot_change_the_head(heads):
     assert rc == 2 and 'was made with --head arcface, not cosface' in err, err
 
 
+def heads_py(*flags):
+    """bench/heads.py as a user runs it (stderr with stdout)."""
+    return subprocess.run([sys.executable, os.path.join(ROOT, 'bench', 'heads.py')] + list(flags), timeout=900,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
+
+
 def test_the_table_joins_logs_and_counts_a_run_once(tmp_path, capsys):
     """bench/heads.py --from: rows of several logs (a table run in parts), a run logged twice counted once."""
     bench = load_bench('heads')
@@ -134,8 +140,7 @@ def test_the_table_joins_logs_and_counts_a_run_once(tmp_path, capsys):
     assert softmax.split(' | ')[1:3] == ['2', '0.9900 +- 0.0000'] and '| 0.8000 +- 0.1000 |' in softmax  # 0.9, 0.7
     assert [l for l in lines if l.startswith('| ArcFace |')][0].split(' | ')[1:3] == ['1', '0.9900']
     # --seeds with --from: the table over the seeds a half-run third seed leaves complete
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, 'bench', 'heads.py'), '--from', str(a), str(b),
-                           '--seeds', '42,7'], stdout=subprocess.PIPE, universal_newlines=True, timeout=120)
+    proc = heads_py('--from', str(a), str(b), '--seeds', '42,7')
     assert proc.returncode == 0 and 'over seeds 7,42' in proc.stdout and '| ArcFace |' not in proc.stdout
 
 
@@ -146,9 +151,8 @@ def test_the_table_runs_logs_a_failed_run_and_files_a_fix_apart(tmp_path):
     work, log = tmp_path / 'w', tmp_path / 'h.jsonl'
 
     def table(*flags):
-        proc = subprocess.run([sys.executable, os.path.join(ROOT, 'bench', 'heads.py'), '--table', '--datasets', 'mnist',
-                               '--seeds', '1', '--work', str(work), '--log', str(log)] + list(flags),
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, timeout=900)
+        proc = heads_py('--table', '--datasets', 'mnist', '--seeds', '1', '--work', str(work), '--log', str(log),
+                        *flags)
         assert proc.returncode == 0, proc.stdout
         return proc.stdout
 
