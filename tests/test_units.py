@@ -162,6 +162,15 @@ def test_verify_measures_the_held_out_classes(checkpoint):
     assert os.path.isfile(files.roc)
 
 
+def test_the_pictures_forward_only_the_training_images_drawn(checkpoint):
+    files, ckpt, loaded = checkpoint
+    _, net, _ = commands.network(ckpt, [mx.cpu()])
+    drawn = pictures.plot_sample(loaded.train_x.shape[0], 5, size=30)  # 30 of the 100, not in a row
+    everything = net(loaded.train_x.x)[1].asnumpy()
+    np.testing.assert_allclose(commands.sample_features(net, loaded.train_x, drawn), everything[drawn],
+                               rtol=1e-5, atol=1e-5)
+
+
 def test_compare_draws_each_run_and_skips_the_missing(checkpoint, capsys):
     files, ckpt, loaded = checkpoint
     missing = RunFiles(files.ckpt_dir, files.out_dir, 'none')
