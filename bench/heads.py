@@ -14,10 +14,11 @@ and prints one Markdown table: for each run, at its last checkpoint (``--checkpo
 test set would pick is a choice made on test images, and on 5,000 of them a tie of a few images), the
 test accuracy on the trained classes (softmax: the head's own argmax), AUC and TAR at FAR 1e-3 by cosine
 on pairs of the held-out classes, precision at 1, R-precision and MAP@R, each as the mean and the spread
-(half the range) over the seeds. Runs already in ``--work`` are reused, so an interrupted table continues
-where it stopped. ``--runs`` picks runs by prefix (softmax, center-loss, center-loss-second, normface,
-sphereface, cosface, arcface, arcface-center), so that two processes can share a table; each logged row
-carries its CPU and commit, and ``--from`` joins logs. Each dataset and seed ends with
+(half the range) over the seeds. Runs already in ``--work`` are reused, and one stopped within its
+training is resumed (``main.py --resume``), so an interrupted table continues where it stopped. ``--runs``
+picks runs by prefix (softmax, center-loss, center-loss-second, normface, sphereface, cosface, arcface,
+arcface-center), so that two processes can share a table; each logged row carries its CPU and commit, and
+``--from`` joins logs. Each dataset and seed ends with
 ``main.py --compare --checkpoint last`` on every run there: ``heads-<dataset>.png`` draws their features
 after the last epoch side by side (trained classes above, held-out below), beside each run's GIFs.
 ``--feature_size 2`` trains the same protocol with 2-D features, as the papers draw theirs (its own
@@ -100,7 +101,11 @@ def table(args):
                 measure = ['--verify', '--checkpoint', 'last', '--prefix', prefix] + where
                 failed = None
                 if not os.path.isfile(verify):
-                    if flags is None:
+                    if os.path.isfile(os.path.join(folder, 'ckpt', prefix + '-last.params')):
+                        # trained, or stopped within: continue it as it was recorded (a stage complete is left
+                        # as it is), so a table stopped within a run or before --verify loses no epoch
+                        stage = ['--second_train' if flags is None else '--train', '--resume', '--prefix', first]
+                    elif flags is None:
                         stage = ['--second_train', '--checkpoint', 'last', '--prefix', first]
                     else:
                         stage = ['--train', '--prefix', prefix, '--dataset', dataset, '--seed', str(seed)] + \

@@ -146,7 +146,8 @@ def test_the_table_joins_logs_and_counts_a_run_once(tmp_path, capsys):
 
 def test_the_table_runs_logs_a_failed_run_and_files_a_fix_apart(tmp_path):
     """bench/heads.py --table end to end on a slice (--extra carries the slice's flags): rows logged with
-    their run names, a run that diverges logged as failed and listed under the table, the compared figure."""
+    their run names, a run that diverges logged as failed and listed under the table, the compared figure;
+    a run trained but not measured is resumed (complete: nothing trained) and measured."""
     tiny = ' '.join(QUICK + ['--epochs', '1', '--knn_k', '3'])
     work, log = tmp_path / 'w', tmp_path / 'h.jsonl'
 
@@ -167,6 +168,15 @@ def test_the_table_runs_logs_a_failed_run_and_files_a_fix_apart(tmp_path):
     ckpt = work / 'mnist-seed1' / 'ckpt'
     assert not list(ckpt.glob('softmax-*')) and len(list(ckpt.glob('softmax+*-last.params'))) == 1  # filed apart
     assert (work / 'mnist-seed1' / 'out' / 'heads-mnist.png').is_file()
+    # a run trained but not measured (a table stopped before --verify): resumed, so not trained again
+    trained = list(ckpt.glob('normface+*-last.params'))[0]
+    before = trained.stat().st_mtime_ns
+    [verify] = (work / 'mnist-seed1' / 'out').glob('normface+*-verify.json')
+    verify.unlink()
+    out = table('--runs', 'normface', '--extra', tiny)
+    assert '$ python main.py --train --resume --prefix normface+' in out and trained.stat().st_mtime_ns == before
+    again = json.loads(log.read_text().splitlines()[-1])
+    assert again['run'] == rows[1]['run'] and again['auc'] == rows[1]['auc'] and verify.is_file()
 
 
 def test_the_compared_runs_are_in_the_tables_order_each_followed_by_its_fixes(tmp_path):
