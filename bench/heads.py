@@ -15,10 +15,11 @@ test set would pick is a choice made on test images, and on 5,000 of them a tie 
 test accuracy on the trained classes (softmax: the head's own argmax), AUC and TAR at FAR 1e-3 by cosine
 on pairs of the held-out classes, precision at 1, R-precision and MAP@R, each as the mean and the spread
 (half the range) over the seeds. Runs already in ``--work`` are reused, and one stopped within its
-training is resumed (``main.py --resume``), so an interrupted table continues where it stopped. ``--runs``
-picks runs by prefix (softmax, center-loss, center-loss-second, normface, sphereface, cosface, arcface,
-arcface-center), so that two processes can share a table; each logged row carries its CPU and commit, and
-``--from`` joins logs. Each dataset and seed ends with
+training is resumed (``main.py --resume``; Ctrl-C or SIGTERM stops the run being trained too, which keeps
+its last epoch), so an interrupted table continues where it stopped. ``--runs`` picks runs by prefix
+(softmax, center-loss, center-loss-second, normface, sphereface, cosface, arcface, arcface-center), so that
+two processes can share a table; each logged row carries its CPU and commit, and ``--from`` joins logs.
+Each dataset and seed ends with
 ``main.py --compare --checkpoint last`` on every run there: ``heads-<dataset>.png`` draws their features
 after the last epoch side by side (trained classes above, held-out below), beside each run's GIFs.
 ``--feature_size 2`` trains the same protocol with 2-D features, as the papers draw theirs (its own
@@ -38,6 +39,7 @@ import json
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -63,17 +65,28 @@ HELD_OUT = ['--holdout', '5,6,7,8,9']
 def main_py(args, log):
     cmd = [sys.executable, os.path.join(ROOT, 'main.py')] + args
     print('$ python main.py ' + ' '.join(args), flush=True)
-    proc = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
-    with open(log, 'a') as f:
-        f.write(proc.stdout)
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
+    out = ''
+    try:
+        out = proc.communicate()[0]
+    except BaseException:  # Ctrl-C, or SIGTERM (see table): the run stops with the table, keeping its last epoch
+        proc.terminate()  # main.py stops within a batch; a later --table resumes it
+        out = proc.communicate()[0]
+        raise
+    finally:
+        with open(log, 'a') as f:
+            f.write(out)
     if proc.returncode != 0:
-        last = (proc.stdout.strip().splitlines() or ['exit %d' % proc.returncode])[-1]
+        last = (out.strip().splitlines() or ['exit %d' % proc.returncode])[-1]
         print('  failed (exit %d): %s' % (proc.returncode, last), flush=True)
         return last
     return None
 
 
 def table(args):
+    from errors import EXIT_TERM
+    # SIGTERM (a kill, a job's end) would otherwise stop this script and leave its main.py training
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(EXIT_TERM))
     work = args.work
     rows = []
     import runlog

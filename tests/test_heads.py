@@ -2,8 +2,10 @@
 what --verify measures (retrieval included), --export's files, and the side-by-side figure."""
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -188,3 +190,37 @@ def test_the_compared_runs_are_in_the_tables_order_each_followed_by_its_fixes(tm
     assert load_bench('heads').trained_runs(str(tmp_path)) == [
         'center-loss', 'center-loss+lr-0.01', 'center-loss-second', 'center-loss+lr-0.01-second', 'sphereface',
         'sphereface+lr-0.01', 'arcface']
+
+
+def test_a_table_stopped_by_sigterm_stops_its_run_which_keeps_its_last_epoch(tmp_path):
+    """SIGTERM to bench/heads.py (a kill, a batch job's end) stops the main.py it runs, which saves as it
+    stops, instead of leaving it training on alone."""
+    work = tmp_path / 'w'
+    ckpt = work / 'mnist-seed1' / 'ckpt'
+    extra = ' '.join(QUICK + ['--epochs', '500'])  # far longer than the test waits
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, 'bench', 'heads.py'), '--table', '--datasets', 'mnist',
+                             '--seeds', '1', '--runs', 'softmax', '--work', str(work), '--extra', extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
+    try:
+        for _ in range(600):  # until the run has saved an epoch
+            if list(ckpt.glob('*-last.params')) or proc.poll() is not None:
+                break
+            time.sleep(0.5)
+        assert proc.poll() is None, proc.communicate()[0]
+        proc.send_signal(signal.SIGTERM)
+        out = proc.communicate(timeout=300)[0]
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, out
+    log = (work / 'mnist-seed1.log').read_text()
+    assert 'terminated: the last completed epoch is saved' in log and '--resume' in log  # main.py stopped, saving
+    still = [p for p in os.listdir('/proc') if p.isdigit() and str(work).encode() in _cmdline(p)]
+    assert not still, 'main.py still running after the table stopped'
+
+
+def _cmdline(pid):
+    try:
+        with open('/proc/%s/cmdline' % pid, 'rb') as f:
+            return f.read()
+    except OSError:  # gone meanwhile
+        return b''
