@@ -286,7 +286,11 @@ def main():
     if args.cost:
         cost()
     if args.table:
-        table(args)
+        try:
+            table(args)
+        except KeyboardInterrupt:  # the run it was training stopped too (main_py), keeping its last epoch
+            print('interrupted: run the same command again to continue', file=sys.stderr)
+            sys.exit(__import__('errors').EXIT_INT)
 
 
 if __name__ == '__main__':
