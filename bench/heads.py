@@ -69,7 +69,7 @@ def main_py(args, log):
     out = ''
     try:
         out = proc.communicate()[0]
-    except BaseException:  # Ctrl-C, or SIGTERM (see table): the run stops with the table, keeping its last epoch
+    except BaseException:  # Ctrl-C, or SIGTERM (see main): the run stops with the table, keeping its last epoch
         proc.terminate()  # main.py stops within a batch; a later --table resumes it
         out = proc.communicate()[0]
         raise
@@ -84,12 +84,10 @@ def main_py(args, log):
 
 
 def table(args):
-    from errors import EXIT_TERM
-    # SIGTERM (a kill, a job's end) would otherwise stop this script and leave its main.py training
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(EXIT_TERM))
     work = args.work
     rows = []
     import runlog
+    from runfiles import RunFiles
     where_from = runlog.provenance()
     cpu, commit = where_from['cpu'], where_from['commit']
     picked = args.runs or PREFIXES
@@ -110,11 +108,12 @@ def table(args):
                 first += '+' + tag if tag else ''
                 prefix, name = first + ('-second' if flags is None else ''), \
                     name + (' (%s)' % args.extra.strip() if tag else '')
-                verify = os.path.join(folder, 'out', prefix + '-verify.json')
+                files = RunFiles(os.path.join(folder, 'ckpt'), os.path.join(folder, 'out'), prefix)
+                verify = files.verify_json
                 measure = ['--verify', '--checkpoint', 'last', '--prefix', prefix] + where
                 failed = None
                 if not os.path.isfile(verify):
-                    if os.path.isfile(os.path.join(folder, 'ckpt', prefix + '-last.params')):
+                    if os.path.isfile(files.last):
                         # trained, or stopped within: continue it as it was recorded (a stage complete is left
                         # as it is), so a table stopped within a run or before --verify loses no epoch
                         stage = ['--second_train' if flags is None else '--train', '--resume', '--prefix', first]
@@ -133,7 +132,7 @@ def table(args):
                     runlog.append(args.log, row)
                     continue
                 result = json.load(open(verify))
-                metrics = json.load(open(os.path.join(folder, 'out', prefix + '-metrics.json')))
+                metrics = json.load(open(files.metrics))
                 # the epoch --verify read (the last), so a row is one epoch
                 epoch = [e for e in metrics['epochs'] if e['epoch'] == result['epoch']] or metrics['epochs'][-1:]
                 row = dict(cpu=cpu, commit=commit, dataset=dataset, seed=seed, run=name, feature_size=args.feature_size,
@@ -237,7 +236,7 @@ def cost(rounds=5, steps=20):
 def main():
     import runlog
     from argtypes import Parser, listed, number, shell_words
-    from errors import UserError
+    from errors import EXIT_INT, EXIT_TERM, Terminated, UserError, on_sigterm
     from runlock import writable_folder
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--table', action='store_true')
@@ -286,11 +285,14 @@ def main():
     if args.cost:
         cost()
     if args.table:
+        # SIGTERM (a kill, a job's end) as main.py takes it, so that the run being trained stops too (main_py)
+        signal.signal(signal.SIGTERM, on_sigterm)
         try:
             table(args)
-        except KeyboardInterrupt:  # the run it was training stopped too (main_py), keeping its last epoch
-            print('interrupted: run the same command again to continue', file=sys.stderr)
-            sys.exit(__import__('errors').EXIT_INT)
+        except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: the run stopped too, keeping its last epoch
+            print('%s: run the same command again to continue'
+                  % ('terminated' if isinstance(e, Terminated) else 'interrupted'), file=sys.stderr)
+            sys.exit(EXIT_TERM if isinstance(e, Terminated) else EXIT_INT)
 
 
 if __name__ == '__main__':

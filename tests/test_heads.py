@@ -117,10 +117,13 @@ def test_a_later_command_cannot_change_the_head(heads):
     assert rc == 2 and 'was made with --head arcface, not cosface' in err, err
 
 
+HEADS_PY = [sys.executable, os.path.join(ROOT, 'bench', 'heads.py')]
+
+
 def heads_py(*flags):
     """bench/heads.py as a user runs it (stderr with stdout)."""
-    return subprocess.run([sys.executable, os.path.join(ROOT, 'bench', 'heads.py')] + list(flags), timeout=900,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
+    return subprocess.run(HEADS_PY + list(flags), timeout=900, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          universal_newlines=True)
 
 
 def test_the_table_joins_logs_and_counts_a_run_once(tmp_path, capsys):
@@ -198,8 +201,8 @@ def test_a_table_stopped_by_sigterm_stops_its_run_which_keeps_its_last_epoch(tmp
     work = tmp_path / 'w'
     ckpt = work / 'mnist-seed1' / 'ckpt'
     extra = ' '.join(QUICK + ['--epochs', '500'])  # far longer than the test waits
-    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, 'bench', 'heads.py'), '--table', '--datasets', 'mnist',
-                             '--seeds', '1', '--runs', 'softmax', '--work', str(work), '--extra', extra],
+    proc = subprocess.Popen(HEADS_PY + ['--table', '--datasets', 'mnist', '--seeds', '1', '--runs', 'softmax',
+                                        '--work', str(work), '--extra', extra],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
     try:
         for _ in range(600):  # until the run has saved an epoch
