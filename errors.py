@@ -46,8 +46,41 @@ def saved(what, consequence=TRAINING_STOPPED):
                                                          consequence))
 
 
-def on_sigterm(signum, frame):
-    raise Terminated()
+def on_stop(signum, frame):
+    """Ctrl-C (KeyboardInterrupt) or SIGTERM (Terminated) stops the run; both are ignored from then on.
+
+    The stop unwinds, saves and says how to resume. A second signal would break into that with a
+    traceback: Ctrl-C pressed twice, or a supervisor's SIGTERM that follows the terminal's SIGINT (Ctrl-C
+    in a terminal reaches bench/heads.py and its main.py alike, and heads.py then stops main.py). The first
+    signal decides the stop. A handler that does nothing, rather than SIG_IGN, so that a signal already
+    caught and waiting for the interpreter is dropped quietly (SIG_IGN makes Python warn of a race).
+    """
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, _stopping)
+    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+def _stopping(signum, frame):
+    """A second Ctrl-C or SIGTERM while a stop is being handled: the first one's stop goes on."""
+
+
+@contextlib.contextmanager
+def stops_handled():
+    """Ctrl-C and SIGTERM stop through on_stop within the block, and the handlers of before are back after
+    it (main() is also called in-process, by tests and other programs). A signal ignored from the start
+    (SIGINT under nohup or in a background job) stays ignored."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread sets handlers
+        yield
+        return
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    for s, handler in before.items():
+        if handler is not signal.SIG_IGN:
+            signal.signal(s, on_stop)
+    try:
+        yield
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, signal.SIG_DFL if handler is None else handler)
 
 
 @contextlib.contextmanager
@@ -77,9 +110,11 @@ def signals_deferred():
         for signum, before in handlers.items():
             signal.signal(signum, before)
     if held:  # after the block, as if the signal had come now
-        if held[0] == signal.SIGTERM:
-            raise Terminated()
-        raise KeyboardInterrupt()
+        handler = handlers[held[0]]
+        if callable(handler):  # on_stop (it ignores the next ones), Python's own Ctrl-C handler, ...
+            handler(held[0], None)
+            return
+        raise Terminated() if held[0] == signal.SIGTERM else KeyboardInterrupt()  # SIG_DFL: stop, saved
 
 
 def stdout_closed(message):

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 
-from errors import Terminated, on_sigterm
+from errors import Terminated, stops_handled
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # The scheduler and servers are plain `import mxnet` with a DMLC_ROLE: MXNet then
@@ -83,42 +83,42 @@ def main(argv=None):
     if not command or options.num_workers < 1 or options.num_servers < 1:
         p.exit(2, 'launch.py: error: give -n >= 1, -s >= 1 and a command after -- (see --help)\n')
 
-    signal.signal(signal.SIGTERM, on_sigterm)
-    env = dict(os.environ, DMLC_PS_ROOT_URI='127.0.0.1', DMLC_PS_ROOT_PORT=str(free_port()),
-               DMLC_NODE_HOST='127.0.0.1', DMLC_NUM_WORKER=str(options.num_workers),
-               DMLC_NUM_SERVER=str(options.num_servers))
-    helpers = [start(SERVE, env, 'scheduler')] + [start(SERVE, env, 'server') for _ in range(options.num_servers)]
-    workers = [start(command, env, 'worker') for _ in range(options.num_workers)]
-    deadline = None if options.timeout is None else time.time() + options.timeout
-    status = 0
-    try:
-        # poll every worker each time (any() would stop at the first one alive and
-        # never notice a later one that died)
-        while not all([w.poll() is not None for w in workers]):
-            failed = [exit_status(w.returncode) for w in workers if w.returncode not in (None, 0)]
-            if failed:
-                print('launch.py: a worker exited with status %d; stopping the others' % failed[0], file=sys.stderr)
-                status = failed[0]
-                break
-            if deadline is not None and time.time() > deadline:
-                print('launch.py: still running after %gs; stopping' % options.timeout, file=sys.stderr)
-                status = 124
-                break
-            time.sleep(0.2)
-        else:
-            status = next((exit_status(w.returncode) for w in workers if w.returncode), 0)
-            for h in helpers:  # they leave once the workers have said goodbye
-                try:
-                    h.wait(20)
-                except subprocess.TimeoutExpired:
-                    pass
-    except Terminated:  # errors.Terminated: SIGTERM, a KeyboardInterrupt of its own
-        status = 143
-    except KeyboardInterrupt:
-        status = 130
-    finally:
-        stop(workers + helpers)
-    return status
+    with stops_handled():  # Ctrl-C and SIGTERM stop the workers; a second signal does not break into that
+        env = dict(os.environ, DMLC_PS_ROOT_URI='127.0.0.1', DMLC_PS_ROOT_PORT=str(free_port()),
+                   DMLC_NODE_HOST='127.0.0.1', DMLC_NUM_WORKER=str(options.num_workers),
+                   DMLC_NUM_SERVER=str(options.num_servers))
+        helpers = [start(SERVE, env, 'scheduler')] + [start(SERVE, env, 'server') for _ in range(options.num_servers)]
+        workers = [start(command, env, 'worker') for _ in range(options.num_workers)]
+        deadline = None if options.timeout is None else time.time() + options.timeout
+        status = 0
+        try:
+            # poll every worker each time (any() would stop at the first one alive and
+            # never notice a later one that died)
+            while not all([w.poll() is not None for w in workers]):
+                failed = [exit_status(w.returncode) for w in workers if w.returncode not in (None, 0)]
+                if failed:
+                    print('launch.py: a worker exited with status %d; stopping the others' % failed[0], file=sys.stderr)
+                    status = failed[0]
+                    break
+                if deadline is not None and time.time() > deadline:
+                    print('launch.py: still running after %gs; stopping' % options.timeout, file=sys.stderr)
+                    status = 124
+                    break
+                time.sleep(0.2)
+            else:
+                status = next((exit_status(w.returncode) for w in workers if w.returncode), 0)
+                for h in helpers:  # they leave once the workers have said goodbye
+                    try:
+                        h.wait(20)
+                    except subprocess.TimeoutExpired:
+                        pass
+        except Terminated:  # errors.Terminated: SIGTERM, a KeyboardInterrupt of its own
+            status = 143
+        except KeyboardInterrupt:
+            status = 130
+        finally:
+            stop(workers + helpers)
+        return status
 
 
 if __name__ == '__main__':

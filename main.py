@@ -8,7 +8,6 @@
 """
 import dataclasses
 import os
-import signal
 import sys
 
 try:
@@ -26,7 +25,7 @@ import data
 import records
 from checkpoints import CheckpointError, arch_of, load_checkpoint
 from errors import (EXIT_DIVERGED, EXIT_INT, EXIT_IO, EXIT_PIPE, EXIT_TERM, EXIT_USAGE, Diverged, SaveError,
-                    Terminated, UserError, on_sigterm, stdout_closed)
+                    Terminated, UserError, stdout_closed, stops_handled)
 from models import ARCH_DEFAULTS, check_arch, new_arch
 from pairs import read_pairs
 from parallel import setup_workers
@@ -326,22 +325,21 @@ def main(argv=None):
     sys.stdout.reconfigure(errors='backslashreplace')  # a file name in no encoding is printed, not a traceback
     argv = sys.argv[1:] if argv is None else list(argv)
     args, given = parse_args(argv)
-    before = signal.signal(signal.SIGTERM, on_sigterm)
-    try:
-        run(args, given)
-    except (UserError, CheckpointError, SourceError, DataError, Diverged, SaveError) as e:
-        print('error: %s' % e, file=sys.stderr)
-        return EXIT_DIVERGED if isinstance(e, Diverged) else EXIT_IO if isinstance(e, SaveError) else EXIT_USAGE
-    except BrokenPipeError:
-        stdout_closed('\nstopped: standard output was closed; %s' % how_to_continue(args, argv))
-        return EXIT_PIPE
-    except KeyboardInterrupt as e:
-        print('\n%s: %s' % ('terminated' if isinstance(e, Terminated) else 'interrupted',
-                             how_to_continue(args, argv)), file=sys.stderr)
-        return EXIT_TERM if isinstance(e, Terminated) else EXIT_INT
-    finally:
-        signal.signal(signal.SIGTERM, before)
-        unlock_all()
+    with stops_handled():  # the first Ctrl-C or SIGTERM stops; the handling below is not broken into
+        try:
+            run(args, given)
+        except (UserError, CheckpointError, SourceError, DataError, Diverged, SaveError) as e:
+            print('error: %s' % e, file=sys.stderr)
+            return EXIT_DIVERGED if isinstance(e, Diverged) else EXIT_IO if isinstance(e, SaveError) else EXIT_USAGE
+        except BrokenPipeError:
+            stdout_closed('\nstopped: standard output was closed; %s' % how_to_continue(args, argv))
+            return EXIT_PIPE
+        except KeyboardInterrupt as e:
+            print('\n%s: %s' % ('terminated' if isinstance(e, Terminated) else 'interrupted',
+                                 how_to_continue(args, argv)), file=sys.stderr)
+            return EXIT_TERM if isinstance(e, Terminated) else EXIT_INT
+        finally:
+            unlock_all()
     return 0
 
 

@@ -39,7 +39,6 @@ import json
 import os
 import re
 import shlex
-import signal
 import subprocess
 import sys
 import time
@@ -236,7 +235,7 @@ def cost(rounds=5, steps=20):
 def main():
     import runlog
     from argtypes import Parser, listed, number, shell_words
-    from errors import EXIT_INT, EXIT_TERM, Terminated, UserError, on_sigterm
+    from errors import EXIT_INT, EXIT_TERM, Terminated, UserError, stops_handled
     from runlock import writable_folder
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--table', action='store_true')
@@ -285,14 +284,15 @@ def main():
     if args.cost:
         cost()
     if args.table:
-        # SIGTERM (a kill, a job's end) as main.py takes it, so that the run being trained stops too (main_py)
-        signal.signal(signal.SIGTERM, on_sigterm)
-        try:
-            table(args)
-        except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: the run stopped too, keeping its last epoch
-            print('%s: run the same command again to continue'
-                  % ('terminated' if isinstance(e, Terminated) else 'interrupted'), file=sys.stderr)
-            sys.exit(EXIT_TERM if isinstance(e, Terminated) else EXIT_INT)
+        # Ctrl-C and SIGTERM (a kill, a job's end) as main.py takes them, so that the run being trained stops
+        # too (main_py), and a second signal does not break into that
+        with stops_handled():
+            try:
+                table(args)
+            except KeyboardInterrupt as e:  # the run stopped too, keeping its last epoch
+                print('%s: run the same command again to continue'
+                      % ('terminated' if isinstance(e, Terminated) else 'interrupted'), file=sys.stderr)
+                sys.exit(EXIT_TERM if isinstance(e, Terminated) else EXIT_INT)
 
 
 if __name__ == '__main__':

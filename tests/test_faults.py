@@ -118,6 +118,35 @@ def test_ctrl_c_and_sigterm_keep_the_last_epoch_and_say_how_to_resume(tmp_path, 
     assert 1 <= checkpoints.load_checkpoint(str(last)).meta['epoch'] < 50
 
 
+def test_a_second_signal_does_not_break_into_the_stop(tmp_path, monkeypatch, capsys):
+    """Ctrl-C, then SIGTERM while main.py is still reporting the stop (Ctrl-C pressed twice; or Ctrl-C in
+    a terminal under bench/heads.py, which stops its main.py with SIGTERM): the first signal's one line and
+    status, no traceback; and main() gives the handlers of before back (it is called in-process too)."""
+    def run_until_stopped(args, given):
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(100):  # the handler runs between two of these
+            time.sleep(0.05)
+
+    real = trainer.how_to_continue
+
+    def reporting(args, argv):
+        os.kill(os.getpid(), signal.SIGTERM)  # arrives while the first stop is handled
+        time.sleep(0.2)
+        return real(args, argv)
+    monkeypatch.setattr(trainer, 'run', run_until_stopped)
+    monkeypatch.setattr(trainer, 'how_to_continue', reporting)
+    outer = signal.signal(signal.SIGINT, signal.default_int_handler)  # a suite run under nohup ignores Ctrl-C
+    try:
+        before = signal.getsignal(signal.SIGTERM)
+        rc = trainer.main(['--train', '--epochs', '1'] + TINY + dirs(tmp_path))
+        assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == \
+            (signal.default_int_handler, before)
+    finally:
+        signal.signal(signal.SIGINT, outer)
+    err = capsys.readouterr().err
+    assert rc == trainer.EXIT_INT and 'interrupted: no epoch was completed' in err and 'Traceback' not in err
+
+
 # ----------------------------------------------------------------- two runs of one prefix
 
 def test_a_second_run_of_the_same_prefix_stops_at_once(tmp_path):
@@ -246,7 +275,7 @@ def test_sigterm_while_the_loader_starts_its_decoding_workers(tmp_path):
         'import os, signal, sys, multiprocessing.pool',
         'sys.path.insert(0, %r)' % ROOT,
         'import compat, errors, images, sources, numpy as np, mxnet as mx',
-        'signal.signal(signal.SIGTERM, errors.on_sigterm)',
+        'signal.signal(signal.SIGTERM, errors.on_stop)',
         'real = multiprocessing.pool.Pool.__init__',
         'def starting(self, *a, **k):',
         '    os.kill(os.getpid(), signal.SIGTERM)  # arrives while the loader makes its pool',

@@ -195,28 +195,42 @@ def test_the_compared_runs_are_in_the_tables_order_each_followed_by_its_fixes(tm
         'sphereface+lr-0.01', 'arcface']
 
 
-def test_a_table_stopped_by_sigterm_stops_its_run_which_keeps_its_last_epoch(tmp_path):
+def _ctrl_c_on():
+    """In the child: SIGINT back to its default (a suite run in the background inherits it ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.mark.parametrize('how', ['sigterm', 'ctrl-c'])
+def test_a_table_stopped_stops_its_run_which_keeps_its_last_epoch(tmp_path, how):
     """SIGTERM to bench/heads.py (a kill, a batch job's end) stops the main.py it runs, which saves as it
-    stops, instead of leaving it training on alone."""
+    stops, instead of leaving it training on alone. Ctrl-C in a terminal reaches both, and heads.py's
+    SIGTERM then comes while main.py is handling its Ctrl-C: one line each, no traceback in the log."""
     work = tmp_path / 'w'
     ckpt = work / 'mnist-seed1' / 'ckpt'
     extra = ' '.join(QUICK + ['--epochs', '500'])  # far longer than the test waits
     proc = subprocess.Popen(HEADS_PY + ['--table', '--datasets', 'mnist', '--seeds', '1', '--runs', 'softmax',
                                         '--work', str(work), '--extra', extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
+                            start_new_session=True, preexec_fn=_ctrl_c_on)  # a group of its own, as a terminal's
     try:
         for _ in range(600):  # until the run has saved an epoch
             if list(ckpt.glob('*-last.params')) or proc.poll() is not None:
                 break
             time.sleep(0.5)
         assert proc.poll() is None, proc.communicate()[0]
-        proc.send_signal(signal.SIGTERM)
+        if how == 'sigterm':
+            proc.send_signal(signal.SIGTERM)
+        else:
+            os.killpg(proc.pid, signal.SIGINT)
         out = proc.communicate(timeout=300)[0]
     finally:
         proc.kill()
-    assert proc.returncode == 143, out
+    word = {'sigterm': 'terminated', 'ctrl-c': 'interrupted'}[how]
+    assert proc.returncode == {'sigterm': 143, 'ctrl-c': 130}[how], out
+    assert out.strip().splitlines()[-1] == '%s: run the same command again to continue' % word
     log = (work / 'mnist-seed1.log').read_text()
-    assert 'terminated: the last completed epoch is saved' in log and '--resume' in log  # main.py stopped, saving
+    assert '%s: the last completed epoch is saved' % word in log and '--resume' in log  # main.py stopped, saving
+    assert 'Traceback' not in log + out
     still = [p for p in os.listdir('/proc') if p.isdigit() and str(work).encode() in _cmdline(p)]
     assert not still, 'main.py still running after the table stopped'
 
