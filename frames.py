@@ -94,7 +94,7 @@ class Frames(object):
             pictures.plot_features(stage.files.frame(split, position, 2 if self.per_epoch <= 100 else 3),
                                    stage.projection(feat), labels,
                                    data.num_total, '%s (%s stage), %s set, %s, accuracy %.4f'
-                                   % (stage.title, stage.kind, split, when, acc),
+                                   % (stage.shown, stage.kind, split, when, acc),
                                    centers=stage.projection(centers), class_names=data.class_names,
                                    center_labels=ids)
 

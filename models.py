@@ -250,6 +250,14 @@ def head_values(head, scale, margin):
     return built.scale, built.margin
 
 
+def head_title(head, scale, margin):
+    """'CosFace s=64 m=0.35': a margin head as titles and reports name it; '' for the plain class layer."""
+    if head in (None, 'softmax'):
+        return ''
+    return ' '.join([margins.HEADS[head].__name__] + ['%s=%g' % (k, v) for k, v in (('s', scale), ('m', margin))
+                                                      if v is not None])
+
+
 def new_arch(given, total_classes, shape, dataset):
     """The Arch of a new first stage: the flags ``given`` ({field: value or None}), the data's
     ``total_classes`` and ``shape`` ((channels, (height, width)), --image_size already applied).

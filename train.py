@@ -19,7 +19,7 @@ import utils
 from atomic import write_json
 from center_loss import CenterLoss
 from errors import Diverged, saved, signals_deferred
-from models import build_net
+from models import build_net, head_title
 from parallel import GradientReducer, param_checksum
 from records import plural
 from schedule import Schedule
@@ -72,6 +72,15 @@ class Stage:
         if self.kind == 'second':
             return 'center loss only'
         return 'softmax + center loss' if self.center_loss is not None else 'softmax'
+
+    @property
+    def shown(self):
+        """What the stage's report line and pictures call it: ``title`` (the loss: a key of FLOORS and the
+        metrics' record) with a margin head named, so that a CosFace run is not drawn as 'softmax'."""
+        head = head_title(self.arch.head, self.arch.scale, self.arch.margin)
+        if not head or self.kind == 'second':  # the second stage trains center loss alone, the head frozen
+            return self.title
+        return head + (' + center loss' if self.center_loss is not None else '')
 
 
 def build_stage(kind, arch, optim, center, output, described, rt, data, files, source):
@@ -202,7 +211,7 @@ def start_stage(stage, rt, data, output):
         '%d passes over the %d training images: an epoch is at least %d steps' % (
             stage.passes, n, optim.min_epoch_steps)
     print('%s stage "%s": %s, %s of %d steps (%s), %d steps in all; %s, batch %d, shifts up to %d px%s'
-          % (stage.kind, stage.files.prefix, stage.title, plural(optim.epochs, 'epoch'), schedule.steps, passes,
+          % (stage.kind, stage.files.prefix, stage.shown, plural(optim.epochs, 'epoch'), schedule.steps, passes,
              schedule.total, schedule.describe(), optim.batch_size, optim.shift, text))
 
 
@@ -282,7 +291,7 @@ def finish_stage(stage, rt, output, dataset):
     files = stage.files
     if output.plotting:
         frames_mod.make_gifs(files, stage.optim.epochs)
-        pictures.plot_curves(files.curves, stage.history, '%s: %s' % (files.prefix, stage.title))
+        pictures.plot_curves(files.curves, stage.history, '%s: %s' % (files.prefix, stage.shown))
         print('pictures: %s, %s' % (', '.join(files.gif(s) for s in ('train', 'test')), files.curves))
     reached = ['%s %s' % (floor, 'not reached' if at is None else 'at epoch %d (%d images, %.0f s)' % (
         at['epoch'], at['images'], at['seconds'])) for floor, at in time_to_floors(stage, dataset).items()]

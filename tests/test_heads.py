@@ -33,6 +33,10 @@ def test_heads_train_and_record_their_margin(heads):
     for name, (rc, out, err) in runs.items():
         assert rc == 0, (name, err)
         assert 'Traceback' not in err
+    # the report (and the pictures' titles) name the head, not 'softmax'
+    assert 'first stage "arc": ArcFace s=64 m=0.5 + center loss, 2 epochs' in runs['arc'][1]
+    assert 'first stage "sphere": SphereFace m=4, 2 epochs' in runs['sphere'][1]
+    assert 'second stage "arc-second": center loss only, 1 epoch' in runs['second'][1]
     arch = checkpoints.load_checkpoint(str(tmp / 'ckpt' / 'arc-last.params')).meta['run']['arch']
     assert (arch['head'], arch['scale'], arch['margin']) == ('arcface', 64.0, 0.5)
     sphere = checkpoints.load_checkpoint(str(tmp / 'ckpt' / 'sphere-last.params'))

@@ -111,7 +111,7 @@ def test_a_frame_within_an_epoch_draws_the_latest_features(tmp_path):
     class Stage(object):  # what a frame reads of train.Stage
         pass
     stage = Stage()
-    stage.net, stage.center_loss, stage.arch, stage.kind, stage.title = net, None, arch, 'first', 'softmax'
+    stage.net, stage.center_loss, stage.arch, stage.kind, stage.shown = net, None, arch, 'first', 'softmax'
     stage.projection, stage.files = pictures.Projection(), RunFiles(str(tmp_path), str(tmp_path), 'u')
     seen = [np.array([0, 1, 2, 3]), np.array([2, 5, 6])]  # image 2 seen twice: its later feature is drawn
     feats = [nd.array([[0, 0], [1, 1], [2, 2], [3, 3]]), nd.array([[20, 20], [5, 5], [6, 6]])]
