@@ -281,18 +281,18 @@ def main():
             writable_folder(args.work, '--work')
     except (OSError, ValueError, UserError) as e:
         p.error(str(e).splitlines()[0])
-    if args.cost:
-        cost()
-    if args.table:
-        # Ctrl-C and SIGTERM (a kill, a job's end) as main.py takes them, so that the run being trained stops
-        # too (main_py), and a second signal does not break into that
-        with stops_handled():
-            try:
+    # Ctrl-C and SIGTERM (a kill, a job's end) as main.py takes them, so that the run being trained stops too
+    # (main_py), and a second signal does not break into that
+    with stops_handled():
+        try:
+            if args.cost:
+                cost()
+            if args.table:
                 table(args)
-            except KeyboardInterrupt as e:  # the run stopped too, keeping its last epoch
-                print('%s: run the same command again to continue'
-                      % ('terminated' if isinstance(e, Terminated) else 'interrupted'), file=sys.stderr)
-                sys.exit(EXIT_TERM if isinstance(e, Terminated) else EXIT_INT)
+        except KeyboardInterrupt as e:  # a table's run stopped too, keeping its last epoch
+            print('%s: run the same command again to continue'
+                  % ('terminated' if isinstance(e, Terminated) else 'interrupted'), file=sys.stderr)
+            sys.exit(EXIT_TERM if isinstance(e, Terminated) else EXIT_INT)
 
 
 if __name__ == '__main__':

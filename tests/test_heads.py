@@ -239,6 +239,31 @@ def test_a_table_stopped_stops_its_run_which_keeps_its_last_epoch(tmp_path, how)
     assert not still, 'main.py still running after the table stopped'
 
 
+def test_ctrl_c_on_the_cost_bench_is_one_line(tmp_path):
+    """--cost (a minute of timed steps) stopped by Ctrl-C: one line and exit 130, not a traceback."""
+    proc = subprocess.Popen(HEADS_PY + ['--cost'], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            universal_newlines=True, start_new_session=True, preexec_fn=_ctrl_c_on)
+    try:
+        for _ in range(1200):  # until its handlers are set (SIGTERM caught), its imports done
+            if _catches(proc.pid, signal.SIGTERM) or proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        time.sleep(1)  # into the timed steps
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert err.strip() == 'interrupted: run the same command again to continue'
+
+
+def _catches(pid, signum):
+    """Whether process ``pid`` has a handler of its own for ``signum`` (Linux /proc)."""
+    with open('/proc/%d/status' % pid) as f:
+        caught = next(line.split()[1] for line in f if line.startswith('SigCgt:'))
+    return int(caught, 16) >> (signum - 1) & 1
+
+
 def _cmdline(pid):
     try:
         with open('/proc/%s/cmdline' % pid, 'rb') as f:
