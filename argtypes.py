@@ -145,7 +145,8 @@ def build_parser(description, stage_defaults, datasets, eval_methods):
     files = p.add_argument_group('files')
     files.add_argument('--prefix', default=None,
                        help='name of the first stage (default: center-loss with --center_loss or with '
-                            '--second_train/--test alone, else softmax); the second stage is <prefix>-second. '
+                            '--second_train/--test alone, else softmax; with --train --head H: H, or H-center '
+                            'with --center_loss); the second stage is <prefix>-second. '
                             '--verify and --compare alone take several: A,B,C')
     files.add_argument('--ckpt_dir', default='ckpt', help='checkpoints')
     files.add_argument('--out_dir', default='output', help='feature maps, GIFs, curves, metrics, figures')

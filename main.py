@@ -72,8 +72,9 @@ def parse_args(argv=None):
     for prefix in args.prefixes or []:
         if not prefix or os.sep in prefix or '/' in prefix or prefix.startswith('.'):
             p.error('--prefix %r must be a plain name: no path separator, not starting with "."' % prefix)
-    args.prefix = args.prefixes[0] if args.prefixes else 'softmax' if args.train and not args.center_loss else \
-        'center-loss'
+    head = args.train and args.head not in (None, 'softmax') and args.head  # a head's run is not filed as softmax's
+    args.prefix = args.prefixes[0] if args.prefixes else head + '-center' * args.center_loss if head else \
+        'softmax' if args.train and not args.center_loss else 'center-loss'
     if args.kvstore.startswith('dist') and args.train and args.second_train:
         p.error('with --kvstore %s run one stage per launch' % args.kvstore)
     return args, argtypes.given_flags(p, argv)

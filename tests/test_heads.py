@@ -50,6 +50,18 @@ def test_heads_train_and_record_their_margin(heads):
     assert (np.linalg.norm(centers, axis=1) <= 1.0 + 1e-5).all()
 
 
+def test_a_heads_run_is_filed_under_its_head(tmp_path):
+    """Without --prefix a head's run is not filed as softmax's (a later plain --train would replace it),
+    and a second stage given its prefix follows it."""
+    rc, out, err = run('--train', '--head', 'normface', '--center_loss', '--epochs', '1', *QUICK, *dirs(tmp_path))
+    assert rc == 0, err
+    assert sorted(f for f in os.listdir(str(tmp_path / 'ckpt')) if f.endswith('.params')) == \
+        ['normface-center-best.params', 'normface-center-last.params']
+    rc, out, err = run('--train', '--epochs', '1', *QUICK, *dirs(tmp_path))  # plain softmax beside it
+    assert rc == 0, err
+    assert (tmp_path / 'ckpt' / 'normface-center-last.params').exists() and 'NormFace' not in out
+
+
 def test_the_second_stage_starts_from_the_checkpoint_asked(heads):
     """The first stage's best by default, its last with --checkpoint last (as the heads table reads)."""
     tmp, runs = heads
