@@ -60,6 +60,11 @@ def on_stop(signum, frame):
     raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
+def stopped(e):
+    """(word, exit status) of a stop: ('terminated', 143) for SIGTERM, ('interrupted', 130) for Ctrl-C."""
+    return ('terminated', EXIT_TERM) if isinstance(e, Terminated) else ('interrupted', EXIT_INT)
+
+
 def _stopping(signum, frame):
     """A second Ctrl-C or SIGTERM while a stop is being handled: the first one's stop goes on."""
 

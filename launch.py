@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 
-from errors import Terminated, stops_handled
+from errors import stopped, stops_handled
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # The scheduler and servers are plain `import mxnet` with a DMLC_ROLE: MXNet then
@@ -112,10 +112,8 @@ def main(argv=None):
                         h.wait(20)
                     except subprocess.TimeoutExpired:
                         pass
-        except Terminated:  # errors.Terminated: SIGTERM, a KeyboardInterrupt of its own
-            status = 143
-        except KeyboardInterrupt:
-            status = 130
+        except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (errors.Terminated)
+            status = stopped(e)[1]
         finally:
             stop(workers + helpers)
         return status

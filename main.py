@@ -24,8 +24,8 @@ import commands
 import data
 import records
 from checkpoints import CheckpointError, arch_of, load_checkpoint
-from errors import (EXIT_DIVERGED, EXIT_INT, EXIT_IO, EXIT_PIPE, EXIT_TERM, EXIT_USAGE, Diverged, SaveError,
-                    Terminated, UserError, stdout_closed, stops_handled)
+from errors import (EXIT_DIVERGED, EXIT_INT, EXIT_IO, EXIT_PIPE, EXIT_TERM, EXIT_USAGE, Diverged,  # noqa: F401
+                    SaveError, UserError, stdout_closed, stopped, stops_handled)  # (statuses: main's, for callers)
 from models import ARCH_DEFAULTS, check_arch, new_arch
 from pairs import read_pairs
 from parallel import setup_workers
@@ -73,7 +73,7 @@ def parse_args(argv=None):
         if not prefix or os.sep in prefix or '/' in prefix or prefix.startswith('.'):
             p.error('--prefix %r must be a plain name: no path separator, not starting with "."' % prefix)
     head = args.train and args.head not in (None, 'softmax') and args.head  # a head's run is not filed as softmax's
-    args.prefix = args.prefixes[0] if args.prefixes else head + '-center' * args.center_loss if head else \
+    args.prefix = args.prefixes[0] if args.prefixes else head + ('-center' if args.center_loss else '') if head else \
         'softmax' if args.train and not args.center_loss else 'center-loss'
     if args.kvstore.startswith('dist') and args.train and args.second_train:
         p.error('with --kvstore %s run one stage per launch' % args.kvstore)
@@ -336,9 +336,9 @@ def main(argv=None):
             stdout_closed('\nstopped: standard output was closed; %s' % how_to_continue(args, argv))
             return EXIT_PIPE
         except KeyboardInterrupt as e:
-            print('\n%s: %s' % ('terminated' if isinstance(e, Terminated) else 'interrupted',
-                                 how_to_continue(args, argv)), file=sys.stderr)
-            return EXIT_TERM if isinstance(e, Terminated) else EXIT_INT
+            word, status = stopped(e)
+            print('\n%s: %s' % (word, how_to_continue(args, argv)), file=sys.stderr)
+            return status
         finally:
             unlock_all()
     return 0

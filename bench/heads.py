@@ -235,7 +235,7 @@ def cost(rounds=5, steps=20):
 def main():
     import runlog
     from argtypes import Parser, listed, number, shell_words
-    from errors import EXIT_INT, EXIT_TERM, Terminated, UserError, stops_handled
+    from errors import UserError, stopped, stops_handled
     from runlock import writable_folder
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--table', action='store_true')
@@ -290,9 +290,9 @@ def main():
             if args.table:
                 table(args)
         except KeyboardInterrupt as e:  # a table's run stopped too, keeping its last epoch
-            print('%s: run the same command again to continue'
-                  % ('terminated' if isinstance(e, Terminated) else 'interrupted'), file=sys.stderr)
-            sys.exit(EXIT_TERM if isinstance(e, Terminated) else EXIT_INT)
+            word, status = stopped(e)
+            print('%s: run the same command again to continue' % word, file=sys.stderr)
+            sys.exit(status)
 
 
 if __name__ == '__main__':
