@@ -1,6 +1,7 @@
 """What several test files share: IDX files written on the fly, and main.py run as a user runs it."""
 import gzip
 import os
+import signal
 import struct
 import subprocess
 import sys
@@ -83,3 +84,10 @@ class Touch(object):
 
     def __reduce__(self):
         return os.system, ('touch %s' % self.path,)
+
+
+def ctrl_c_on():
+    """In a child (preexec_fn): SIGINT back to its default. A suite started in the background (`make
+    test &`, nohup, some CI runners) inherits SIGINT ignored, as shells do for background jobs, and
+    Python then never turns Ctrl-C into KeyboardInterrupt: the child would train on."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -16,7 +16,7 @@ import checkpoints
 import errors
 import main as trainer
 import train
-from helpers import QUICK, ROOT, Touch, assert_clean_error, dirs, run_main as run
+from helpers import QUICK, ROOT, Touch, assert_clean_error, ctrl_c_on, dirs, run_main as run
 from runfiles import RunFiles
 
 TINY = ['--train_samples', '300', '--test_samples', '100', '--use_gpu', 'False', '--precision', 'float32',
@@ -92,13 +92,6 @@ def test_an_output_folder_removed_mid_run(tmp_path, monkeypatch, capsys):
 
 
 # ----------------------------------------------------------------- SIGTERM
-
-def ctrl_c_on():
-    """In the child: SIGINT back to its default. A suite started in the background (`make test &`,
-    nohup, some CI runners) inherits SIGINT ignored, as shells do for background jobs, and
-    Python then never turns Ctrl-C into KeyboardInterrupt: the child would train on."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
 
 @pytest.mark.parametrize('signum,status,word', [(signal.SIGINT, trainer.EXIT_INT, 'interrupted'),
                                                 (signal.SIGTERM, trainer.EXIT_TERM, 'terminated')])

@@ -12,7 +12,7 @@ import pytest
 
 import checkpoints
 import verification
-from helpers import QUICK, ROOT, dirs, load_bench, run_main as run
+from helpers import QUICK, ROOT, ctrl_c_on, dirs, load_bench, run_main as run
 
 HELD = ['--holdout', '5,6,7,8,9', '--feature_size', '4', '--test_samples', '600']
 
@@ -211,11 +211,6 @@ def test_the_compared_runs_are_in_the_tables_order_each_followed_by_its_fixes(tm
         'sphereface+lr-0.01', 'arcface']
 
 
-def _ctrl_c_on():
-    """In the child: SIGINT back to its default (a suite run in the background inherits it ignored)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 @pytest.mark.parametrize('how', ['sigterm', 'ctrl-c'])
 def test_a_table_stopped_stops_its_run_which_keeps_its_last_epoch(tmp_path, how):
     """SIGTERM to bench/heads.py (a kill, a batch job's end) stops the main.py it runs, which saves as it
@@ -227,7 +222,7 @@ def test_a_table_stopped_stops_its_run_which_keeps_its_last_epoch(tmp_path, how)
     proc = subprocess.Popen(HEADS_PY + ['--table', '--datasets', 'mnist', '--seeds', '1', '--runs', 'softmax',
                                         '--work', str(work), '--extra', extra],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
-                            start_new_session=True, preexec_fn=_ctrl_c_on)  # a group of its own, as a terminal's
+                            start_new_session=True, preexec_fn=ctrl_c_on)  # a group of its own, as a terminal's
     try:
         for _ in range(600):  # until the run has saved an epoch
             if list(ckpt.glob('*-last.params')) or proc.poll() is not None:
@@ -254,7 +249,7 @@ def test_a_table_stopped_stops_its_run_which_keeps_its_last_epoch(tmp_path, how)
 def test_ctrl_c_on_the_cost_bench_is_one_line(tmp_path):
     """--cost (a minute of timed steps) stopped by Ctrl-C: one line and exit 130, not a traceback."""
     proc = subprocess.Popen(HEADS_PY + ['--cost'], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            universal_newlines=True, start_new_session=True, preexec_fn=_ctrl_c_on)
+                            universal_newlines=True, start_new_session=True, preexec_fn=ctrl_c_on)
     try:
         for _ in range(1200):  # until its handlers are set (SIGTERM caught), its imports done
             if _catches(proc.pid, signal.SIGTERM) or proc.poll() is not None:
