@@ -8,7 +8,8 @@
     python bench/heads.py --cost                   # a step's time of each head against softmax
 
 ``--table`` trains, for each dataset and seed, with classes 5-9 held out and 32-D features, at the
-default schedule (no flag but these, ``--seed`` and the head's): softmax; softmax + center loss and its
+default schedule (no flag but these, ``--seed`` and the head's) in float32 (``--precision``: main.py's
+default picks bfloat16 where it trains faster, which moves the figures): softmax; softmax + center loss and its
 second stage; NormFace, SphereFace, CosFace, ArcFace; ArcFace + center loss. Then ``--verify`` on each,
 and prints one Markdown table: for each run, at its last checkpoint (``--checkpoint last``: the epoch the
 test set would pick is a choice made on test images, and on 5,000 of them a tie of a few images), the
@@ -95,8 +96,8 @@ def table(args):
         for seed in args.seeds:
             folder = os.path.join(work, '%s-seed%d%s' % (dataset, seed, '' if args.feature_size == 32 else
                                                          '-%dd' % args.feature_size))
-            where = ['--ckpt_dir', os.path.join(folder, 'ckpt'), '--out_dir', os.path.join(folder, 'out')] + \
-                (['--no_plotting'] if args.no_plotting else [])
+            where = ['--ckpt_dir', os.path.join(folder, 'ckpt'), '--out_dir', os.path.join(folder, 'out'),
+                     '--precision', args.precision] + (['--no_plotting'] if args.no_plotting else [])
             log = os.path.join(folder + '.log')
             os.makedirs(folder, exist_ok=True)
             for name, prefix, flags in RUNS:
@@ -134,8 +135,9 @@ def table(args):
                 metrics = json.load(open(files.metrics))
                 # the epoch --verify read (the last), so a row is one epoch
                 epoch = [e for e in metrics['epochs'] if e['epoch'] == result['epoch']] or metrics['epochs'][-1:]
+                # the precision the run trained in (a run reused from --work may predate the flag given)
                 row = dict(cpu=cpu, commit=commit, dataset=dataset, seed=seed, run=name, feature_size=args.feature_size,
-                           epoch=result['epoch'], accuracy=epoch[0]['test_acc_softmax'],
+                           precision=metrics.get('precision', 'float32'), epoch=result['epoch'], accuracy=epoch[0]['test_acc_softmax'],
                            center_accuracy=epoch[0]['test_acc_center'], auc=result['cosine']['auc'],
                            tar=result['cosine']['tar_at_far_0.001'], **result['cosine']['retrieval'])
                 rows.append(row)
@@ -168,6 +170,7 @@ def logged(paths):
     rows = {}
     for row in runlog.read(paths):
         row.setdefault('feature_size', 32)  # rows logged before the flag: the protocol's 32-D
+        row.setdefault('precision', 'float32')  # and before the field: every one from a CPU without bfloat16
         rows[(row['dataset'], row['feature_size'], row['seed'], row['run'])] = row
     return list(rows.values())
 
@@ -193,6 +196,10 @@ def print_table(rows):
                 cells.append('' if not len(values) else '%.4f +- %.4f' % (values.mean(), np.ptp(values) / 2)
                              if len(values) > 1 else '%.4f' % values[0])  # one seed has no spread to show
             print('| %s | %s |' % (name, ' | '.join(cells)))
+        trained = [r.get('precision', 'float32') for r in group if not r.get('failed')]
+        print('\ntrained in ' + ', '.join('%s (%d row%s)' % (p, trained.count(p), 's' * (trained.count(p) != 1))
+                                     for p in sorted(set(trained)))
+              + ('' if len(set(trained)) < 2 else ': not one protocol, the precision moves the figures too'))
         for r in sorted((r for r in group if r.get('failed')), key=lambda r: (r['run'], r['seed'])):
             print('\nfailed: %s, seed %d: %s' % (r['run'], r['seed'], r['failed']))
 
@@ -250,6 +257,10 @@ def main():
     p.add_argument('--no_plotting', action='store_true', help='no GIFs (they change no figure of the table)')
     p.add_argument('--feature_size', type=number(int, above=0), default=32,
                    help='the features\' size (the protocol: 32)')
+    # pinned, not main.py's auto: auto picks bfloat16 on some CPUs, and the figures of a seed trained there
+    # would differ from those of the same seed elsewhere by more than the CPU's rounding
+    p.add_argument('--precision', choices=('float32', 'bfloat16', 'auto'), default='float32',
+                   help='of every run (the protocol: float32, so that rows from any CPU join)')
     p.add_argument('--runs', type=listed(PREFIXES), default=None, help='only these runs (prefixes, comma-separated)')
     p.add_argument('--extra', type=shell_words, default='',
                    help='flags added to the first stage of each run picked, filed and shown apart (a fix tried)')

@@ -150,13 +150,17 @@ def test_the_table_joins_logs_and_counts_a_run_once(tmp_path, capsys):
     a, b = tmp_path / 'a.jsonl', tmp_path / 'b.jsonl'
     a.write_text(json.dumps(dict(row, seed=42, auc=0.5)) + '\n' + json.dumps(dict(row, seed=7, auc=0.7)) + '\n')
     b.write_text(json.dumps(dict(row, seed=42, auc=0.9)) + '\n' + json.dumps(dict(row, seed=3, run='ArcFace')) + '\n'
-                 + json.dumps(dict(row, seed=42, auc=0.1, feature_size=2)) + '\n')  # --feature_size 2: its own table
+                 + json.dumps(dict(row, seed=42, auc=0.1, feature_size=2, precision='bfloat16')) + '\n'
+                 + json.dumps(dict(row, seed=7, auc=0.2, feature_size=2, precision='float32')) + '\n')
     bench.print_table(bench.logged([str(a), str(b)]))
     out = capsys.readouterr().out
     tables = {part.split(' ')[0]: part for part in out.split('mnist, classes 5-9 never trained on, ')}
     lines = tables['32-D'].splitlines()
     assert [l for l in tables['2-D'].splitlines() if l.startswith('| softmax |')][0].split(' | ')[1:4] == [
-        '1', '0.9900', '0.1000']
+        '2', '0.9900 +- 0.0000', '0.1500 +- 0.0500']
+    # rows logged before the field were float32; a table mixing precisions says so
+    assert 'trained in float32 (3 rows)\n' in tables['32-D']
+    assert 'trained in bfloat16 (1 row), float32 (1 row): not one protocol' in tables['2-D']
     softmax = [l for l in lines if l.startswith('| softmax |')][0]
     assert softmax.split(' | ')[1:3] == ['2', '0.9900 +- 0.0000'] and '| 0.8000 +- 0.1000 |' in softmax  # 0.9, 0.7
     assert [l for l in lines if l.startswith('| ArcFace |')][0].split(' | ')[1:3] == ['1', '0.9900']
@@ -183,7 +187,8 @@ def test_the_table_runs_logs_a_failed_run_and_files_a_fix_apart(tmp_path):
     rows = [json.loads(line) for line in log.read_text().splitlines()]
     assert [r['run'] for r in rows] == ['softmax (%s)' % tiny, 'NormFace (%s)' % tiny,
                                         'softmax (%s --lr 1e12)' % tiny]
-    assert all(0 <= r['auc'] <= 1 and 0 <= r['map_at_r'] <= 1 for r in rows[:2])
+    assert all(0 <= r['auc'] <= 1 and 0 <= r['map_at_r'] <= 1 and r['precision'] == 'float32' for r in rows[:2])
+    assert '--precision float32' in out  # pinned, whatever main.py's auto would pick on this CPU
     assert 'the loss became' in rows[2]['failed'] and 'failed: softmax (%s --lr 1e12), seed 1: error:' % tiny in out
     assert '| 0 (1 failed) |' in out
     ckpt = work / 'mnist-seed1' / 'ckpt'
