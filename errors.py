@@ -69,6 +69,22 @@ def _stopping(signum, frame):
     """A second Ctrl-C or SIGTERM while a stop is being handled: the first one's stop goes on."""
 
 
+def quiet_ctrl_c_while_loading():
+    """Ctrl-C while a script loads its modules (mxnet takes a second or two): one line and exit 130, not the
+    traceback of the import it broke into. Called first thing by a script run as a script (not on import:
+    tests import main.py); ``stops_handled`` takes over once the script runs. SIGINT ignored from the start
+    (nohup, a background job) stays ignored."""
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _interrupted_while_loading)
+
+
+def _interrupted_while_loading(signum, frame):
+    # nothing has been read or written yet; os._exit, so that no import half done runs any more code
+    sys.stderr.write('\ninterrupted while starting: nothing was done\n')
+    sys.stderr.flush()
+    os._exit(EXIT_INT)
+
+
 @contextlib.contextmanager
 def stops_handled():
     """Ctrl-C and SIGTERM stop through on_stop within the block, and the handlers of before are back after

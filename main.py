@@ -10,6 +10,9 @@ import dataclasses
 import os
 import sys
 
+if __name__ == '__main__':  # Ctrl-C while mxnet loads (below): one line, not the import's traceback
+    __import__('errors').quiet_ctrl_c_while_loading()
+
 try:
     import compat  # noqa: F401  (before mxnet: numpy alias, thread count, CUDA libraries)
 except ImportError as e:  # a set-up problem, not a bug: say what to install
@@ -51,9 +54,8 @@ def build_parser():
     return argtypes.build_parser(__doc__, STAGE_DEFAULTS, data.DATASETS, commands.EVAL_METHODS)
 
 
-def parse_args(argv=None):
-    """(the parsed flags, the names of those given on the command line)."""
-    argv = sys.argv[1:] if argv is None else list(argv)
+def parse_args(argv):
+    """(the parsed flags, the names of those given on the command line) of the list ``argv``."""
     p = build_parser()
     args = p.parse_args(argv)
     # a flag that needs another names it, before the general "nothing to do"

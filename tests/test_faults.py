@@ -165,6 +165,27 @@ def test_a_second_run_of_the_same_prefix_stops_at_once(tmp_path):
     assert rc == 0, err
 
 
+def test_ctrl_c_while_mxnet_loads_is_one_line(tmp_path):
+    """Ctrl-C in the first second of `python main.py ...`, while mxnet is being imported (before main()
+    sets its handlers): one line and exit 130, where it was the traceback of the import."""
+    args = [sys.executable, os.path.join(ROOT, 'main.py'), '--train'] + QUICK + dirs(tmp_path)
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
+                            preexec_fn=ctrl_c_on)
+    try:
+        maps = '/proc/%d/maps' % proc.pid
+        for _ in range(3000):  # until libmxnet.so is being loaded: the import under way
+            if proc.poll() is not None or 'libmxnet' in open(maps).read():
+                break
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == trainer.EXIT_INT, err
+    assert 'Traceback' not in err and err.strip().splitlines()[-1].startswith('interrupted'), err
+    assert not (tmp_path / 'ckpt').exists() or not list((tmp_path / 'ckpt').glob('*.params'))
+
+
 def test_stopped_before_the_first_epoch_says_to_start_again(tmp_path):
     args = [sys.executable, os.path.join(ROOT, 'main.py'), '--train', '--epochs', '5'] + QUICK + dirs(tmp_path)
     args[args.index('--train_samples') + 1] = '3000'  # an epoch long enough to be stopped in
