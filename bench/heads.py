@@ -8,9 +8,9 @@
     python bench/heads.py --cost                   # a step's time of each head against softmax
 
 ``--table`` trains, for each dataset and seed, with classes 5-9 held out and 32-D features, at the
-default schedule (no flag but these, ``--seed`` and the head's) in float32 (``--precision``: main.py's
-default picks bfloat16 where it trains faster, which moves the figures): softmax; softmax + center loss and its
-second stage; NormFace, SphereFace, CosFace, ArcFace; ArcFace + center loss. Then ``--verify`` on each,
+default schedule (no flag but these, ``--seed`` and the head's), in float32 (``--precision``: main.py's
+default picks bfloat16 where it trains faster, which moves the figures): softmax; softmax + center loss and
+its second stage; NormFace, SphereFace, CosFace, ArcFace; ArcFace + center loss. Then ``--verify`` on each,
 and prints one Markdown table: for each run, at its last checkpoint (``--checkpoint last``: the epoch the
 test set would pick is a choice made on test images, and on 5,000 of them a tie of a few images), the
 test accuracy on the trained classes (softmax: the head's own argmax), AUC and TAR at FAR 1e-3 by cosine
@@ -137,9 +137,10 @@ def table(args):
                 epoch = [e for e in metrics['epochs'] if e['epoch'] == result['epoch']] or metrics['epochs'][-1:]
                 # the precision the run trained in (a run reused from --work may predate the flag given)
                 row = dict(cpu=cpu, commit=commit, dataset=dataset, seed=seed, run=name, feature_size=args.feature_size,
-                           precision=metrics.get('precision', 'float32'), epoch=result['epoch'], accuracy=epoch[0]['test_acc_softmax'],
-                           center_accuracy=epoch[0]['test_acc_center'], auc=result['cosine']['auc'],
-                           tar=result['cosine']['tar_at_far_0.001'], **result['cosine']['retrieval'])
+                           precision=metrics.get('precision', 'float32'), epoch=result['epoch'],
+                           accuracy=epoch[0]['test_acc_softmax'], center_accuracy=epoch[0]['test_acc_center'],
+                           auc=result['cosine']['auc'], tar=result['cosine']['tar_at_far_0.001'],
+                           **result['cosine']['retrieval'])
                 rows.append(row)
                 runlog.append(args.log, row)
             trained = trained_runs(os.path.join(folder, 'ckpt'))
