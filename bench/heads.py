@@ -197,7 +197,7 @@ def print_table(rows):
                 cells.append('' if not len(values) else '%.4f +- %.4f' % (values.mean(), np.ptp(values) / 2)
                              if len(values) > 1 else '%.4f' % values[0])  # one seed has no spread to show
             print('| %s | %s |' % (name, ' | '.join(cells)))
-        trained = [r.get('precision', 'float32') for r in group if not r.get('failed')]
+        trained = [r['precision'] for r in group if not r.get('failed')]  # (logged() fills in older rows')
         print('\ntrained in ' + ', '.join('%s (%d row%s)' % (p, trained.count(p), 's' * (trained.count(p) != 1))
                                      for p in sorted(set(trained)))
               + ('' if len(set(trained)) < 2 else ': not one protocol, the precision moves the figures too'))
@@ -242,7 +242,7 @@ def cost(rounds=5, steps=20):
 
 def main():
     import runlog
-    from argtypes import Parser, listed, number, shell_words
+    from argtypes import PRECISIONS, Parser, listed, number, shell_words
     from errors import UserError, stopped, stops_handled
     from runlock import writable_folder
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -260,7 +260,7 @@ def main():
                    help='the features\' size (the protocol: 32)')
     # pinned, not main.py's auto: auto picks bfloat16 on some CPUs, and the figures of a seed trained there
     # would differ from those of the same seed elsewhere by more than the CPU's rounding
-    p.add_argument('--precision', choices=('float32', 'bfloat16', 'auto'), default='float32',
+    p.add_argument('--precision', choices=PRECISIONS, default='float32',
                    help='of every run (the protocol: float32, so that rows from any CPU join)')
     p.add_argument('--runs', type=listed(PREFIXES), default=None, help='only these runs (prefixes, comma-separated)')
     p.add_argument('--extra', type=shell_words, default='',
