@@ -12,6 +12,19 @@ with warnings.catch_warnings():
     warnings.simplefilter('ignore', DeprecationWarning)
     import mxnet  # noqa: E402,F401
 
+# MXNet's mixed precision (amp.init) is process-wide and cannot be undone: once one test in this process
+# turned it on, every later network here would compute in bfloat16 (on a CPU with AVX512-BF16, where
+# --precision auto may pick it). A test trains in bfloat16 only in a child process, or passes --precision float32.
+from mxnet.contrib import amp  # noqa: E402
+
+
+def _no_amp_in_the_test_process(*args, **kwargs):
+    raise AssertionError('amp.init was called in the pytest process: it would leave bfloat16 on for every later '
+                         'test; pass --precision float32, or train in bfloat16 in a child process')
+
+
+amp.init = _no_amp_in_the_test_process
+
 # The measured choice of --precision auto is cached per machine: the tests use a
 # cache of their own, so they neither write into the user's nor depend on it.
 import shutil  # noqa: E402

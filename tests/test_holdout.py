@@ -88,7 +88,8 @@ def test_no_held_out_image_reaches_a_training_batch(tmp_path, monkeypatch):
         return real(objective, trainer_, center_trainer, x, y, *args, **kwargs)
     monkeypatch.setattr(train, 'train_step', spy)
     assert trainer.main(['--train', '--center_loss', '--holdout', '1,3,5,7,9', '--epochs', '2', '--shift', '0',
-                         '--data_dir', str(data), '--use_gpu', 'False', '--no_plotting', '--min_epoch_steps', '0']
+                         '--data_dir', str(data), '--use_gpu', 'False', '--no_plotting', '--min_epoch_steps', '0',
+                         '--precision', 'float32']
                         + dirs(tmp_path)) == 0
     pixels, labels = (np.concatenate(a) for a in zip(*seen))
     assert len(pixels) == 2 * trained.sum()  # every trained image, twice
