@@ -181,8 +181,9 @@ def print_table(rows):
             ('precision_at_1', 'P@1'), ('r_precision', 'R-precision'), ('map_at_r', 'MAP@R')]
     for dataset, features in sorted({(r['dataset'], r['feature_size']) for r in rows}):
         group = [r for r in rows if r['dataset'] == dataset and r['feature_size'] == features]
-        print('\n%s, classes 5-9 never trained on, %d-D features (mean +- half the range over seeds %s)\n'
-              % (dataset, features, ','.join(str(s) for s in sorted({r['seed'] for r in group}))))
+        seeds = sorted({r['seed'] for r in group})
+        print('\n%s, classes 5-9 never trained on, %d-D features (%s)\n' % (dataset, features, 'seed %d' % seeds[0]
+              if len(seeds) == 1 else 'mean +- half the range over seeds %s' % ','.join(map(str, seeds))))
         print('| run | seeds | ' + ' | '.join(title for _, title in keys) + ' |')
         print('|---|---|' + '---|' * len(keys))
         names = [name for name, _, _ in RUNS]

@@ -167,6 +167,8 @@ def test_the_table_joins_logs_and_counts_a_run_once(tmp_path, capsys):
     # --seeds with --from: the table over the seeds a half-run third seed leaves complete
     proc = heads_py('--from', str(a), str(b), '--seeds', '42,7')
     assert proc.returncode == 0 and 'over seeds 7,42' in proc.stdout and '| ArcFace |' not in proc.stdout
+    proc = heads_py('--from', str(a), '--seeds', '42')  # one seed: no spread to speak of
+    assert proc.returncode == 0 and '32-D features (seed 42)\n' in proc.stdout and 'over seeds' not in proc.stdout
 
 
 def test_the_table_runs_logs_a_failed_run_and_files_a_fix_apart(tmp_path):
