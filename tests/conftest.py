@@ -1,4 +1,5 @@
-"""pytest set-up only: the repository on sys.path, and MXNet imported once, quietly (helpers live in helpers.py)."""
+"""pytest set-up only: the repository on sys.path, MXNet imported once, quietly, and its process-wide mixed
+precision kept out of this process (helpers live in helpers.py)."""
 import os
 import sys
 import warnings
