@@ -57,7 +57,19 @@ def on_stop(signum, frame):
     """
     for s in (signal.SIGINT, signal.SIGTERM):
         signal.signal(s, _stopping)
+    _asked.append(signum)
     raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+_asked = []  # the signal on_stop took, kept: the exception it raises may land in a library's bare except
+
+
+def raise_if_stopped():
+    """Raise the stop on_stop was asked for, if the exception it raised never came out (library code that
+    swallows everything, such as a bare ``except:``, was running when the signal came, and from then on
+    signals are ignored): long loops call it between their steps."""
+    if _asked:
+        raise Terminated() if _asked[0] == signal.SIGTERM else KeyboardInterrupt()
 
 
 def stopped(e):
@@ -94,6 +106,7 @@ def stops_handled():
         yield
         return
     before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    del _asked[:]  # a stop of an earlier block of this process is not this one's
     for s, handler in before.items():
         if handler is not signal.SIG_IGN:
             signal.signal(s, on_stop)

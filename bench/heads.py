@@ -212,6 +212,8 @@ def cost(rounds=5, steps=20):
     from mxnet import gluon, nd
     import models
     import step
+    from errors import raise_if_stopped
+    raise_if_stopped()  # a Ctrl-C that came while mxnet loaded
     rng = np.random.RandomState(0)
     x, y = nd.array(rng.randn(64, 1, 28, 28)), nd.array(rng.randint(0, 10, 64))
     runners = {}
@@ -231,6 +233,7 @@ def cost(rounds=5, steps=20):
             for _ in range(steps):
                 step.train_step(objective, trainer, None, x, y, [mx.cpu()], 10)
             nd.waitall()
+            raise_if_stopped()
             if r:  # round 0 warms every graph up
                 times[head].append((time.time() - tic) / steps)
     print('a training step of LeNet++ (2-D features, batch 64) on %s, %d cores: median of %d rounds of %d steps'
