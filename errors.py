@@ -58,7 +58,11 @@ def on_stop(signum, frame):
     for s in (signal.SIGINT, signal.SIGTERM):
         signal.signal(s, _stopping)
     _asked.append(signum)
-    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+    raise _stop_of(signum)
+
+
+def _stop_of(signum):
+    return Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
 _asked = []  # the signal on_stop took, kept: the exception it raises may land in a library's bare except
@@ -69,7 +73,7 @@ def raise_if_stopped():
     swallows everything, such as a bare ``except:``, was running when the signal came, and from then on
     signals are ignored): long loops call it between their steps."""
     if _asked:
-        raise Terminated() if _asked[0] == signal.SIGTERM else KeyboardInterrupt()
+        raise _stop_of(_asked[0])
 
 
 def stopped(e):
