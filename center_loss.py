@@ -13,11 +13,6 @@ Drop-in use::
     trainer.step(batch_size)
     center_trainer.step(batch_size)
 """
-try:  # this repository's pre-mxnet shim; absent when the file is copied on its own
-    import compat  # noqa: F401
-except ImportError:
-    pass
-
 from mxnet import gluon, nd
 from mxnet.gluon import nn
 from mxnet.gluon.loss import _apply_weighting

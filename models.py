@@ -1,18 +1,18 @@
-"""Networks that return (class scores, features): LeNet++ of the paper and a small LeNet; the
-shape of a run's network (Arch), from the flags or from the checkpoint it continues."""
-import collections
+"""Networks that return (class scores, features): LeNet++ of the paper, the original port's small
+LeNet and the model zoo's ResNets; a new run's network (runs.records.Arch) from the flags and the
+data, checked, and built."""
+import dataclasses
 import math
 
-import compat  # noqa: F401
+from devices import compat  # noqa: F401  (before mxnet)
 
 import mxnet as mx
 from mxnet import init, nd
 from mxnet.gluon import nn
 
 import margins
-from errors import UserError
-
-ACTIVATIONS = ('prelu', 'leaky', 'relu')
+from faults.errors import UserError
+from runs.records import ACTIVATIONS, HEADS, Arch, flag_value
 # This project's slope, with which its results (docs/results.md) were made. The original
 # Gluon port's LeNet++ uses LeakyReLU(alpha=0.01); the two were not compared.
 LEAKY_SLOPE = 0.2
@@ -155,9 +155,6 @@ MODELS.update(('resnet%d%s' % (layers, '' if version == 1 else '_v2'), (version,
               for version in (1, 2) for layers in (18, 34, 50, 101, 152))
 
 
-HEADS = ('softmax',) + tuple(sorted(margins.HEADS))
-
-
 def normalises(layer):
     """Whether the class layer ``layer`` compares normalised features."""
     return not isinstance(layer, nn.Dense) and layer.scale is not None
@@ -186,47 +183,14 @@ def get_model(name, classes, feature_size, act, size=28, head=None):
 
 # --------------------------------------------------------------------------- a run's network
 
-# The fields that fix the network's shape, with what a new first stage takes when no flag says.
-ARCH_DEFAULTS = collections.OrderedDict([('model', 'lenet++'), ('act', 'leaky'), ('feature_size', 2),
-                                         ('num_classes', 10), ('holdout', ()), ('channels', 1),
-                                         ('image_size', (28, 28)), ('head', 'softmax'), ('scale', None),
-                                         ('margin', None)])
-# What checkpoints made before a field existed were made with.
-ARCH_BEFORE = {'holdout': (), 'channels': 1, 'image_size': (28, 28), 'head': 'softmax', 'scale': None,
-               'margin': None}
-
-
-class Arch(collections.namedtuple('Arch', list(ARCH_DEFAULTS), defaults=list(ARCH_DEFAULTS.values())[4:])):
-    """The network's shape, and that of the images it takes (channels, (height, width)): from the
-    flags and the data for a new first stage, else from the checkpoint (``from_meta``)."""
-
-    @classmethod
-    def from_meta(cls, meta):
-        """The Arch a checkpoint's description records; KeyError when it records none."""
-        values = dict(ARCH_BEFORE, **(meta.get('run', {}).get('arch') or meta))  # this version's, or earlier ones'
-        missing = [k for k in cls._fields if k not in values]
-        if missing:
-            raise KeyError(missing[0])
-        return cls(**dict({k: values[k] for k in cls._fields}, holdout=tuple(values['holdout']),
-                          image_size=tuple(values['image_size'])))
-
-    def to_json(self):
-        return dict(self._asdict(), holdout=list(self.holdout), image_size=list(self.image_size))
+# The fields that fix the network's shape, each the flag that sets it (channels and image_size: the data's).
+ARCH_FLAGS = [f.name for f in dataclasses.fields(Arch)]
 
 
 def min_image_size(model):
     """The smallest side a network of ``model`` takes: LeNet++'s three 2x2 poolings need 8 pixels,
     the original LeNet's two 5x5 convolutions without padding 16; a ResNet pools globally."""
     return 16 if model == 'lenet' else 8
-
-
-def flag_value(value, key='holdout'):
-    """A flag's value as the user types it (--holdout 5,6,7, --image_size 112x96)."""
-    if key == 'image_size':
-        return '%dx%d' % tuple(value)
-    if isinstance(value, tuple):  # --holdout
-        return ','.join(map(str, value)) or 'none'
-    return value
 
 
 def head_values(head, scale, margin):
@@ -258,7 +222,7 @@ def head_title(head, scale, margin):
                                                       if v is not None])
 
 
-def new_arch(given, total_classes, shape, dataset):
+def new_arch(given, total_classes, shape):
     """The Arch of a new first stage: the flags ``given`` ({field: value or None}), the data's
     ``total_classes`` and ``shape`` ((channels, (height, width)), --image_size already applied).
     With a holdout the class layer has one output per trained class."""
@@ -266,36 +230,29 @@ def new_arch(given, total_classes, shape, dataset):
     values = dict(given, channels=shape[0], image_size=tuple(shape[1]), scale=scale, margin=margin)
     if values.get('num_classes') is None:  # one output per class of the dataset
         values['num_classes'] = total_classes
-    arch = Arch(**{k: d if values.get(k) is None else values[k] for k, d in ARCH_DEFAULTS.items()})
+    arch = Arch(**{k: values[k] for k in ARCH_FLAGS if values.get(k) is not None})
     smallest = min_image_size(arch.model)
     if min(arch.image_size) < smallest:
         raise UserError('%s takes images of at least %dx%d, and these are %s: bring them up to size with '
                         '--image_size %d (or larger)' % (arch.model, smallest, smallest,
-                                                         flag_value(arch.image_size, 'image_size'), smallest))
-    if arch.holdout:
-        unknown = [c for c in arch.holdout if not 0 <= c < total_classes]
-        if unknown:
-            raise UserError('--holdout: %s has no class %d (its classes are 0 to %d)'
-                            % (dataset, unknown[0], total_classes - 1))
+                                                         flag_value('image_size', arch.image_size), smallest))
+    if arch.holdout:  # (imagesets.dataset.dense_holdout checked the classes and what they leave to train on)
         trained = total_classes - len(arch.holdout)
-        if trained < 2:
-            raise UserError('--holdout %s leaves %d class%s to train on: at least two are needed'
-                            % (flag_value(arch.holdout), trained, '' if trained == 1 else 'es'))
         if given.get('num_classes') not in (None, trained):
             raise UserError('--num_classes %d: with --holdout %s the class layer has one output per trained '
-                            'class, %d; drop --num_classes' % (given['num_classes'], flag_value(arch.holdout),
+                            'class, %d; drop --num_classes' % (given['num_classes'], flag_value('holdout', arch.holdout),
                                                                trained))
-        arch = arch._replace(num_classes=trained)
+        arch = dataclasses.replace(arch, num_classes=trained)
     return arch
 
 
 def check_arch(arch, given, path):
     """A checkpoint's Arch against the flags ``given`` ({field: value or None}): a flag given must agree."""
-    for key, value in arch._asdict().items():
+    for key, value in dataclasses.asdict(arch).items():
         flag = given.get(key) if key != 'channels' else None  # the images' channels follow the network
         if flag is not None and (tuple(flag) if key == 'image_size' else flag) != value:
             raise UserError('%s was made with --%s %s, not %s: drop the flag or retrain'
-                            % (path, key, flag_value(value, key), flag_value(flag, key)))
+                            % (path, key, flag_value(key, value), flag_value(key, flag)))
     return arch
 
 

@@ -1,5 +1,5 @@
 """Data: MNIST and Fashion-MNIST from their IDX files (found offline, checked), on the device, shifted per batch."""
-import compat  # noqa: F401
+from devices import compat  # noqa: F401
 
 import gzip
 import hashlib
@@ -11,11 +11,8 @@ import zlib
 import numpy as np
 from mxnet import nd
 
-from atomic import atomic_write
-
-
-class DataError(ValueError):
-    """Data that is missing, corrupt, or not what the files announce."""
+from faults.atomic import atomic_write
+from faults.errors import DataError
 
 
 class DataNotFound(DataError):

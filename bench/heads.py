@@ -83,70 +83,66 @@ def main_py(args, log):
     return None
 
 
-def table(args):
-    work = args.work
-    rows = []
+def table(args, datasets, seeds):
+    """Train, measure and log every run picked, for each dataset and seed; then print the table."""
     import runlog
-    from runfiles import RunFiles
+    rows = []
     where_from = runlog.provenance()
-    cpu, commit = where_from['cpu'], where_from['commit']
-    picked = args.runs or PREFIXES
     tag = re.sub(r'[^A-Za-z0-9.]+', '-', args.extra).strip('-')  # '--lr 0.01' -> 'lr-0.01'
-    for dataset in args.datasets:
-        for seed in args.seeds:
-            folder = os.path.join(work, '%s-seed%d%s' % (dataset, seed, '' if args.feature_size == 32 else
-                                                         '-%dd' % args.feature_size))
+    for dataset in datasets:
+        for seed in seeds:
+            folder = os.path.join(args.work, '%s-seed%d%s' % (dataset, seed, '' if args.feature_size == 32 else
+                                                              '-%dd' % args.feature_size))
             where = ['--ckpt_dir', os.path.join(folder, 'ckpt'), '--out_dir', os.path.join(folder, 'out'),
                      '--precision', args.precision] + (['--no_plotting'] if args.no_plotting else [])
-            log = os.path.join(folder + '.log')
             os.makedirs(folder, exist_ok=True)
             for name, prefix, flags in RUNS:
-                if prefix not in picked:
-                    continue
-                # a second stage (flags None) is filed as <its first stage>-second, as main.py files it
-                first = prefix[:-len('-second')] if flags is None else prefix
-                first += '+' + tag if tag else ''
-                prefix, name = first + ('-second' if flags is None else ''), \
-                    name + (' (%s)' % args.extra.strip() if tag else '')
-                files = RunFiles(os.path.join(folder, 'ckpt'), os.path.join(folder, 'out'), prefix)
-                verify = files.verify_json
-                measure = ['--verify', '--checkpoint', 'last', '--prefix', prefix] + where
-                failed = None
-                if not os.path.isfile(verify):
-                    if os.path.isfile(files.last):
-                        # trained, or stopped within: continue it as it was recorded (a stage complete is left
-                        # as it is), so a table stopped within a run or before --verify loses no epoch
-                        stage = ['--second_train' if flags is None else '--train', '--resume', '--prefix', first]
-                    elif flags is None:
-                        stage = ['--second_train', '--checkpoint', 'last', '--prefix', first]
-                    else:
-                        stage = ['--train', '--prefix', prefix, '--dataset', dataset, '--seed', str(seed)] + \
-                            HELD_OUT + ['--feature_size', str(args.feature_size)] + flags + shlex.split(args.extra)
-                    failed = main_py(stage + where, log) or main_py(measure, log)
-                elif not last_read(verify):  # measured at the best before: again
-                    failed = main_py(measure, log)
-                if failed:  # in the log too, so that the table says which runs did not train
-                    row = dict(cpu=cpu, commit=commit, dataset=dataset, seed=seed, run=name,
-                               feature_size=args.feature_size, failed=failed)
-                    rows.append(row)
-                    runlog.append(args.log, row)
-                    continue
-                result = json.load(open(verify))
-                metrics = json.load(open(files.metrics))
-                # the epoch --verify read (the last), so a row is one epoch
-                epoch = [e for e in metrics['epochs'] if e['epoch'] == result['epoch']] or metrics['epochs'][-1:]
-                # the precision the run trained in (a run reused from --work may predate the flag given)
-                row = dict(cpu=cpu, commit=commit, dataset=dataset, seed=seed, run=name, feature_size=args.feature_size,
-                           precision=metrics.get('precision', 'float32'), epoch=result['epoch'],
-                           accuracy=epoch[0]['test_acc_softmax'], center_accuracy=epoch[0]['test_acc_center'],
-                           auc=result['cosine']['auc'], tar=result['cosine']['tar_at_far_0.001'],
-                           **result['cosine']['retrieval'])
-                rows.append(row)
-                runlog.append(args.log, row)
+                if prefix in (args.runs or PREFIXES):
+                    row = table_row(args, dataset, seed, folder, where, (name, prefix, flags), tag)
+                    rows.append(dict(cpu=where_from['cpu'], commit=where_from['commit'], dataset=dataset, seed=seed,
+                                     feature_size=args.feature_size, **row))
+                    runlog.append(args.log, rows[-1])
             trained = trained_runs(os.path.join(folder, 'ckpt'))
             if len(trained) > 1:  # every run there, those of another process sharing the table included
-                main_py(['--compare', '--checkpoint', 'last', '--prefix', ','.join(trained)] + where, log)
+                main_py(['--compare', '--checkpoint', 'last', '--prefix', ','.join(trained)] + where, folder + '.log')
     print_table(rows)
+
+
+def table_row(args, dataset, seed, folder, where, run, tag):
+    """One run of the table trained (or resumed, or taken as it is) and measured: its row's figures, or
+    {'run', 'failed': main.py's last line}."""
+    from runs.files import RunFiles
+    name, prefix, flags = run
+    log = folder + '.log'
+    # a second stage (flags None) is filed as <its first stage>-second, as main.py files it
+    first = (prefix[:-len('-second')] if flags is None else prefix) + ('+' + tag if tag else '')
+    prefix, name = first + ('-second' if flags is None else ''), name + (' (%s)' % args.extra.strip() if tag else '')
+    files = RunFiles(os.path.join(folder, 'ckpt'), os.path.join(folder, 'out'), prefix)
+    measure = ['--verify', '--checkpoint', 'last', '--prefix', prefix] + where
+    failed = None
+    if not os.path.isfile(files.verify_json):
+        if os.path.isfile(files.last):
+            # trained, or stopped within: continue it as it was recorded (a stage complete is left
+            # as it is), so a table stopped within a run or before --verify loses no epoch
+            stage = ['--second_train' if flags is None else '--train', '--resume', '--prefix', first]
+        elif flags is None:
+            stage = ['--second_train', '--checkpoint', 'last', '--prefix', first]
+        else:
+            stage = ['--train', '--prefix', prefix, '--dataset', dataset, '--seed', str(seed)] + \
+                HELD_OUT + ['--feature_size', str(args.feature_size)] + flags + shlex.split(args.extra)
+        failed = main_py(stage + where, log) or main_py(measure, log)
+    elif not last_read(files.verify_json):  # measured at the best before: again
+        failed = main_py(measure, log)
+    if failed:  # in the log too, so that the table says which runs did not train
+        return dict(run=name, failed=failed)
+    result = json.load(open(files.verify_json))
+    metrics = json.load(open(files.metrics))
+    # the epoch --verify read (the last), so a row is one epoch
+    epoch = [e for e in metrics['epochs'] if e['epoch'] == result['epoch']] or metrics['epochs'][-1:]
+    # the precision the run trained in (a run reused from --work may predate the flag given)
+    return dict(run=name, precision=metrics.get('precision', 'float32'), epoch=result['epoch'],
+                accuracy=epoch[0]['test_acc_softmax'], center_accuracy=epoch[0]['test_acc_center'],
+                auc=result['cosine']['auc'], tar=result['cosine']['tar_at_far_0.001'], **result['cosine']['retrieval'])
 
 
 def trained_runs(ckpt):
@@ -207,12 +203,12 @@ def print_table(rows):
 
 
 def cost(rounds=5, steps=20):
-    import compat  # (before mxnet)
+    from devices import compat  # (before mxnet)
     import mxnet as mx
     from mxnet import gluon, nd
     import models
-    import step
-    from errors import raise_if_stopped
+    from training import step
+    from faults.signals import raise_if_stopped
     raise_if_stopped()  # a Ctrl-C that came while mxnet loaded
     rng = np.random.RandomState(0)
     x, y = nd.array(rng.randn(64, 1, 28, 28)), nd.array(rng.randint(0, 10, 64))
@@ -244,16 +240,13 @@ def cost(rounds=5, steps=20):
         print('| %s | %.2f | %+.1f%% |' % (head, 1000 * float(np.median(t)), 100 * (float(np.median(t)) / base - 1)))
 
 
-def main():
-    import runlog
-    from argtypes import PRECISIONS, Parser, listed, number, shell_words
-    from errors import UserError, stopped, stops_handled
-    from runlock import writable_folder
+def parser():
+    from cli.flags import PRECISIONS, Parser, listed, number, shell_words
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--table', action='store_true')
     p.add_argument('--cost', action='store_true')
     # no default here: with --from, only the datasets and seeds given are shown (a table whose third seed is
-    # half run can be shown over the seeds it has in full); --table's defaults are set below
+    # half run can be shown over the seeds it has in full); --table's defaults are TABLE_DATASETS and _SEEDS
     p.add_argument('--datasets', type=listed(('mnist', 'fashion-mnist')), default=None,
                    help='(--table: mnist,fashion-mnist; --from: every dataset logged)')
     p.add_argument('--seeds', type=listed(number(int, at_least=0)), default=None,
@@ -271,25 +264,41 @@ def main():
                    help='flags added to the first stage of each run picked, filed and shown apart (a fix tried)')
     p.add_argument('--log', default=None, help='append each row as a JSON line to this file')
     p.add_argument('--from', dest='logs', nargs='+', metavar='LOG', help='print the table of these logs')
+    return p
+
+
+TABLE_DATASETS, TABLE_SEEDS = ['mnist', 'fashion-mnist'], [42, 7, 3]
+
+
+def from_logs(args, p):
+    """The table of the rows logged, of the datasets and seeds asked for."""
+    try:
+        rows = [r for r in logged(args.logs) if (args.seeds is None or r['seed'] in args.seeds)
+                and (args.datasets is None or r['dataset'] in args.datasets)]
+    except (KeyError, TypeError) as e:
+        p.error('--from: a line lacks %s: not a log of this script' % e)
+    if not rows:
+        wanted = [args.datasets and 'dataset ' + ','.join(args.datasets),
+                  args.seeds and 'seed ' + ','.join(map(str, args.seeds))]
+        p.error('--from: no row of %s in these logs' % (' and '.join(filter(None, wanted)) or 'any run'))
+    print_table(rows)
+
+
+def main():
+    import runlog
+    from cli.flags import build_parser
+    from faults.errors import UserError
+    from faults.signals import stopped, stops_handled
+    from runs.lock import writable_folder
+    p = parser()
     args = p.parse_args()
     if not (args.logs or args.cost or args.table):
         p.error('--table and/or --cost, or --from LOG...')
     try:
         if args.logs:
-            try:
-                rows = [r for r in logged(args.logs) if (args.seeds is None or r['seed'] in args.seeds)
-                        and (args.datasets is None or r['dataset'] in args.datasets)]
-            except (KeyError, TypeError) as e:
-                p.error('--from: a line lacks %s: not a log of this script' % e)
-            if not rows:
-                wanted = [args.datasets and 'dataset ' + ','.join(args.datasets),
-                          args.seeds and 'seed ' + ','.join(map(str, args.seeds))]
-                p.error('--from: no row of %s in these logs' % (' and '.join(filter(None, wanted)) or 'any run'))
-            return print_table(rows)
-        args.datasets = args.datasets or ['mnist', 'fashion-mnist']
-        args.seeds = args.seeds or [42, 7, 3]
+            return from_logs(args, p)
         if args.extra:  # main.py's own parser: a flag it does not take, or a bad value, stops here, not in each run
-            trainer = __import__('main').build_parser()
+            trainer = build_parser('')
             trainer.prog = '%s: --extra' % p.prog
             trainer.parse_args(['--train'] + shlex.split(args.extra))
         runlog.ready(args.log)
@@ -304,7 +313,7 @@ def main():
             if args.cost:
                 cost()
             if args.table:
-                table(args)
+                table(args, args.datasets or TABLE_DATASETS, args.seeds or TABLE_SEEDS)
         except KeyboardInterrupt as e:  # a table's run stopped too, keeping its last epoch
             word, status = stopped(e)
             print('%s: run the same command again to continue' % word, file=sys.stderr)

@@ -43,7 +43,7 @@ def encode(img, scale=1, colour=False):
 
 
 def write_sets(dataset, out, limit=None, scale=1, colour=False, pairs=0):
-    import compat  # noqa: F401
+    from devices import compat  # noqa: F401
     import mxnet as mx
     import utils
     directory = utils.find_data(dataset, download=False)
@@ -91,9 +91,9 @@ def write_pairs(path, folder, per_kind, folds=10, seed=2016):
 
 
 def main():
-    from argtypes import Parser, number
-    from errors import UserError
-    from runlock import writable_folder
+    from cli.flags import Parser, number
+    from faults.errors import UserError
+    from runs.lock import writable_folder
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--dataset', default='mnist', choices=('mnist', 'fashion-mnist'))
     p.add_argument('--out', required=True, help='folder to write folder/ and recordio/ into')

@@ -22,7 +22,7 @@ sys.path.insert(0, ROOT)
 
 
 def main():
-    from argtypes import Parser
+    from cli.flags import Parser
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--images', required=True, help='the folder bench/image_sets.py wrote (with --pairs)')
     p.add_argument('--ckpt', required=True, help='a best checkpoint trained on MNIST')
@@ -31,15 +31,15 @@ def main():
         p.error('--images %s holds no pairs.txt: write it with bench/image_sets.py --pairs N' % args.images)
     if not args.ckpt.endswith('-best.params'):
         p.error('--ckpt %s: expected a <prefix>-best.params checkpoint' % args.ckpt)
-    import compat  # noqa: F401
+    from devices import compat  # noqa: F401
     import mxnet as mx
-    import checkpoints
-    import commands
-    import evaluation
-    import images as images_mod
-    import pairs
+    from runs import checkpoints
+    from evaluation import commands
+    from evaluation import predict as evaluation
+    from imagesets import images as images_mod
+    from imagesets import pairs
     import utils
-    import verification
+    from evaluation import verification
     try:
         ckpt = checkpoints.load_checkpoint(args.ckpt)
     except checkpoints.CheckpointError as e:
@@ -56,7 +56,7 @@ def main():
     listed = pairs.read_pairs(os.path.join(args.images, 'pairs.txt'), folder)
     index = np.array([int(os.path.basename(path)[:-4]) for _, _, path in listed.images])
     images, _ = utils.load_split(utils.find_data('mnist', download=False), 'test')
-    mean, std = ckpt.meta['normalisation']
+    mean, std = ckpt.meta.normalisation
     x = images_mod.InMemory.of(images[index], mean, std, mx.cpu())
     _, net, _ = commands.network(ckpt, [mx.cpu()])
     features = evaluation.forward_all(net, x)[1].asnumpy()

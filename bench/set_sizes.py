@@ -105,9 +105,9 @@ def print_table(rows):
 
 def main():
     import runlog
-    from argtypes import Parser, listed, number, shell_words
-    from errors import UserError
-    from runlock import writable_folder
+    from cli.flags import Parser, listed, number, shell_words
+    from faults.errors import UserError
+    from runs.lock import writable_folder
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--sizes', type=listed(number(int, at_least=10)), default='300,1000,3000,10000',
                    help='training images (N / 10 of each class)')

@@ -54,7 +54,7 @@ def epochs_of(out):
 
 
 def compare(args, extra):
-    import compat
+    from devices import compat
     from image_sets import write_sets
     work = args.out or tempfile.mkdtemp(prefix='sources-')
     if not os.path.isdir(os.path.join(work, 'recordio')):
@@ -78,7 +78,7 @@ def compare(args, extra):
 
 
 def memory(args, extra):
-    import compat  # noqa: F401
+    from devices import compat  # noqa: F401
     import mxnet as mx
     from PIL import Image
     work = args.out or tempfile.mkdtemp(prefix='big-rec-')
@@ -103,9 +103,9 @@ def memory(args, extra):
 
 
 def main():
-    from argtypes import Parser, number
-    from errors import UserError
-    from runlock import writable_folder
+    from cli.flags import Parser, number
+    from faults.errors import UserError
+    from runs.lock import writable_folder
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--limit', type=number(int, at_least=100, at_most=10000), default=10000,
                    help='MNIST images of each split')

@@ -92,29 +92,30 @@ def child(cmd, env=None):
 def ours(slice_path, precision, act, shift):
     """Run in a child (see main()): images/s of our loop and of our whole epoch."""
     sys.path.insert(0, ROOT)
-    import compat  # noqa: F401  (before mxnet)
+    from devices import compat  # noqa: F401  (before mxnet)
+    import dataclasses
     import numpy as np
     import mxnet as mx
-    import data as data_mod
-    import evaluation
-    import frames
-    import models
-    import precision as precision_mod
-    import records
-    import runtime
-    import pictures
-    import train
+    from devices import precision as precision_mod
+    from devices import runtime
+    from evaluation import predict
+    from imagesets import dataset as data_mod
+    from runs import records
+    from runs.files import RunFiles
+    from runs.meta import Run
+    from training import epoch as epoch_mod
+    from training import stage as stage_mod
     import utils
-    from runfiles import RunFiles
 
     # batch 128 for every contender; one frame an epoch (frames within epochs are timed by the training runs);
     # a constant rate of 0.01: the rate does not change the time of a step, and the default warm-up and
     # cosine, laid out for 60,000 images, made the PReLU network's loss NaN on this slice
+    tmp = tempfile.mkdtemp()
     optim = records.Optim(batch_size=BATCH, lr=0.01, lr_schedule='step', shift=int(shift), min_epoch_steps=0)
-    center, output = records.Center(center_loss=True), records.Output(frames=1)
+    run = Run(records.Arch('lenet++', act, 2, 10), optim=optim, center=records.Center(center_loss=True),
+              output=records.Output(out_dir=tmp, frames=1))
     ctxs = [mx.cpu()]
-    arch = models.Arch('lenet++', act, 2, 10)
-    chosen, why, _ = runtime.choose_precision(precision, ctxs, arch, BATCH)
+    chosen, why, _ = runtime.choose_precision(precision, ctxs, run.arch, BATCH)
     rt = runtime.Runtime(ctxs, chosen, None, 0, 1, '', why, None, 'device')
     if rt.precision == 'bfloat16':
         precision_mod.enable_bfloat16()
@@ -126,33 +127,35 @@ def ours(slice_path, precision, act, shift):
     raw = data_mod.Raw(records.Data('mnist', slice_path), None, slice_path, utils.CLASS_NAMES['mnist'],
                        (1, (28, 28)), (images, labels), (test_img, test_lbl), None, [])
     with contextlib.redirect_stdout(io.StringIO()):  # its "data:" line
-        data = data_mod.load(raw, arch, rt)
-    files = RunFiles(tempfile.mkdtemp(), tempfile.mkdtemp(), 'bench')
-    stage = train.build_stage('first', arch, optim, center, output, {}, rt, data, files, None)
-    stage.plot_idx = pictures.plot_sample(n, optim.seed, size=n // 6)
-    stage.frames = frames.Frames(stage.plot_idx, data, 1, 1, optim.seed, stage.schedule.steps)
+        data = data_mod.load(raw, run.arch, rt)
+    stage = stage_mod.build_stage('first', run, rt, data, RunFiles(tmp, tmp, 'bench'), None)
+    drawn = stage_mod.drawn_sets(data, optim.seed, 2, rt, plot=n // 6)  # MNIST's 10,000 plotted : 60,000
+    stage = dataclasses.replace(stage, **dict(zip(stage_mod.DRAWN, drawn)))
 
+    # warm up on a few batches: the epoch keeps the features of those images alone
     warm = data._replace(train_x=data.train_x.subset(np.arange(WARMUP * BATCH)), train_y=data.train_y[:WARMUP * BATCH])
-    train.train_epoch(stage, rt, warm, output, 1)
-    evaluation.forward_all(stage.net, data.test_x)[1].wait_to_read()
+    epoch_mod.train_epoch(dataclasses.replace(stage, reference=np.arange(WARMUP * BATCH)), rt, warm, 1, False)
+    predict.forward_all(stage.net, data.test_x)[1].wait_to_read()
 
     tic = time.time()
-    sums, seen, train_feat, _ = train.train_epoch(stage, rt, data, output, 1)
+    sums, seen, gathered, _ = epoch_mod.train_epoch(stage, rt, data, 1, False)
     loop = time.time() - tic
-    # the rest of an epoch of train.run_stage: evaluation, two frames, the checkpoint
-    record, test_feat, centers = train.evaluate_epoch(stage, data, output, 1, sums / seen, train_feat)
-    stage.frames.epoch_end(stage, data, record, train_feat, test_feat, centers)
-    train.save_epoch(stage, rt, data, record, centers, 'mnist')
+    # the rest of an epoch of training.stage.run_stage: evaluation, two frames, the checkpoint
+    record, centers = stage_mod.evaluate_epoch(stage, rt, data, 1, sums / seen, gathered)
+    stage.frames.draw(1, (stage.drawn, stage.drawn_y, record.train_acc),
+                      (stage.test_features, stage.test_drawn_y, record.test_acc_softmax), centers.asnumpy())
+    stage.history.append(record)
+    stage_mod.save_epoch(stage, rt, data, record, centers, 'mnist')
     whole = time.time() - tic
     return dict(loop=n / loop, epoch=n / whole, ratio=whole / loop, precision=rt.precision, why=rt.why)
 
 
 def evaluation_times():
     sys.path.insert(0, ROOT)
-    import compat  # noqa: F401  (before mxnet)
+    from devices import compat  # noqa: F401  (before mxnet)
     import numpy as np
     from mxnet import nd
-    import evaluation
+    from evaluation import predict as evaluation
     rng = np.random.RandomState(0)
     gallery = nd.array(rng.randn(60000, 2))
     gallery_labels = nd.array(rng.randint(0, 10, 60000))
@@ -162,7 +165,7 @@ def evaluation_times():
     evaluation.predict_center(queries, centers).asnumpy()
     center_s = time.time() - tic
     tic = time.time()
-    evaluation.predict_knn(queries, gallery, gallery_labels, 10, 10).asnumpy()
+    evaluation.predict_knn(queries, gallery, gallery_labels, 10).asnumpy()
     return dict(center=center_s, knn=time.time() - tic)
 
 
@@ -183,7 +186,7 @@ def peak_memory(n):
 
 def main():
     sys.path.insert(0, ROOT)
-    from argtypes import Parser, number
+    from cli.flags import Parser, number
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--full', action='store_true', help='the whole training set instead of a slice')
     p.add_argument('--samples', type=number(int, at_least=BATCH, at_most=60000), default=10000,
@@ -194,25 +197,25 @@ def main():
     p.add_argument('--matmul', action='store_true', help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.matmul:  # a child process, with the trainer's thread count
-        sys.path.insert(0, ROOT)
-        import compat  # noqa: F401  (OMP_NUM_THREADS: one per core)
+        from devices import compat  # noqa: F401  (OMP_NUM_THREADS: one per core)
         print(json.dumps(dict(gflops=matmul_rate(), threads=os.environ.get('OMP_NUM_THREADS'))))
-        return
-    if args.ours:  # a child process
+    elif args.ours:  # a child process
         print(json.dumps(ours(*args.ours)))
-        return
-    if args.eval:
+    elif args.eval:
         print(json.dumps(evaluation_times()))
-        return
+    else:
+        n = 60000 if args.full else args.samples
+        rows = contenders(write_slice(n), args.prelu)
+        report(rows, n, args.prelu)
 
-    sys.path.insert(0, ROOT)
-    import compat
+
+def write_slice(n):
+    """The first ``n`` MNIST training images in an .npz every contender reads; the machine said first."""
+    from devices import compat
     import numpy as np
     import utils
-    n = 60000 if args.full else args.samples
     images, labels = utils.load_split(utils.find_data('mnist', download=False), 'train')
-    tmp = tempfile.mkdtemp()
-    slice_path = os.path.join(tmp, 'slice.npz')
+    slice_path = os.path.join(tempfile.mkdtemp(), 'slice.npz')
     np.savez(slice_path, images=images[:n], labels=labels[:n])
     flags = compat.cpu_flags()
     print('CPU: %s, %d cores (AVX512-BF16: %s, AMX: %s, AVX512: %s); %d images, batch %d, LeNet++ 2-D features, '
@@ -220,7 +223,11 @@ def main():
                                      'yes' if 'avx512_bf16' in flags else 'no',
                                      'yes' if 'amx_bf16' in flags else 'no', 'yes' if 'avx512f' in flags else 'no',
                                      n, BATCH), flush=True)
+    return slice_path
 
+
+def contenders(slice_path, prelu):
+    """{name: the child's figures} of every contender, each in a process of its own."""
     me = [sys.executable, os.path.abspath(__file__)]
     rows = {}
     # The contenders do not augment: ours is compared with --shift 0, and timed at
@@ -228,68 +235,72 @@ def main():
     rows['ours'] = child(me + ['--ours', slice_path, 'auto', 'leaky', '0'])
     rows['ours-defaults'] = child(me + ['--ours', slice_path, 'auto', 'leaky', '2'])
     rows['ours-fp32'] = child(me + ['--ours', slice_path, 'float32', 'leaky', '0'])
-    if args.prelu:
+    if prelu:
         rows['ours-prelu'] = child(me + ['--ours', slice_path, 'auto', 'prelu', '0'])
     env = {k: v for k, v in os.environ.items() if k != 'OMP_NUM_THREADS'}
     rows['original'] = child([sys.executable, os.path.join(HERE, 'original_style.py'), slice_path], env=env)
     import importlib.util
-    has_torch = importlib.util.find_spec('torch') is not None
-    if has_torch:
+    if importlib.util.find_spec('torch') is not None:
         torch_cmd = [sys.executable, os.path.join(HERE, 'pytorch_lenet.py'), slice_path]
         rows['torch-prelu'] = child(torch_cmd + ['--act', 'prelu'])
         rows['torch-same'] = child(torch_cmd + ['--act', 'leaky'] + (
             ['--bf16'] if rows['ours']['precision'] == 'bfloat16' else []))
-        if args.prelu:
+        if prelu:
             rows['torch-prelu-same'] = child(torch_cmd + ['--act', 'prelu'] + (
                 ['--bf16'] if rows['ours-prelu']['precision'] == 'bfloat16' else []))
+    rows['peak'] = child(me + ['--matmul'])
+    rows['eval'] = child(me + ['--eval'])
+    return rows
 
-    peak = child(me + ['--matmul'])
+
+def report(rows, n, prelu):
+    """Each contender's line, then the ratios, the evaluation's time and the peak memory."""
+    peak, o, prec = rows['peak'], rows['ours'], rows['ours']['precision']
     print('float32 matrix multiply (numpy a @ b, 2048 x 2048, %s threads): %.0f GFLOP/s, the practical peak; '
           'a LeNet++ training step takes %.0f MFLOP an image' % (peak['threads'], peak['gflops'], FLOP_PER_IMAGE / 1e6))
-    o, prec = rows['ours'], rows['ours']['precision']
     print('--precision auto chose %s (%s)' % (prec, o['why']))
-    same = 'bfloat16 autocast' if prec == 'bfloat16' else 'float32'
 
-    class Line(str):
-        def __mod__(self, values):  # name, images/s, rest: with the step's GFLOP/s and share of the peak
-            name, rate, rest = values
-            gflops = rate * FLOP_PER_IMAGE / 1e9
-            return '%-44s %6.0f images/s training loop (%4.0f GFLOP/s, %.2f of the peak)%s' % (
-                name, rate, gflops, gflops / peak['gflops'], rest)
-    line = Line()
-    print(line % ('ours, leaky, %s, no shifts' % prec, o['loop'], ', %6.0f whole epoch' % o['epoch']))
-    print(line % ('ours at the defaults (+ 2-px shifts)', rows['ours-defaults']['loop'],
-                  ', %6.0f whole epoch' % rows['ours-defaults']['epoch']))
-    print(line % ('ours, leaky, float32, no shifts', rows['ours-fp32']['loop'],
-                  ', %6.0f whole epoch' % rows['ours-fp32']['epoch']))
-    if args.prelu:
-        print(line % ('ours, prelu, %s, no shifts' % rows['ours-prelu']['precision'], rows['ours-prelu']['loop'], ''))
-    print(line % ('original-style (MXNet default threads)', rows['original']['loop'],
-                  ', %6.0f with its training-set pass' % rows['original']['epoch']))
-    if has_torch:
-        print(line % ('PyTorch %s, prelu, float32' % rows['torch-prelu']['torch'], rows['torch-prelu']['loop'], ''))
-        print(line % ('PyTorch, leaky, %s' % same, rows['torch-same']['loop'], ''))
-        if args.prelu:
-            print(line % ('PyTorch, prelu, %s' % ('bfloat16 autocast' if rows['ours-prelu']['precision'] == 'bfloat16'
-                                                  else 'float32'), rows['torch-prelu-same']['loop'], ''))
+    def line(name, rate, rest=''):  # with the step's GFLOP/s and share of the peak
+        gflops = rate * FLOP_PER_IMAGE / 1e9
+        print('%-44s %6.0f images/s training loop (%4.0f GFLOP/s, %.2f of the peak)%s'
+              % (name, rate, gflops, gflops / peak['gflops'], rest))
+    line('ours, leaky, %s, no shifts' % prec, o['loop'], ', %6.0f whole epoch' % o['epoch'])
+    line('ours at the defaults (+ 2-px shifts)', rows['ours-defaults']['loop'],
+         ', %6.0f whole epoch' % rows['ours-defaults']['epoch'])
+    line('ours, leaky, float32, no shifts', rows['ours-fp32']['loop'], ', %6.0f whole epoch' % rows['ours-fp32']['epoch'])
+    if prelu:
+        line('ours, prelu, %s, no shifts' % rows['ours-prelu']['precision'], rows['ours-prelu']['loop'])
+    line('original-style (MXNet default threads)', rows['original']['loop'],
+         ', %6.0f with its training-set pass' % rows['original']['epoch'])
+    if 'torch-prelu' in rows:
+        line('PyTorch %s, prelu, float32' % rows['torch-prelu']['torch'], rows['torch-prelu']['loop'])
+        line('PyTorch, leaky, %s' % ('bfloat16 autocast' if prec == 'bfloat16' else 'float32'),
+             rows['torch-same']['loop'])
+        if prelu:
+            line('PyTorch, prelu, %s' % ('bfloat16 autocast' if rows['ours-prelu']['precision'] == 'bfloat16'
+                                         else 'float32'), rows['torch-prelu-same']['loop'])
     else:
         print('PyTorch: not installed (pip install torch==2.13.0)')
+    ratios(rows, prelu)
+    print('evaluation of 10,000 test features against 60,000: nearest center %.3fs, k-NN (k=10) %.3fs (target 2s)'
+          % (rows['eval']['center'], rows['eval']['knn']))
+    print('peak memory of a one-epoch main.py run on %d images: %.0f MiB (target 2048)' % (n, peak_memory(n)))
+
+
+def ratios(rows, prelu):
+    o = rows['ours']
     print('ratio ours / original-style:                    %.2fx loop (target 2.5x), %.2fx epoch'
           % (o['loop'] / rows['original']['loop'], o['epoch'] / rows['original']['epoch']))
-    if has_torch:
+    if 'torch-prelu' in rows:
         print('ratio ours / PyTorch prelu float32 (the reference the targets were set on): %.2fx loop (target 1.3x)'
               % (o['loop'] / rows['torch-prelu']['loop']))
         print('ratio ours / PyTorch, same activation and precision: %.2fx loop'
               % (o['loop'] / rows['torch-same']['loop']))
-        if args.prelu:
+        if prelu:
             print('ratio ours prelu / PyTorch prelu, same precision:    %.2fx loop'
                   % (rows['ours-prelu']['loop'] / rows['torch-prelu-same']['loop']))
     print('our whole epoch / our training loop: %.2fx (target 1.2x), %.2fx at the defaults'
           % (o['ratio'], rows['ours-defaults']['ratio']))
-    ev = child(me + ['--eval'])
-    print('evaluation of 10,000 test features against 60,000: nearest center %.3fs, k-NN (k=10) %.3fs (target 2s)'
-          % (ev['center'], ev['knn']))
-    print('peak memory of a one-epoch main.py run on %d images: %.0f MiB (target 2048)' % (n, peak_memory(n)))
 
 
 if __name__ == '__main__':

@@ -12,7 +12,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import compat  # noqa: E402,F401
+from devices import compat  # noqa: E402,F401
 
 import mxnet as mx  # noqa: E402
 from mxnet import autograd, gluon, nd  # noqa: E402
@@ -68,7 +68,7 @@ def step_speed(act, batch_size, steps, ctx):
 
 
 def main():
-    from argtypes import Parser, listed, number
+    from cli.flags import Parser, listed, number
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--batch_size', type=number(int, above=0), default=128)
     p.add_argument('--steps', type=number(int, above=0), default=40)

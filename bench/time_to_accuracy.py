@@ -66,9 +66,9 @@ def summary(stage, metrics):
 
 def main():
     import runlog
-    from argtypes import Parser, listed, shell_words
-    from errors import UserError
-    from runlock import writable_folder
+    from cli.flags import Parser, listed, shell_words
+    from faults.errors import UserError
+    from runs.lock import writable_folder
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--name', default='run', help='the row\'s name')
     p.add_argument('--stages', type=listed(tuple(STAGES)), default='first,second',
@@ -87,7 +87,7 @@ def main():
     except (OSError, UserError) as e:
         p.error(str(e))
     folder = args.keep or tempfile.mkdtemp(prefix='tta-')
-    import compat
+    from devices import compat
     print('%s on %s, %d cores' % (args.name, compat.cpu_name(), len(os.sched_getaffinity(0))), flush=True)
     rows = []
     for stage in args.stages:

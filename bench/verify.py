@@ -31,7 +31,7 @@ def case(value):
 def one_case(n, classes, dim):
     sys.path.insert(0, ROOT)
     import numpy as np
-    import verification
+    from evaluation import verification
     rng = np.random.RandomState(0)
     labels = rng.randint(0, classes, n)
     features = rng.randn(n, dim) + 3 * rng.randn(classes, dim)[labels]
@@ -47,8 +47,8 @@ def one_case(n, classes, dim):
 
 def main():
     sys.path.insert(0, ROOT)
-    import compat
-    from argtypes import Parser, listed, number
+    from devices import compat
+    from cli.flags import Parser, listed, number
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--cases', type=listed(case), default='4861x5,10000x10', help='NxK: N features of K classes')
     p.add_argument('--dim', type=number(int, above=0), default=2)

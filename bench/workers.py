@@ -22,7 +22,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def run(workers, args):
     cores = len(os.sched_getaffinity(0))
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, os.path.join(ROOT, 'launch.py'), '-n', str(workers), '--',
+        cmd = [sys.executable, '-m', 'devices.launch', '-n', str(workers), '--',
                sys.executable, os.path.join(ROOT, 'main.py'), '--train', '--center_loss', '--kvstore', 'dist_sync',
                '--epochs', str(args.epochs), '--train_samples', str(args.train_samples), '--test_samples', '1000',
                '--batch_size', str(args.batch_size // workers), '--no_plotting', '--use_gpu', 'False',
@@ -38,7 +38,7 @@ def run(workers, args):
 
 def main():
     sys.path.insert(0, ROOT)
-    from argtypes import Parser, listed, number
+    from cli.flags import Parser, listed, number
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--workers', type=listed(number(int, above=0)), default='1,2')
     p.add_argument('--train_samples', type=number(int, above=0), default=12000)

@@ -7,7 +7,7 @@ import warnings
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-import compat  # noqa: E402,F401  (numpy alias and thread count, before mxnet)
+from devices import compat  # noqa: E402,F401  (numpy alias and thread count, before mxnet)
 with warnings.catch_warnings():
     # mxnet 1.9.1 imports distutils' LooseVersion and numpy's removed financial functions
     warnings.simplefilter('ignore', DeprecationWarning)

@@ -42,6 +42,18 @@ def make_dataset(directory, n_train=6, n_test=4, drop=None, label_len=None, top_
     return directory
 
 
+def a_meta(epoch=1, arch=None, **fields):
+    """A checkpoint's description (runs.meta.Meta) of ``epoch`` for a network of ``arch`` (a small LeNet's by
+    default), the rest at plain values or as ``fields`` give them (``run``: the records beside the Arch)."""
+    from runs.meta import Meta, Run
+    from runs.records import Arch
+    run = Run(arch or Arch('lenet', 'relu', 2, 10), **fields.pop('run', {}))
+    values = dict(stage='first', prefix='test', classes=tuple(range(run.arch.num_classes)), normalisation=(0.0, 1.0),
+                  precision='float32', epoch=epoch, best=-1.0, history=[])
+    values.update(fields)
+    return Meta(run, **values)
+
+
 def load_bench(name):
     """The module bench/<name>.py (a script, not a package), to call its functions."""
     import importlib.util

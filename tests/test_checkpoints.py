@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from mxnet import autograd, gluon, nd
 
-import checkpoints
+from runs import checkpoints
 import models
-from helpers import Touch
+from helpers import Touch, a_meta
 
 
 def small_net():
@@ -22,17 +22,17 @@ def small_net():
 def test_checkpoint_is_atomic(tmp_path, monkeypatch):
     net = small_net()
     path = str(tmp_path / 'a.params')
-    checkpoints.save_checkpoint(path, net, nd.ones((10, 2)), {'epoch': 1})
+    checkpoints.save_checkpoint(path, net, nd.ones((10, 2)), a_meta(1))
     real_fsync = os.fsync
 
     def crash(fd):
         raise KeyboardInterrupt
     monkeypatch.setattr(os, 'fsync', crash)
     with pytest.raises(KeyboardInterrupt):
-        checkpoints.save_checkpoint(path, net, nd.zeros((10, 2)), {'epoch': 2})
+        checkpoints.save_checkpoint(path, net, nd.zeros((10, 2)), a_meta(2))
     monkeypatch.setattr(os, 'fsync', real_fsync)
     ckpt = checkpoints.load_checkpoint(path)
-    assert ckpt.meta['epoch'] == 1 and ckpt.centers.asnumpy().sum() == 20
+    assert ckpt.meta.epoch == 1 and ckpt.centers.asnumpy().sum() == 20
     assert sorted(os.listdir(str(tmp_path))) == ['a.params']
     umask = os.umask(0)
     os.umask(umask)
@@ -51,9 +51,9 @@ def test_roundtrip_restores_network_and_optimizer_state(tmp_path):
     loss.backward()
     trainer.step(4)  # momentum now holds a state worth saving
     path = str(tmp_path / 'b.params')
-    checkpoints.save_checkpoint(path, net, nd.arange(20).reshape((10, 2)), {'epoch': 3}, {'net': trainer})
+    checkpoints.save_checkpoint(path, net, nd.arange(20).reshape((10, 2)), a_meta(3), {'net': trainer})
     ckpt = checkpoints.load_checkpoint(path)
-    assert ckpt.path == path and ckpt.meta['epoch'] == 3 and ckpt.meta['format'] == checkpoints.CKPT_FORMAT
+    assert ckpt.path == path and ckpt.meta.epoch == 3 and ckpt.meta.format == checkpoints.CKPT_FORMAT
     other = small_net()
     checkpoints.restore_net(other, ckpt)
     for (k, p), q in zip(net.collect_params().items(), other.collect_params().values()):
@@ -70,7 +70,7 @@ def test_missing_and_misfitting_checkpoints(tmp_path):
     with pytest.raises(checkpoints.CheckpointNotFound, match='nothere.params not found'):
         checkpoints.load_checkpoint(str(tmp_path / 'nothere.params'))
     path = str(tmp_path / 'c.params')
-    checkpoints.save_checkpoint(path, small_net(), nd.zeros((10, 2)), {})
+    checkpoints.save_checkpoint(path, small_net(), nd.zeros((10, 2)), a_meta())
     wider = models.LeNet(feature_size=3)
     wider.initialize()
     wider(nd.zeros((1, 1, 28, 28)))
@@ -109,7 +109,7 @@ def assert_same_states(a, b):
 def test_optimizer_states_are_arrays_and_come_back(tmp_path, optimizer, params):
     net, trainer = stepped(optimizer, params)
     path = str(tmp_path / 'd.params')
-    checkpoints.save_checkpoint(path, net, nd.zeros((10, 2)), {}, {'net': trainer})
+    checkpoints.save_checkpoint(path, net, nd.zeros((10, 2)), a_meta(), {'net': trainer})
     ckpt = checkpoints.load_checkpoint(path)
     assert not any(k == 'states.net' for k in ckpt.arrays)  # no pickled blob: one array per state
     other = gluon.Trainer(small_net().collect_params(), optimizer, params)
@@ -120,6 +120,11 @@ def test_optimizer_states_are_arrays_and_come_back(tmp_path, optimizer, params):
         checkpoints.restore_trainer(wrong, ckpt, 'net')
 
 
+# What a format-1 description held: the network's fields at its top, the epoch, the history so far.
+FORMAT1_META = {'epoch': 1, 'format': 1, 'model': 'lenet', 'act': 'relu', 'feature_size': 2, 'num_classes': 10,
+                'history': []}
+
+
 def format1_checkpoint(path, net, trainer, states_blob=None):
     """A checkpoint as this project wrote them before format 2: the optimizer states as
     Trainer.save_states' pickle, in a uint8 array."""
@@ -128,7 +133,7 @@ def format1_checkpoint(path, net, trainer, states_blob=None):
     blob = open(tmp, 'rb').read() if states_blob is None else states_blob
     arrays = {'net.' + k: p.data() for k, p in net._collect_params_with_prefix().items()}
     arrays['centers'] = nd.zeros((10, 2))
-    arrays['meta'] = nd.array(np.frombuffer(json.dumps({'epoch': 1, 'format': 1}).encode(), np.uint8), dtype='uint8')
+    arrays['meta'] = nd.array(np.frombuffer(json.dumps(FORMAT1_META).encode(), np.uint8), dtype='uint8')
     arrays['states.net'] = nd.array(np.frombuffer(blob, np.uint8), dtype='uint8')
     nd.save(path, arrays)
     return path

@@ -12,12 +12,13 @@ import time
 import imageio.v2 as imageio
 import pytest
 
-import checkpoints
-import errors
+from runs import checkpoints
+from cli.command import of as command_of
+from faults import errors, signals
 import main as trainer
-import train
+from training import stage as train
 from helpers import QUICK, ROOT, Touch, assert_clean_error, ctrl_c_on, dirs, run_main as run
-from runfiles import RunFiles
+from runs.files import RunFiles
 
 TINY = ['--train_samples', '300', '--test_samples', '100', '--use_gpu', 'False', '--precision', 'float32',
         '--min_epoch_steps', '0']
@@ -51,7 +52,7 @@ def fail_from_epoch(monkeypatch, epoch, action):
     real = train.report
 
     def report(stage, record, n):
-        if record['epoch'] == epoch:
+        if record.epoch == epoch:
             action()
         return real(stage, record, n)
     monkeypatch.setattr(train, 'report', report)
@@ -59,8 +60,8 @@ def fail_from_epoch(monkeypatch, epoch, action):
 
 def assert_epoch_one_kept(tmp_path):
     ckpt, out = tmp_path / 'ckpt', tmp_path / 'out'
-    assert checkpoints.load_checkpoint(str(ckpt / 'center-loss-last.params')).meta['epoch'] == 1
-    assert checkpoints.load_checkpoint(str(ckpt / 'center-loss-best.params')).meta['epoch'] == 1
+    assert checkpoints.load_checkpoint(str(ckpt / 'center-loss-last.params')).meta.epoch == 1
+    assert checkpoints.load_checkpoint(str(ckpt / 'center-loss-best.params')).meta.epoch == 1
     leftovers = [f for d in (ckpt, out) if d.exists() for f in os.listdir(str(d)) if f.endswith('.tmp')]
     assert leftovers == []
 
@@ -108,24 +109,24 @@ def test_ctrl_c_and_sigterm_keep_the_last_epoch_and_say_how_to_resume(tmp_path, 
     assert proc.returncode == status, err
     assert 'Traceback' not in err and word in err and '--resume' in err
     assert 'softmax' not in err.split('--resume')[1]  # the command to continue is the same one
-    assert 1 <= checkpoints.load_checkpoint(str(last)).meta['epoch'] < 50
+    assert 1 <= checkpoints.load_checkpoint(str(last)).meta.epoch < 50
 
 
 def test_a_second_signal_does_not_break_into_the_stop(tmp_path, monkeypatch, capsys):
     """Ctrl-C, then SIGTERM while main.py is still reporting the stop (Ctrl-C pressed twice; or Ctrl-C in
     a terminal under bench/heads.py, which stops its main.py with SIGTERM): the first signal's one line and
     status, no traceback; and main() gives the handlers of before back (it is called in-process too)."""
-    def run_until_stopped(args, given):
+    def run_until_stopped(args, given, command):
         os.kill(os.getpid(), signal.SIGINT)
         for _ in range(100):  # the handler runs between two of these
             time.sleep(0.05)
 
     real = trainer.how_to_continue
 
-    def reporting(args, argv):
+    def reporting(args, command, argv):
         os.kill(os.getpid(), signal.SIGTERM)  # arrives while the first stop is handled
         time.sleep(0.2)
-        return real(args, argv)
+        return real(args, command, argv)
     monkeypatch.setattr(trainer, 'run', run_until_stopped)
     monkeypatch.setattr(trainer, 'how_to_continue', reporting)
     outer = signal.signal(signal.SIGINT, signal.default_int_handler)  # a suite run under nohup ignores Ctrl-C
@@ -146,7 +147,7 @@ def test_a_second_run_of_the_same_prefix_stops_at_once(tmp_path):
     (tmp_path / 'ckpt').mkdir()
     files = RunFiles(str(tmp_path / 'ckpt'), str(tmp_path / 'out'), 'center-loss')
     holder = subprocess.Popen([sys.executable, '-c', 'import sys, time; sys.path.insert(0, %r); '
-                               'from runfiles import RunFiles; from runlock import lock_run; '
+                               'from runs.files import RunFiles; from runs.lock import lock_run; '
                                'lock_run(RunFiles(%r, %r, "center-loss")); '
                                'print("locked", flush=True); time.sleep(300)'
                                % (ROOT, files.ckpt_dir, files.out_dir)],
@@ -215,13 +216,14 @@ def test_a_reader_that_goes_away_stops_the_run_in_one_line(tmp_path):
     assert proc.wait(timeout=300) == errors.EXIT_PIPE, err
     assert 'stopped: standard output was closed; the last completed epoch is saved' in err, err
     assert 'Traceback' not in err and 'could not write' not in err, err
-    assert checkpoints.load_checkpoint(str(tmp_path / 'ckpt' / 'softmax-last.params')).meta['epoch'] >= 1
+    assert checkpoints.load_checkpoint(str(tmp_path / 'ckpt' / 'softmax-last.params')).meta.epoch >= 1
 
 
 @pytest.mark.parametrize('argv', [['--compare'], ['--test', '--prefix', 'softmax'], ['--verify']])
 def test_stopping_a_command_that_trains_nothing_says_to_run_it_again(tmp_path, argv):
     argv = argv + dirs(tmp_path)
-    message = trainer.how_to_continue(trainer.parse_args(argv)[0], argv)
+    args = trainer.parse_args(argv)[0]
+    message = trainer.how_to_continue(args, command_of(args), argv)
     assert '--resume' not in message and 'run it again' in message, message
     assert message.endswith('python main.py ' + ' '.join(argv)), message
 
@@ -234,7 +236,7 @@ def test_a_signal_after_the_report_line_waits_for_the_save(tmp_path, monkeypatch
     err = capsys.readouterr().err
     assert rc == trainer.EXIT_TERM and 'terminated' in err and '--resume' in err, err
     ckpt = tmp_path / 'ckpt'
-    assert checkpoints.load_checkpoint(str(ckpt / 'center-loss-last.params')).meta['epoch'] == 2
+    assert checkpoints.load_checkpoint(str(ckpt / 'center-loss-last.params')).meta.epoch == 2
     for split in ('train', 'test'):
         assert imageio.imread(str(tmp_path / 'out' / ('center-loss-%s-epoch-02.png' % split))).shape[0] > 200
 
@@ -288,8 +290,8 @@ def test_sigterm_while_the_loader_starts_its_decoding_workers(tmp_path):
     script = '\n'.join([
         'import os, signal, sys, multiprocessing.pool',
         'sys.path.insert(0, %r)' % ROOT,
-        'import compat, errors, images, sources, numpy as np, mxnet as mx',
-        'signal.signal(signal.SIGTERM, errors.on_stop)',
+        'from devices import compat; from faults import signals; from imagesets import images, sources; import numpy as np, mxnet as mx',
+        'signal.signal(signal.SIGTERM, signals.on_stop)',
         'real = multiprocessing.pool.Pool.__init__',
         'def starting(self, *a, **k):',
         '    os.kill(os.getpid(), signal.SIGTERM)  # arrives while the loader makes its pool',
@@ -300,7 +302,7 @@ def test_sigterm_while_the_loader_starts_its_decoding_workers(tmp_path):
         'try:',
         '    next(x.batches([[0, 1]]))',
         '    print("no signal")',
-        'except errors.Terminated:',
+        'except signals.Terminated:',
         '    print("terminated")'])
     proc = subprocess.run([sys.executable, '-c', script], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           universal_newlines=True, timeout=120)
@@ -310,14 +312,13 @@ def test_sigterm_while_the_loader_starts_its_decoding_workers(tmp_path):
 def test_a_stop_that_library_code_swallowed_is_raised_at_the_next_check():
     """A signal whose exception lands in a bare ``except:`` (MXNet's and numpy's code has them) would be lost,
     and later ones are ignored: ``raise_if_stopped``, called between steps, raises it again."""
-    import errors
-    with errors.stops_handled():
+    with signals.stops_handled():
         try:
             os.kill(os.getpid(), signal.SIGTERM)  # SIGTERM: a suite run in the background ignores SIGINT
             time.sleep(1)
         except:  # noqa: E722  (what a library's bare except does)
             pass
-        with pytest.raises(errors.Terminated):
-            errors.raise_if_stopped()
-    with errors.stops_handled():
-        errors.raise_if_stopped()  # a later block of the same process starts clean
+        with pytest.raises(signals.Terminated):
+            signals.raise_if_stopped()
+    with signals.stops_handled():
+        signals.raise_if_stopped()  # a later block of the same process starts clean

@@ -8,9 +8,9 @@ import subprocess
 import mxnet as mx
 import pytest
 
-import compat
+from devices import compat
 import main as trainer
-import runtime
+from devices import runtime
 from helpers import ROOT, assert_clean_error, dirs
 
 

@@ -10,8 +10,8 @@ import time
 import numpy as np
 import pytest
 
-import checkpoints
-import verification
+from runs import checkpoints
+from evaluation import verification
 from helpers import QUICK, ROOT, ctrl_c_on, dirs, load_bench, run_main as run
 
 HELD = ['--holdout', '5,6,7,8,9', '--feature_size', '4', '--test_samples', '600']
@@ -37,14 +37,14 @@ def test_heads_train_and_record_their_margin(heads):
     assert 'first stage "arc": ArcFace s=64 m=0.5 + center loss, 2 epochs' in runs['arc'][1]
     assert 'first stage "sphere": SphereFace m=4, 2 epochs' in runs['sphere'][1]
     assert 'second stage "arc-second": center loss only, 1 epoch' in runs['second'][1]
-    arch = checkpoints.load_checkpoint(str(tmp / 'ckpt' / 'arc-last.params')).meta['run']['arch']
-    assert (arch['head'], arch['scale'], arch['margin']) == ('arcface', 64.0, 0.5)
+    arch = checkpoints.load_checkpoint(str(tmp / 'ckpt' / 'arc-last.params')).meta.run.arch
+    assert (arch.head, arch.scale, arch.margin) == ('arcface', 64.0, 0.5)
     sphere = checkpoints.load_checkpoint(str(tmp / 'ckpt' / 'sphere-last.params'))
-    assert (sphere.meta['run']['arch']['scale'], sphere.meta['run']['arch']['margin']) == (None, 4)
+    assert (sphere.meta.run.arch.scale, sphere.meta.run.arch.margin) == (None, 4)
     # lambda was annealed step by step: after 2 epochs of 3 steps (300 trained images, batch 128) it is lambda(5)
     assert sphere.arrays['net.output.lmbd'].asscalar() == pytest.approx(1000 / (1 + 0.12 * 5), rel=1e-5)
-    second = checkpoints.load_checkpoint(str(tmp / 'ckpt' / 'arc-second-last.params')).meta['run']['arch']
-    assert second['head'] == 'arcface'  # the second stage keeps the first stage's head, frozen
+    second = checkpoints.load_checkpoint(str(tmp / 'ckpt' / 'arc-second-last.params')).meta.run.arch
+    assert second.head == 'arcface'  # the second stage keeps the first stage's head, frozen
     # a normalising head's features are the normalised ones: the centers live near the unit circle
     centers = checkpoints.load_checkpoint(str(tmp / 'ckpt' / 'arc-last.params')).centers.asnumpy()
     assert (np.linalg.norm(centers, axis=1) <= 1.0 + 1e-5).all()

@@ -7,9 +7,9 @@ import imageio.v2 as imageio
 import numpy as np
 import pytest
 
-import checkpoints
+from runs import checkpoints
 import main as trainer
-import train
+from training import epoch as train_epoch
 import utils
 from helpers import QUICK, ROOT, assert_clean_error, dirs, make_dataset, run_main as run, write_idx
 
@@ -25,8 +25,9 @@ def test_label_map():
 
 
 @pytest.mark.parametrize('value,message', [
-    ('1,2,3,4,5,6,7,8,9', 'leaves 1 class to train on: at least two are needed'),
-    ('0,1,2,3,4,5,6,7,8,9', 'leaves 0 classes'),
+    ('1,2,3,4,5,6,7,8,9', 'one class only (0) once --holdout 1,2,3,4,5,6,7,8,9 is left out: a classifier needs at '
+                          'least two'),
+    ('0,1,2,3,4,5,6,7,8,9', 'training images of no class once --holdout'),
     ('5,10', 'mnist has no class 10 (its classes are 0 to 9)'),
     ('-1', 'has no class -1'),
     ('5,6,5', 'class 5 is named twice'),
@@ -81,12 +82,12 @@ def test_no_held_out_image_reaches_a_training_batch(tmp_path, monkeypatch):
             values = grey[labels[trained]] / 255.0
     mean, std = values.mean(), values.std()
     seen = []
-    real = train.train_step
+    real = train_epoch.train_step
 
     def spy(objective, trainer_, center_trainer, x, y, *args, **kwargs):
         seen.append((x[:, 0, 14, 14].asnumpy(), y.asnumpy()))
         return real(objective, trainer_, center_trainer, x, y, *args, **kwargs)
-    monkeypatch.setattr(train, 'train_step', spy)
+    monkeypatch.setattr(train_epoch, 'train_step', spy)
     assert trainer.main(['--train', '--center_loss', '--holdout', '1,3,5,7,9', '--epochs', '2', '--shift', '0',
                          '--data_dir', str(data), '--use_gpu', 'False', '--no_plotting', '--min_epoch_steps', '0',
                          '--precision', 'float32']
@@ -117,10 +118,10 @@ def test_held_out_training_records_the_split(held_run):
         assert 'of classes 0,1,2,3,4 (held out: 5,6,7,8,9' in out
     for prefix in ('softmax', 'center-loss', 'center-loss-second'):
         meta = checkpoints.load_checkpoint(str(tmp / 'ckpt' / ('%s-best.params' % prefix))).meta
-        arch = meta['run']['arch']
-        assert arch['holdout'] == [5, 6, 7, 8, 9] and meta['classes'] == [0, 1, 2, 3, 4]
-        assert arch['num_classes'] == 5
-        mean, std = meta['normalisation']  # of the trained images, reused by every later command
+        arch = meta.run.arch
+        assert arch.holdout == (5, 6, 7, 8, 9) and meta.classes == (0, 1, 2, 3, 4)
+        assert arch.num_classes == 5
+        mean, std = meta.normalisation  # of the trained images, reused by every later command
         assert 0 < mean < 1 and 0 < std < 1
 
 

@@ -1,33 +1,71 @@
-"""The repository's shape: modules of one idea and no import circle, a short README whose links
-all resolve, and runs that leave git's view of the repository clean."""
+"""The repository's shape: packages in layers (docs/design.md's table, read from there), modules of one
+idea and no import circle, short modules and functions, a short README whose links all resolve, every
+flag documented, and runs that leave git's view of the repository clean."""
 import ast
 import os
 import re
 import shutil
 import subprocess
+import sys
 
 import pytest
 
 from helpers import ROOT
 
-MODULES = sorted(f[:-3] for f in os.listdir(ROOT) if f.endswith('.py'))
+PACKAGES = sorted(d for d in os.listdir(ROOT) if os.path.isfile(os.path.join(ROOT, d, '__init__.py')))
+MODULES = sorted([f[:-3] for f in os.listdir(ROOT) if f.endswith('.py')] +
+                 ['%s.%s' % (p, f[:-3]) for p in PACKAGES for f in os.listdir(os.path.join(ROOT, p))
+                  if f.endswith('.py') and f != '__init__.py'])
+
+
+def path_of(module):
+    return os.path.join(ROOT, *module.split('.')) + '.py'
 
 
 def project_imports(module):
     """The project modules ``module`` imports, at any depth of its code (functions included)."""
-    with open(os.path.join(ROOT, module + '.py')) as f:
+    with open(path_of(module)) as f:
         tree = ast.parse(f.read())
     found = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            found.update(alias.name.split('.')[0] for alias in node.names)
+            found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module.split('.')[0])
-    return found & set(MODULES) - {module}
+            found.update('%s.%s' % (node.module, alias.name) for alias in node.names)
+            found.add(node.module)
+    return {m for m in found if m in MODULES} - {module}
+
+
+def layers():
+    """{package or top-level module: its layer}, from the table in docs/design.md."""
+    with open(os.path.join(ROOT, 'docs', 'design.md')) as f:
+        text = f.read()
+    block = re.search(r'```\nlayer[^\n]*\n(.*?)```', text, re.S).group(1)
+    table = {}
+    for line in block.strip().splitlines():
+        number, *names = line.split()
+        table.update((name, int(number)) for name in names)
+    return table
+
+
+def test_every_package_and_top_level_module_has_a_layer():
+    top = {m.split('.')[0] for m in MODULES}
+    assert sorted(top - set(layers())) == [] and sorted(set(layers()) - top) == []
+
+
+def test_each_module_imports_only_from_lower_layers_or_its_own_package():
+    table, wrong = layers(), []
+    for module in MODULES:
+        home = module.split('.')[0]
+        for imported in project_imports(module):
+            there = imported.split('.')[0]
+            if there != home and table[there] >= table[home]:
+                wrong.append('%s imports %s (layer %d, not below %d)' % (module, imported, table[there], table[home]))
+    assert wrong == []
 
 
 def test_no_module_imports_the_command_line():
-    importers = [m for m in MODULES if m != 'main' and 'main' in project_imports(m)]
+    importers = [m for m in MODULES if m != 'main' and ('main' in project_imports(m))]
     assert importers == []
 
 
@@ -46,36 +84,53 @@ def test_the_imports_form_no_circle():
         state[m] = 'done'
     for m in MODULES:
         visit(m, [])
-    # the ones the layout was made for: choosing a device and precision needs a step, not the training loop;
-    # a network does not know the checkpoint format
-    assert 'step' in project_imports('precision') and 'train' not in project_imports('precision')
-    assert not {'train', 'main'} & project_imports('runtime') and 'checkpoints' not in project_imports('models')
+
+
+def test_no_package_shadows_a_folder_or_a_library():
+    """No package takes the name of data/ (MNIST's files) or of a module Python or the environment has."""
+    assert not os.path.exists(os.path.join(ROOT, 'data', '__init__.py'))
+    installed = set(sys.stdlib_module_names) | {'data', 'datasets', 'mxnet', 'numpy', 'scipy', 'matplotlib',
+                                                'imageio', 'tqdm', 'PIL', 'torch', 'gluoncv', 'insightface'}
+    assert sorted(set(PACKAGES) & installed) == []
 
 
 def test_only_the_command_line_reads_its_flags():
-    """The parsed command line ends at main.py: no other module takes a parameter named ``args`` or
-    reads an attribute of one (argtypes.py defines the flags), so each can be used and tested with
-    plain values and records."""
+    """The parsed command line ends at main.py and cli/: no other module takes a parameter named ``args``
+    or reads an attribute of one, so each can be used and tested with plain values and records; and no
+    module writes an attribute of the parsed flags (what --resume finds is a value of its own)."""
     found = []
     for module in MODULES:
-        if module in ('main', 'argtypes'):
-            continue
-        with open(os.path.join(ROOT, module + '.py')) as f:
+        with open(path_of(module)) as f:
             tree = ast.parse(f.read())
+        reader = module == 'main' or module.startswith('cli.')
         for node in ast.walk(tree):
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)) and not reader:
                 names = [a.arg for a in node.args.args + node.args.kwonlyargs + node.args.posonlyargs]
                 if 'args' in names:
-                    found.append('%s.py:%d takes args' % (module, node.lineno))
+                    found.append('%s:%d takes args' % (module, node.lineno))
             elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == 'args':
-                found.append('%s.py:%d reads args.%s' % (module, node.lineno, node.attr))
+                if isinstance(node.ctx, ast.Store) or not reader:
+                    found.append('%s:%d %s args.%s' % (module, node.lineno, 'writes' if isinstance(node.ctx, ast.Store)
+                                                       else 'reads', node.attr))
     assert found == []
 
 
-def test_modules_stay_small():
-    lengths = {m: sum(1 for _ in open(os.path.join(ROOT, m + '.py'))) for m in MODULES}
-    assert lengths['main'] <= 350, lengths['main']
-    assert {m: n for m, n in lengths.items() if n > 500} == {}
+def bench_scripts():
+    return sorted(os.path.join('bench', f) for f in os.listdir(os.path.join(ROOT, 'bench')) if f.endswith('.py'))
+
+
+def test_modules_and_functions_stay_small():
+    files = [os.path.relpath(path_of(m), ROOT) for m in MODULES] + bench_scripts()
+    long_modules, long_functions = {}, []
+    for name in files:
+        with open(os.path.join(ROOT, name)) as f:
+            text = f.read()
+        if text.count('\n') > 400:
+            long_modules[name] = text.count('\n')
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 60:
+                long_functions.append('%s:%s (%d lines)' % (name, node.name, node.end_lineno - node.lineno + 1))
+    assert long_modules == {} and long_functions == []
 
 
 def markdown_files():
@@ -84,9 +139,20 @@ def markdown_files():
         os.path.join(docs, f) for f in os.listdir(docs) if f.endswith('.md'))
 
 
-def test_the_readme_is_short():
-    with open(os.path.join(ROOT, 'README.md')) as f:
-        assert len(f.read()) <= 12000
+def test_the_readme_is_short_and_the_docs_are_read_in_an_hour():
+    sizes = {os.path.relpath(p, ROOT): len(open(p).read()) for p in markdown_files()}
+    assert sizes['README.md'] <= 12000
+    assert sum(v for k, v in sizes.items() if k.startswith('docs')) <= 60000, sizes
+    assert {k: v for k, v in sizes.items() if v > 25000} == {}
+
+
+def test_every_flag_of_main_is_documented():
+    """Each flag --help lists is in the README's tables or in a page of docs/."""
+    import main
+    flags = {s for action in main.flags.build_parser('').__dict__['_actions'] for s in action.option_strings
+             if s.startswith('--') and s != '--help'}
+    text = ''.join(open(p).read() for p in markdown_files())
+    assert sorted(f for f in flags if not re.search(re.escape(f) + r'\b', text)) == []
 
 
 @pytest.mark.parametrize('path', markdown_files(), ids=lambda p: os.path.relpath(p, ROOT))

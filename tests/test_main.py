@@ -134,7 +134,7 @@ def test_second_stage_without_first_says_what_to_run(tmp_path):
 
 def test_help_shows_every_default():
     import main as trainer
-    parser = trainer.build_parser()
+    parser = trainer.flags.build_parser(trainer.__doc__)
     text = parser.format_help()
     for action in parser._actions:
         if not action.option_strings or action.help == '==SUPPRESS==' or action.default is False or \

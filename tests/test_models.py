@@ -65,7 +65,7 @@ def test_lenet_is_the_original_ports_small_network():
 
 
 def test_default_activation_is_the_trainers():
-    import models as main
+    from runs.records import Arch
     net = models.LeNetPlus()
     acts = [b for b in net.body if b.__class__.__name__ == 'LeakyReLU']
-    assert len(acts) == 6 and main.ARCH_DEFAULTS['act'] == 'leaky'
+    assert len(acts) == 6 and Arch().act == 'leaky'

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from mxnet import nd
 
-import checkpoints
-import pairs
-import sources
-import verification
+from runs import checkpoints
+from imagesets import pairs
+from imagesets import decode, recordio, sources
+from evaluation import verification
 from helpers import Touch, assert_clean_error, dirs, load_bench, run_main as run
 
 # A constant rate (step, every 8 epochs): a run extended by --resume --allow_changes --epochs 2 then follows
@@ -112,11 +112,11 @@ def test_a_folder_and_its_recordio_train_the_same_steps(same_images, trained):
             'image folder' if name == 'folder' else 'RecordIO', source) in out, out
         results[name] = last_params(str(tmp / ('run-' + name)))
     (pf, mf), (pr, mr) = results['folder'], results['rec']
-    assert mf['run']['data']['dataset'] == 'images' and mf['run']['arch']['image_size'] == [16, 16]
-    assert mf['run']['arch']['channels'] == 1
+    assert mf.run.data.dataset == 'images' and mf.run.arch.image_size == (16, 16)
+    assert mf.run.arch.channels == 1
     for k in pf:
         np.testing.assert_allclose(pr[k], pf[k], rtol=1e-5, atol=1e-6, err_msg=k)
-    assert mf['history'][-1]['test_acc_softmax'] > 0.9  # three easy classes: chance is 1/3
+    assert mf.history[-1].test_acc_softmax > 0.9  # three easy classes: chance is 1/3
     out = tmp / 'run-folder' / 'out'
     assert os.path.getsize(str(out / 'center-loss-train.gif')) > 0
     assert (out / 'center-loss-test-epoch-01.50.png').exists()
@@ -162,9 +162,9 @@ def test_insightface_recordio_and_colour_images_with_a_resnet(tmp_path):
     assert '3 classes, colour images of 32x32' in out and 'streamed at 24x24' in out, out
     assert "insightface's layout" in out
     meta = checkpoints.load_checkpoint(str(tmp_path / 'ckpt' / 'center-loss-last.params')).meta
-    arch = meta['run']['arch']
-    assert arch['model'] == 'resnet18' and arch['channels'] == 3 and arch['image_size'] == [24, 24]
-    assert arch['num_classes'] == 3
+    arch = meta.run.arch
+    assert arch.model == 'resnet18' and arch.channels == 3 and arch.image_size == (24, 24)
+    assert arch.num_classes == 3
 
 
 def test_lenet_at_another_size(tmp_path):
@@ -198,11 +198,11 @@ def test_pairs_txt_gives_the_figures_computed_directly(same_images, trained, tmp
     assert rc == 0, err
     result = json.load(open(str(tmp / 'run-folder' / 'out' / 'center-loss-pairs.json')))
     # the same figures from the features of the same images, computed here
-    import commands
+    from evaluation import commands, verify
     ckpt = checkpoints.load_checkpoint(str(tmp / 'run-folder' / 'ckpt' / 'center-loss-best.params'))
     import mxnet as mx
     arch, net, _ = commands.network(ckpt, [mx.cpu()])
-    features = commands.pair_features(net, arch, ckpt.meta['normalisation'], listed, mx.cpu())
+    features = verify.pair_features(net, arch, ckpt.meta.normalisation, listed, mx.cpu())
     for metric in verification.METRICS:
         direct = verification.verify_pairs(features, listed.pairs, listed.same, listed.folds, metric)
         assert result[metric]['folds']['fold_accuracies'] == pytest.approx(direct['folds']['fold_accuracies'])
@@ -282,7 +282,7 @@ def test_an_image_that_cannot_be_decoded_mid_run_keeps_the_checkpoints(tmp_path)
     root = write_folder(str(tmp_path / 'd'), {'train': digits(600, 0), 'test': digits(9, 1)})
     common = ['--train', '--epochs', '1', '--data_dir', root, '--no_plotting', *FAST, *dirs(tmp_path)]
     assert run(*common)[0] == 0
-    sampled = np.random.RandomState(0).choice(600, sources.SIZE_SAMPLE, replace=False)
+    sampled = np.random.RandomState(0).choice(600, decode.SIZE_SAMPLE, replace=False)
     split = sources.open_source(root).splits['train']
     bad = split.items[next(i for i in range(600) if i not in set(sampled))]
     size = os.path.getsize(bad)
@@ -290,7 +290,7 @@ def test_an_image_that_cannot_be_decoded_mid_run_keeps_the_checkpoints(tmp_path)
         f.write(b'\x89PNG broken'.ljust(size, b'\x00'))
     result = run(*common, '--resume', '--allow_changes', '--epochs', '3')
     assert_clean_error(result, bad, 'cannot be decoded')
-    assert checkpoints.load_checkpoint(str(tmp_path / 'ckpt' / 'softmax-last.params')).meta['epoch'] == 1
+    assert checkpoints.load_checkpoint(str(tmp_path / 'ckpt' / 'softmax-last.params')).meta.epoch == 1
 
 
 def test_sources_read_records_exactly(tmp_path):
@@ -299,7 +299,7 @@ def test_sources_read_records_exactly(tmp_path):
     src = sources.open_source(root)
     assert list(src.splits['train'].labels) == list(labels) and src.channels == 1 and src.size == (16, 16)
     for i in range(12):
-        got = sources.decode(sources.read_bytes(src.splits['train'], i), 1, (16, 16), 'x')
+        got = decode.decode(decode.read_bytes(src.splits['train'], i), 1, (16, 16), 'x')
         np.testing.assert_array_equal(got[0], imgs[i])
     assert nd.array(got).shape == (1, 16, 16)
 

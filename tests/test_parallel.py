@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from mxnet import gluon, nd
 
-import checkpoints
-import step as trainer_mod
+from runs import checkpoints
+from training import step as trainer_mod
 import models
-import parallel
+from devices import parallel
 from center_loss import CenterLoss
 from helpers import ROOT, run_main
 
@@ -68,7 +68,7 @@ def test_two_devices_take_the_same_step_as_one(update, reduce):
 
 
 def launch(n, main_args, timeout=400):
-    return [sys.executable, os.path.join(ROOT, 'launch.py'), '-n', str(n), '-s', '1', '--timeout', str(timeout),
+    return [sys.executable, '-m', 'devices.launch', '-n', str(n), '-s', '1', '--timeout', str(timeout),
             '--', sys.executable, os.path.join(ROOT, 'main.py')] + main_args
 
 
@@ -153,14 +153,14 @@ def test_launch_stops_every_process(tmp_path, how):
     out = proc.communicate(timeout=120)[0]
     assert proc.returncode == expected, out
     assert worker_pids(marker) == [], out   # nobody left waiting in a reduction
-    assert checkpoints.load_checkpoint(str(last)).meta['epoch'] >= 1
+    assert checkpoints.load_checkpoint(str(last)).meta.epoch >= 1
 
 
 def test_launch_killed_by_sigkill_takes_its_processes_with_it(tmp_path):
     """SIGKILL cannot be caught, so launch.py cannot stop its children then: the kernel does
     (PR_SET_PDEATHSIG in each child). Its scheduler and server would otherwise wait forever."""
     marker = 'launch-sigkill-%d' % os.getpid()
-    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, 'launch.py'), '-n', '2', '-s', '1', '--',
+    proc = subprocess.Popen([sys.executable, '-m', 'devices.launch', '-n', '2', '-s', '1', '--',
                              sys.executable, '-c', 'import time; time.sleep(600)  # ' + marker],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.time() + 60

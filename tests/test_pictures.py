@@ -5,7 +5,7 @@ import imageio.v2 as imageio
 import numpy as np
 import pytest
 
-import pictures
+from evaluation import pictures
 
 
 def test_projection_is_identity_in_2d_and_pca_once_otherwise():

@@ -1,5 +1,6 @@
 """--precision: the measured choice of auto, its cache, the precision a continued stage keeps, and the errors."""
 import io
+import dataclasses
 import json
 import os
 import re
@@ -7,17 +8,17 @@ import re
 import mxnet as mx
 import pytest
 
-import compat
+from devices import compat
 import models
-import precision
-import runtime
-from checkpoints import Checkpoint
-from helpers import QUICK, dirs, run_main
-from errors import UserError
+from devices import precision
+from devices import runtime
+from runs.checkpoints import Checkpoint
+from helpers import QUICK, a_meta, dirs, run_main
+from faults.errors import UserError
 
 ONE_EPOCH = ['--train', '--center_loss', '--epochs', '1'] + QUICK
 ARCH = models.Arch('lenet++', 'leaky', 2, 10)
-SPEC = dict(ARCH._asdict(), batch_size=128)
+SPEC = dict(dataclasses.asdict(ARCH), batch_size=128)
 
 
 def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
@@ -113,7 +114,7 @@ def test_auto_takes_the_measured_choice_and_says_both_rates(monkeypatch):
 
 
 def ckpt(recorded):
-    return Checkpoint('ck/center-loss-last.params', {}, {'precision': recorded, 'epoch': 1})
+    return Checkpoint('ck/center-loss-last.params', {}, a_meta(1, precision=recorded))
 
 
 def test_a_continued_stage_keeps_the_recorded_precision(monkeypatch):
@@ -140,7 +141,8 @@ def test_bfloat16_where_it_cannot_run_is_a_clear_error(monkeypatch):
 
 def test_one_candidate_measured_for_real():
     """The child that times a candidate runs and reports a rate (float32: every CPU has it)."""
-    rate = precision.measure_steps('float32', 'lenet', 'relu', 16, 2, 10, warmup=1, steps=2)
+    from training import probe
+    rate = probe.measure_steps('float32', 'lenet', 'relu', 16, 2, 10, warmup=1, steps=2)
     assert rate > 0
 
 
@@ -160,7 +162,7 @@ def test_the_candidates_are_timed_in_turn(monkeypatch):
 
     class Child(object):
         def __init__(self, cmd, **kwargs):
-            self.precision, self.fail = cmd[3], 'fail' in cmd[4]
+            self.precision, self.fail = cmd[4], 'fail' in cmd[5]  # python -m training.probe --serve P MODEL
             self.stdin, self.stderr = self, io.StringIO('Error: no such model\n')
             self.stdout = self
 

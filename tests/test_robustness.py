@@ -5,7 +5,7 @@ import re
 import numpy as np
 import pytest
 
-import checkpoints
+from runs import checkpoints
 import utils
 from helpers import QUICK, assert_clean_error, dirs, make_dataset, run_main as run, write_idx
 
@@ -155,11 +155,11 @@ def test_resume_equals_uninterrupted(tmp_path):
     assert 'resume: --epochs 3 instead of the recorded --epochs 1' in out, out
     pa, ma = params_of(str(a / 'ckpt' / 'center-loss-last.params'))
     pb, mb = params_of(str(b / 'ckpt' / 'center-loss-last.params'))
-    assert ma['epoch'] == mb['epoch'] == 3 and mb['run']['optim']['epochs'] == 3
+    assert ma.epoch == mb.epoch == 3 and mb.run.optim.epochs == 3
     for k in pa:
         np.testing.assert_allclose(pb[k], pa[k], rtol=1e-4, atol=1e-5, err_msg=k)
-    assert [h['epoch'] for h in mb['history']] == [1, 2, 3]
-    assert ma['best'] == mb['best']
+    assert [h.epoch for h in mb.history] == [1, 2, 3]
+    assert ma.best == mb.best
 
 
 def test_divergence_stops_cleanly_and_keeps_the_best(tmp_path):
@@ -169,7 +169,7 @@ def test_divergence_stops_cleanly_and_keeps_the_best(tmp_path):
     result = run('--train', '--epochs', '2', '--resume', '--allow_changes', '--lr', '1e12', *QUICK, *dirs(tmp_path))
     assert_clean_error(result, 'epoch 2 at batch', 'lower --lr', status=3)  # 3: it trained, then diverged
     assert open(best, 'rb').read() == before
-    assert checkpoints.load_checkpoint(str(tmp_path / 'ckpt' / 'softmax-last.params')).meta['epoch'] == 1
+    assert checkpoints.load_checkpoint(str(tmp_path / 'ckpt' / 'softmax-last.params')).meta.epoch == 1
 
 
 def test_new_run_replaces_the_old_set_of_pictures(tmp_path):
@@ -183,7 +183,7 @@ def test_new_run_replaces_the_old_set_of_pictures(tmp_path):
 
 def test_nan_in_the_features_names_the_exact_batch(tmp_path, monkeypatch, capsys):
     import main as trainer
-    import images
+    from imagesets import images
     real = images.InMemory.of
 
     def poisoned(pixels, mean, std, ctx):
@@ -215,7 +215,7 @@ def test_train_and_second_train_in_one_command(tmp_path):
 
 def test_dist_kvstore_wants_one_stage_and_a_launcher(tmp_path):
     assert_clean_error(run('--train', '--second_train', '--kvstore', 'dist_sync', *QUICK), 'one stage per launch')
-    assert_clean_error(run('--train', '--kvstore', 'dist_sync', *QUICK, *dirs(tmp_path)), 'launch.py')
+    assert_clean_error(run('--train', '--kvstore', 'dist_sync', *QUICK, *dirs(tmp_path)), 'devices.launch')
 
 
 def test_resume_in_the_middle_of_a_cosine_schedule_ends_where_an_uninterrupted_run_does(tmp_path, monkeypatch,
@@ -223,7 +223,7 @@ def test_resume_in_the_middle_of_a_cosine_schedule_ends_where_an_uninterrupted_r
     """Stopped by Ctrl-C after epoch 1 of 3 of a warm-up + cosine schedule with a lambda warm-up, then
     resumed: the rate of every later step comes from the step's place in the whole schedule."""
     import main as trainer
-    import train
+    from training import stage as train
     a, b = tmp_path / 'a', tmp_path / 'b'
     common = ['--train', '--center_loss', '--epochs', '3', '--lr_schedule', 'cosine', '--lr', '0.03',
               '--warmup', '0.5', '--lmbd_warmup', '1.5', '--precision', 'float32'] + QUICK
@@ -232,7 +232,7 @@ def test_resume_in_the_middle_of_a_cosine_schedule_ends_where_an_uninterrupted_r
 
     def stop_after_epoch_one(stage, rt, data, record, centers, dataset):
         real(stage, rt, data, record, centers, dataset)
-        if record['epoch'] == 1:
+        if record.epoch == 1:
             raise KeyboardInterrupt
     monkeypatch.setattr(train, 'save_epoch', stop_after_epoch_one)
     assert trainer.main(common + dirs(b)) == trainer.EXIT_INT
@@ -241,6 +241,6 @@ def test_resume_in_the_middle_of_a_cosine_schedule_ends_where_an_uninterrupted_r
     assert rc == 0 and 'resuming center-loss after epoch 1' in out, err
     pa, ma = params_of(str(a / 'ckpt' / 'center-loss-last.params'))
     pb, mb = params_of(str(b / 'ckpt' / 'center-loss-last.params'))
-    assert [h['lr'] for h in mb['history']] == pytest.approx([h['lr'] for h in ma['history']])
+    assert [h.lr for h in mb.history] == pytest.approx([h.lr for h in ma.history])
     for k in pa:
         np.testing.assert_allclose(pb[k], pa[k], rtol=1e-4, atol=1e-5, err_msg=k)

@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 from mxnet import nd
 
-import checkpoints
-import records
+from runs import checkpoints
+from cli import start
+from runs import meta as meta_mod
+from runs import records
 from helpers import QUICK, assert_clean_error, dirs, run_main as run
 from test_own_data import FAST, bin_file, digits, write_folder
 
@@ -32,13 +34,13 @@ def interrupted(tmp_path_factory):
 
 def test_a_checkpoint_records_its_run(interrupted):
     meta = checkpoints.load_checkpoint(str(interrupted / 'ckpt' / 'softmax-last.params')).meta
-    run_ = meta['run']
-    assert run_['optim']['lr'] == 0.05 and run_['optim']['lr_schedule'] == 'step' and run_['optim']['seed'] == 5
-    assert run_['optim']['batch_size'] == 128 and run_['center']['center_loss'] is False
-    assert run_['data']['dataset'] == 'mnist' and run_['data']['train_samples'] == 600
-    assert run_['facts']['kind'] == 'idx' and run_['facts']['classes'] == [str(i) for i in range(10)]
-    assert run_['facts']['fingerprint'] and run_['arch']['model'] == 'lenet++'
-    assert records.recorded(meta, 'optim', records.Optim).lr == 0.05
+    run_ = meta.run
+    assert run_.optim.lr == 0.05 and run_.optim.lr_schedule == 'step' and run_.optim.seed == 5
+    assert run_.optim.batch_size == 128 and run_.center.center_loss is False
+    assert run_.data.dataset == 'mnist' and run_.data.train_samples == 600
+    assert run_.facts.kind == 'idx' and run_.facts.classes == tuple(str(i) for i in range(10))
+    assert run_.facts.fingerprint and run_.arch.model == 'lenet++'
+    assert run_.output.out_dir == str(interrupted / 'out') and run_.output.plotting is False
 
 
 @pytest.mark.parametrize('flag,value,recorded', [('--lr', '0.1', '--lr 0.05'), ('--epochs', '5', '--epochs 3'),
@@ -62,16 +64,17 @@ def test_resume_alone_continues_exactly_that_run(interrupted, tmp_path):
     assert rc == 0, err
     assert 'resuming softmax after epoch 1' in out and 'data: mnist' in out and '600 train / 200 test' in out
     meta = checkpoints.load_checkpoint(str(copy / 'ckpt' / 'softmax-last.params')).meta
-    assert meta['epoch'] == 3 and [h['lr'] for h in meta['history']] == [0.05] * 3
-    assert meta['run']['optim']['seed'] == 5 and meta['run']['optim']['epochs'] == 3
+    assert meta.epoch == 3 and [h.lr for h in meta.history] == [0.05] * 3
+    assert meta.run.optim.seed == 5 and meta.run.optim.epochs == 3
 
 
 def test_resuming_an_earlier_versions_checkpoint_says_it_records_no_schedule(capsys):
     """A checkpoint of format 2 has no records: --resume takes the flags and the defaults, and says so."""
     import main as trainer
     args, given = trainer.parse_args(['--train', '--resume', '--epochs', '4'])
-    old = checkpoints.Checkpoint(path='ckpt/softmax-last.params', meta={'format': 2, 'epoch': 1}, arrays={})
-    optim, center = trainer.stage_records(args, given, 'first', old)
+    old = checkpoints.Checkpoint(path='ckpt/softmax-last.params', arrays={}, meta=meta_mod.from_json(
+        {'format': 2, 'epoch': 1, 'model': 'lenet++', 'act': 'leaky', 'feature_size': 2, 'num_classes': 10}))
+    optim, center, _ = start.stage_records(args, given, 'first', old)
     assert optim.epochs == 4 and optim.lr == trainer.STAGE_DEFAULTS['first']['lr'] and not center.center_loss
     assert 'resume: ckpt/softmax-last.params records no schedule (an earlier version)' in capsys.readouterr().out
 
@@ -85,7 +88,7 @@ def test_allow_changes_applies_and_says_them(interrupted, tmp_path):
     assert 'resume: --epochs 2 instead of the recorded --epochs 3' in out
     assert 'resume: --lr 0.02 instead of the recorded --lr 0.05' in out
     meta = checkpoints.load_checkpoint(str(copy / 'ckpt' / 'softmax-last.params')).meta
-    assert meta['epoch'] == 2 and meta['run']['optim']['lr'] == 0.02
+    assert meta.epoch == 2 and meta.run.optim.lr == 0.02
 
 
 def test_a_second_stage_continues_the_first_stages_run(interrupted, tmp_path):
@@ -95,10 +98,10 @@ def test_a_second_stage_continues_the_first_stages_run(interrupted, tmp_path):
                        '--use_gpu', 'False', *dirs(copy))
     assert rc == 0, err
     meta = checkpoints.load_checkpoint(str(copy / 'ckpt' / 'softmax-second-last.params')).meta
-    optim = meta['run']['optim']
-    assert optim['seed'] == 5 and optim['batch_size'] == 128  # the first stage's
-    assert optim['lr'] == 0.01 and optim['lr_schedule'] == 'cosine'  # the second stage's defaults
-    assert meta['run']['data']['train_samples'] == 600 and meta['run']['center']['center_loss'] is True
+    optim = meta.run.optim
+    assert optim.seed == 5 and optim.batch_size == 128  # the first stage's
+    assert optim.lr == 0.01 and optim.lr_schedule == 'cosine'  # the second stage's defaults
+    assert meta.run.data.train_samples == 600 and meta.run.center.center_loss is True
 
 
 # ----------------------------------------------------------------- data a checkpoint was made on

@@ -1,7 +1,7 @@
 """runfiles.py: one owner for every name a run writes, and a new run's outputs replacing the old set."""
 import os
 
-from runfiles import NOTHING_TO_RESUME, RunFiles, comparison_path
+from runs.files import NOTHING_TO_RESUME, RunFiles, comparison_path
 
 
 def test_names_of_a_run_and_its_second_stage():

@@ -3,7 +3,8 @@ import math
 
 import pytest
 
-from schedule import Schedule
+from faults.errors import UserError
+from training.schedule import Schedule
 
 S = 10  # steps per epoch
 
@@ -63,5 +64,5 @@ def test_lambda_warmup():
 def test_bad_schedules():
     with pytest.raises(ValueError, match='one of'):
         Schedule('exponential', 0.1, 4, S)
-    with pytest.raises(ValueError, match='nothing of 4 epochs'):
+    with pytest.raises(UserError, match='nothing of 4 epochs'):  # the one check of runs.records.Optim too
         Schedule('cosine', 0.1, 4, S, warmup=4)

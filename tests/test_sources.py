@@ -9,8 +9,9 @@ import struct
 import numpy as np
 import pytest
 
-import pairs
-import sources
+from imagesets import pairs
+from faults.errors import DataError
+from imagesets import decode, recordio, sources
 from test_own_data import digits, png, write_folder
 
 
@@ -53,7 +54,7 @@ def test_im2rec_pack_label_records_are_images_and_the_class_is_the_first_label(t
     assert len(src.splits['train'].labels) == 20 and list(src.splits['train'].labels) == list(labels)
     assert any('--pack-label' in n and 'the first' in n for n in src.notes)
     assert src.classes == ['class 0', 'class 1', 'class 2']
-    np.testing.assert_array_equal(sources.decode(sources.read_bytes(src.splits['train'], 0), 1, (16, 16), 'x')[0],
+    np.testing.assert_array_equal(decode.decode(decode.read_bytes(src.splits['train'], 0), 1, (16, 16), 'x')[0],
                                   imgs[0])
 
 
@@ -70,7 +71,7 @@ def test_insightface_header_record_only_when_it_is_one(tmp_path):
     bad = str(tmp_path / 'bad')
     write_records(bad, 'train', [(0, 2, [40.0, 41.0], b'')] + image_records(imgs, labels, start=1))
     write_records(bad, 'test', image_records(imgs[:4], labels[:4]))
-    with pytest.raises(sources.SourceError, match='record 0 holds no image.*records 1 to 39.*lists 12'):
+    with pytest.raises(DataError, match='record 0 holds no image.*records 1 to 39.*lists 12'):
         sources.open_source(bad)
 
 
@@ -97,7 +98,7 @@ def test_a_record_cut_short_is_named_before_anything_trains(tmp_path, split):
     with open(path, 'r+b') as f:
         f.truncate(size - 30)
     key = 9 if split == 'train' else 4
-    with pytest.raises(sources.SourceError, match=r'%s\.rec is cut short: record %d' % (split, key)):
+    with pytest.raises(DataError, match=r'%s\.rec is cut short: record %d' % (split, key)):
         sources.open_source(root)
 
 
@@ -106,11 +107,11 @@ def test_a_record_without_an_image_or_undecodable_is_named(tmp_path):
     root = str(tmp_path / 'r')
     write_records(root, 'train', image_records(imgs, labels) + [(6, 0, 1.0, b'')])
     write_records(root, 'test', image_records(imgs[:3], labels[:3]))
-    with pytest.raises(sources.SourceError, match='train.rec: record 6 holds no image'):
+    with pytest.raises(DataError, match='train.rec: record 6 holds no image'):
         sources.open_source(root)
     write_records(root, 'train', image_records(imgs, labels) + [(6, 0, 1.0, b'garbage bytes, no image')])
     undecodable = r'train.rec record 6 cannot be decoded as an image \(Decoding failed\. Invalid image file\.\)$'
-    with pytest.raises(sources.SourceError, match=undecodable):
+    with pytest.raises(DataError, match=undecodable):
         sources.open_source(root)  # the sample that sets the size decodes every record of a small set
 
 
@@ -144,7 +145,7 @@ def test_every_format_mxnet_or_pillow_decodes_is_used(tmp_path):
     assert len(src.splits['train'].labels) == 8 and not src.skipped
     for i in range(8):
         split = src.splits['train']
-        got = sources.decode(sources.read_bytes(split, i), 1, (16, 16), sources.item_name(split, i))
+        got = decode.decode(decode.read_bytes(split, i), 1, (16, 16), decode.item_name(split, i))
         original = imgs[int(os.path.basename(split.items[i]).split('.')[0])]
         np.testing.assert_array_equal(got[0], original)  # lossless formats: exactly the pixels
 
@@ -158,7 +159,7 @@ def test_the_size_is_the_most_common_one_and_a_huge_image_is_resized(tmp_path):
     assert src.size == (16, 16) and src.channels == 1
     split = src.splits['train']
     i = split.items.index(os.path.join(root, 'train', 'a', 'zzz-big.png'))
-    assert sources.decode(sources.read_bytes(split, i), 1, src.size, 'big').shape == (1, 16, 16)
+    assert decode.decode(decode.read_bytes(split, i), 1, src.size, 'big').shape == (1, 16, 16)
 
 
 def test_grey_or_colour_as_most_images_are(tmp_path):
@@ -190,7 +191,7 @@ def test_pair_names_in_any_encoding(tmp_path):
 def test_a_pair_list_announcing_no_pairs_is_one_line(tmp_path, head):
     path = tmp_path / 'pairs.txt'
     path.write_text(head + '\n')
-    with pytest.raises(sources.SourceError, match='no pairs to verify'):
+    with pytest.raises(DataError, match='no pairs to verify'):
         pairs.read_pairs(str(path), str(tmp_path))
 
 
@@ -200,7 +201,7 @@ def test_a_bin_needs_no_folder(tmp_path):
     path.write_bytes(pickle.dumps(([png(i) for i in imgs], [True, False])))
     assert len(pairs.read_pairs(str(path), None).images) == 4
     (tmp_path / 'cut.bin').write_bytes(path.read_bytes()[:40])
-    with pytest.raises(sources.SourceError, match='cut.bin: not a readable pickle'):
+    with pytest.raises(DataError, match='cut.bin: not a readable pickle'):
         pairs.read_pairs(str(tmp_path / 'cut.bin'))
 
 
@@ -211,13 +212,13 @@ def test_an_index_that_is_not_one(tmp_path):
     write_records(root, 'test', image_records(imgs, labels))
     with open(os.path.join(root, 'test.idx'), 'wb') as f:
         f.write(b'\xff\xfe0\t0\n')
-    with pytest.raises(sources.SourceError, match='test.idx is not an index'):
+    with pytest.raises(DataError, match='test.idx is not an index'):
         sources.open_source(root)
     with open(os.path.join(root, 'test.idx'), 'w') as f:
         f.write('0\t7\n')
-    with pytest.raises(sources.SourceError, match='no record at byte 7'):
+    with pytest.raises(DataError, match='no record at byte 7'):
         sources.open_source(root)
-    assert struct.calcsize(sources.IR_FORMAT) == sources.IR_SIZE
+    assert struct.calcsize(recordio.IR_FORMAT) == recordio.IR_SIZE
 
 
 def test_a_class_is_its_name_however_its_letters_are_composed(tmp_path):
@@ -247,24 +248,24 @@ def test_what_pillow_does_not_read_is_measured_by_mxnet(monkeypatch):
     def refuse(*_args, **_kwargs):
         raise OSError('cannot identify image file')
     monkeypatch.setattr(Image, 'open', refuse)
-    assert sources.shape_of(encoded(grey, 'PNG'), 'g.png') == (1, (12, 20))
-    assert sources.shape_of(encoded(colour, 'PNG'), 'c.png') == (3, (12, 20))
-    with pytest.raises(sources.SourceError, match=r'^x\.png cannot be decoded as an image \(Decoding failed\. '
+    assert decode.shape_of(encoded(grey, 'PNG'), 'g.png') == (1, (12, 20))
+    assert decode.shape_of(encoded(colour, 'PNG'), 'c.png') == (3, (12, 20))
+    with pytest.raises(DataError, match=r'^x\.png cannot be decoded as an image \(Decoding failed\. '
                                                   r'Invalid image file\.\)$'):
-        sources.shape_of(b'not an image at all', 'x.png')
+        decode.shape_of(b'not an image at all', 'x.png')
     # a header of garbage sizes makes MXNet's decoder ask for memory (whether it does depends on the bytes
     # that follow in memory): a broken image, not a memory problem
     said = 'Traceback (most recent call last):\n  File "../src/storage/./cpu_device_storage.h", line 72\n' \
            'MXNetError: Failed to allocate CPU Memory'
-    assert sources.decode_reason(said) == 'a broken header: its size is not one an image has'
+    assert decode.decode_reason(said) == 'a broken header: its size is not one an image has'
 
 
 def test_images_in_another_layout_are_named_with_the_one_that_reads(tmp_path):
     """Class folders with no train/ and test/ above them, the train/ folder itself, .rec files under other
     names: one line saying how to lay them out, not the IDX files a folder of neither would lack."""
-    import data
-    import records
-    from errors import UserError
+    from imagesets import dataset as data
+    from runs import records
+    from faults.errors import UserError
     flat = tmp_path / 'flat'
     for c in ('cat', 'dog'):
         (flat / c).mkdir(parents=True)

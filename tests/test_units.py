@@ -1,8 +1,10 @@
-"""data.py, frames.py and commands.py used as a library: records built here, no command line.
+"""imagesets.dataset, evaluation.frames, training.epoch and the commands used as a library: records built
+here, no command line.
 
-data: a dataset settled, opened, described and loaded (the classes trained on, the normalisation);
-frames: where the frames of an epoch fall, and that a frame within an epoch draws the images' latest
-features; commands: --test, --verify and --compare on a checkpoint written here."""
+dataset: a dataset settled, opened, described and loaded (the classes trained on, the normalisation);
+frames: where the frames of an epoch fall, what an epoch keeps of its features (the latest of each
+image), a frame drawing what it is handed; commands: --test, --verify and --compare on a checkpoint
+written here."""
 import json
 import os
 
@@ -11,18 +13,16 @@ import numpy as np
 import pytest
 from mxnet import nd
 
-import checkpoints
-import commands
-import data
-import frames
 import models
-import pictures
-import records
-from errors import UserError
-from helpers import make_dataset
-from runfiles import RunFiles
-from runtime import Runtime
+from devices.runtime import Runtime
+from evaluation import commands, frames, pictures, predict, verify
+from faults.errors import UserError
+from helpers import a_meta, make_dataset
+from imagesets import dataset as data
+from runs import checkpoints, records
+from runs.files import RunFiles
 from test_own_data import digits, write_folder
+from training import epoch
 
 RT = Runtime([mx.cpu()], 'float32', None, 0, 1, '', 'asked for', None, 'device')
 
@@ -58,7 +58,7 @@ def test_open_describes_the_data_and_notices_a_change(idx, tmp_path):
 
 def test_load_keeps_the_trained_classes_and_normalises_with_their_statistics(idx):
     raw = data.open_data(data.settle(records.Data(data_dir=idx)))
-    arch = models.new_arch({'holdout': data.dense_holdout(raw, (1, 3))}, 10, data.image_shape(raw), 'mnist')
+    arch = models.new_arch({'holdout': data.dense_holdout(raw, (1, 3))}, 10, data.image_shape(raw))
     assert arch.num_classes == 8 and arch.holdout == (1, 3)
     loaded = data.load(raw, arch, RT)
     train_img, train_lbl = raw.train
@@ -83,12 +83,9 @@ def test_own_images_hold_out_test_classes_without_training_images(tmp_path):
 
 # ----------------------------------------------------------------- frames
 
-def loaded_for_frames(n_train=40, n_test=20):
-    rng = np.random.RandomState(0)
-    x = lambda n: data.images.InMemory(nd.array(rng.randn(n, 1, 28, 28)))  # noqa: E731
-    y = lambda n: nd.array(rng.randint(0, 3, n))  # noqa: E731
-    return data.Loaded(x(n_train), y(n_train), x(n_test), y(n_test), None, None, np.arange(3), 3, [0.0, 1.0],
-                       ['a', 'b', 'c'], 0.0)
+def frames_of(folder, wanted, epochs, steps):
+    return frames.Frames(RunFiles(folder, folder, 'u'), wanted, epochs, steps, 'softmax (first stage)', np.arange(3), 3,
+                         ['a', 'b', 'c'], pictures.Projection())
 
 
 @pytest.mark.parametrize('frames_wanted,epochs,steps,after', [
@@ -96,29 +93,32 @@ def loaded_for_frames(n_train=40, n_test=20):
     (6, 6, 100, {}),                          # one an epoch: its end
     (20, 2, 5, {1: 2, 2: 3, 3: 6, 4: 7}),     # more frames than steps: each step draws the earliest it stands for
 ])
-def test_where_the_frames_of_an_epoch_fall(frames_wanted, epochs, steps, after):
-    f = frames.Frames(np.arange(10), loaded_for_frames(), frames_wanted, epochs, 0, steps)
+def test_where_the_frames_of_an_epoch_fall(frames_wanted, epochs, steps, after, tmp_path):
+    f = frames_of(str(tmp_path), frames_wanted, epochs, steps)
     assert f.after == after and all(f.due(s) for s in after) and not f.due(steps)
 
 
-def test_a_frame_within_an_epoch_draws_the_latest_features(tmp_path):
-    data_ = loaded_for_frames()
-    arch = models.Arch('lenet', 'relu', 2, 3)
-    net = models.build_net(arch, [mx.cpu()])
-    plot_idx = np.arange(0, 40, 2)
-    f = frames.Frames(plot_idx, data_, 4, 1, 0, 10)
+def test_an_epoch_keeps_the_latest_feature_of_each_reference_image_and_every_class_sum():
+    gathered = epoch.Gathered(10, np.array([0, 1, 2, 3, 5, 6]), 3)  # images 4, 7, 8, 9 outside the reference
+    gathered.add(np.array([0, 1, 2, 3]), nd.array([[0, 0], [1, 1], [2, 2], [3, 3]]), nd.array([0, 1, 2, 0]))
+    gathered.add(np.array([2, 4, 6]), nd.array([[20, 20], [4, 4], [6, 6]]), nd.array([2, 1, 0]))
+    rows, feats = gathered.latest()
+    assert rows.tolist() == [0, 1, 2, 3, 5]  # image 6 is the reference's row 5; image 5 not seen yet
+    assert feats.asnumpy().tolist() == [[0, 0], [1, 1], [20, 20], [3, 3], [6, 6]]  # image 2: its later feature
+    gathered.flush()
+    assert not gathered.covers and gathered.counts.tolist() == [3, 2, 2]
+    assert gathered.sums.tolist() == [[9, 9], [5, 5], [22, 22]]  # every image trained on, 4 included
 
-    class Stage(object):  # what a frame reads of train.Stage
-        pass
-    stage = Stage()
-    stage.net, stage.center_loss, stage.arch, stage.kind, stage.shown = net, None, arch, 'first', 'softmax'
-    stage.projection, stage.files = pictures.Projection(), RunFiles(str(tmp_path), str(tmp_path), 'u')
-    seen = [np.array([0, 1, 2, 3]), np.array([2, 5, 6])]  # image 2 seen twice: its later feature is drawn
-    feats = [nd.array([[0, 0], [1, 1], [2, 2], [3, 3]]), nd.array([[20, 20], [5, 5], [6, 6]])]
-    f.within(stage, data_, 1, 5, feats, seen, 0.5)
-    assert f.latest[1].tolist() == [20, 20] and f.latest[0].tolist() == [0, 0] and f.latest[3].tolist() == [6, 6]
-    assert np.isnan(f.latest[2]).all()  # image 4: not yet trained on in this epoch, not drawn
+
+def test_a_frame_draws_what_it_is_handed_and_leaves_out_images_not_yet_trained_on(tmp_path):
+    f = frames_of(str(tmp_path), 4, 1, 10)
+    train = np.array([[0, 0], [np.nan, np.nan], [1, 1]], np.float32)
+    f.draw(f.position(1, 5), (train, np.array([0, 1, 2]), 0.5), (np.zeros((2, 2)), np.array([0, 1]), 0.5),
+           np.zeros((3, 2)))
     assert sorted(os.listdir(str(tmp_path))) == ['u-test-epoch-00.50.png', 'u-train-epoch-00.50.png']
+    f.draw(1, (np.full((3, 2), np.nan), np.array([0, 1, 2]), 0.5), (np.zeros((2, 2)), np.array([0, 1]), 0.5),
+           np.zeros((3, 2)))
+    assert len(os.listdir(str(tmp_path))) == 2  # nothing trained on yet: no frame
 
 
 # ----------------------------------------------------------------- the commands on a checkpoint
@@ -128,15 +128,15 @@ def checkpoint(idx, tmp_path_factory):
     """A checkpoint of an untrained LeNet with 2-D features on the IDX data, classes 1 and 3 held out."""
     tmp = tmp_path_factory.mktemp('ckpt')
     raw = data.open_data(data.settle(records.Data(data_dir=idx)))
-    arch = models.new_arch({'model': 'lenet', 'act': 'relu', 'holdout': (1, 3)}, 10, data.image_shape(raw), 'mnist')
+    arch = models.new_arch({'model': 'lenet', 'act': 'relu', 'holdout': (1, 3)}, 10, data.image_shape(raw))
     loaded = data.load(raw, arch, RT)
     mx.random.seed(0)
     net = models.build_net(arch, [mx.cpu()])
     files = RunFiles(str(tmp / 'ckpt'), str(tmp / 'out'), 'unit')
     os.makedirs(files.ckpt_dir)
     os.makedirs(files.out_dir)
-    meta = dict(run=dict(records.describe(data=raw.spec, facts=raw.facts), arch=arch.to_json()), prefix='unit',
-                epoch=1, normalisation=loaded.normalisation, history=[])
+    meta = a_meta(1, arch, run=dict(data=raw.spec, facts=raw.facts), prefix='unit', classes=tuple(loaded.classes),
+                  normalisation=tuple(loaded.normalisation))
     checkpoints.save_checkpoint(files.best, net, nd.array(np.random.RandomState(1).randn(8, 2)), meta)
     return files, checkpoints.load_checkpoint(files.best), loaded
 
@@ -155,7 +155,7 @@ def test_the_test_command_gives_each_method(checkpoint, capsys):
 
 def test_verify_measures_the_held_out_classes(checkpoint):
     files, ckpt, loaded = checkpoint
-    commands.verify([(files, ckpt)], RT, lambda c: loaded, files.out_dir, 'mnist')
+    verify.verify([(files, ckpt)], RT, lambda c: loaded, files.out_dir, 'mnist')
     result = json.load(open(files.verify_json))
     assert result['holdout'] == [1, 3] and result['images'] == loaded.held_y.shape[0]
     assert 0 <= result['cosine']['auc'] <= 1 and 'open_set_auroc' in result['euclidean']
@@ -167,7 +167,9 @@ def test_the_pictures_forward_only_the_training_images_drawn(checkpoint):
     _, net, _ = commands.network(ckpt, [mx.cpu()])
     drawn = pictures.plot_sample(loaded.train_x.shape[0], 5, size=30)  # 30 of the 100, not in a row
     everything = net(loaded.train_x.x)[1].asnumpy()
-    np.testing.assert_allclose(commands.sample_features(net, loaded.train_x, drawn), everything[drawn],
+    np.testing.assert_allclose(predict.features_of(net, loaded.train_x, drawn), everything[drawn],
+                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(predict.forward_all(net, loaded.train_x.subset(drawn))[1].asnumpy(), everything[drawn],
                                rtol=1e-5, atol=1e-5)
 
 

@@ -4,7 +4,7 @@ import itertools
 import numpy as np
 import pytest
 
-import verification as v
+from evaluation import verification as v
 
 
 def features(n=60, classes=4, dim=2, seed=0, spread=1.0, integer=False):

@@ -7,7 +7,7 @@ import sys
 import tempfile
 import time
 
-from errors import UserError
+from faults.errors import UserError
 
 
 def writable_folder(path, flag):

@@ -1,49 +1,17 @@
-"""What can stop a run, the exit status each gives (main.py catches them), and the stretches
-of a run where a stop must wait: a failed write names its file, a signal waits for a save."""
+"""Ctrl-C and SIGTERM: the first one decides a stop, which unwinds, saves and says how to resume
+(exit 130 or 143); the stretches of a run where a stop must wait for a save; Ctrl-C while a script
+is still loading its modules."""
 import contextlib
 import os
 import signal
 import sys
 import threading
 
-
-class UserError(Exception):
-    """A problem the user can fix (a flag, a missing file): main prints it on one line and exits 2."""
-
-
-class SaveError(Exception):
-    """A write that failed mid-run (disk full, permission, folder removed): the stage stops, exit 74."""
-
-
-class Diverged(Exception):
-    """The loss became NaN or infinite: the stage stops, the checkpoints of its earlier epochs are kept (exit 3)."""
+from faults.errors import EXIT_INT, EXIT_TERM
 
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM (kill, docker stop, Slurm, Kubernetes): handled like Ctrl-C, exit 143."""
-
-
-# Exit statuses, one meaning each: 0 done, 2 bad input (one line; nothing was trained or changed), 3 the loss
-# became NaN or infinite (the epochs before are kept), 74 a write failed mid-run (EX_IOERR), 130 Ctrl-C and
-# 143 SIGTERM (the last completed epoch is kept; the message says how to resume), 141 standard output closed.
-EXIT_USAGE, EXIT_DIVERGED, EXIT_IO, EXIT_INT, EXIT_TERM = 2, 3, 74, 130, 143
-EXIT_PIPE = 141  # 128 + SIGPIPE, what a shell shows for a program whose output's reader went away (`| head`)
-
-TRAINING_STOPPED = 'the stage stopped; the checkpoints and pictures of the epochs before are kept'
-NO_CHECKPOINT_CHANGED = 'no checkpoint changed'  # --verify, --compare: they only read checkpoints
-
-
-@contextlib.contextmanager
-def saved(what, consequence=TRAINING_STOPPED):
-    """Turn a failed write into SaveError naming the file that failed (``what`` when the error
-    names none); what was saved before stays."""
-    try:
-        yield
-    except BrokenPipeError:
-        raise  # stdout's reader went away (a report line within the block): not a failed save
-    except OSError as error:
-        raise SaveError('could not write %s (%s): %s' % (error.filename or what, error.strerror or error,
-                                                         consequence))
 
 
 def on_stop(signum, frame):
@@ -153,13 +121,3 @@ def signals_deferred():
             handler(held[0], None)
             return
         raise Terminated() if held[0] == signal.SIGTERM else KeyboardInterrupt()  # SIG_DFL: stop, saved
-
-
-def stdout_closed(message):
-    """Standard output's reader went away (`python main.py ... | head`): what is still printed goes nowhere
-    (no second error at exit), and ``message`` goes to stderr if that is still open."""
-    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    try:
-        print(message, file=sys.stderr, flush=True)
-    except OSError:
-        pass

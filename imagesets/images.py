@@ -6,7 +6,7 @@ Either gives ``shape`` (N, C, H, W); ``batches(index_lists)``, the normalised im
 indices in turn (the training loop's batches, in the order the epoch drew); ``chunks(size)``, the whole
 set in order (evaluation); ``take(indices)``, some of them at once; and ``subset(indices)``.
 """
-import compat  # noqa: F401  (before mxnet)
+from devices import compat  # noqa: F401  (before mxnet)
 
 import os
 import signal
@@ -14,7 +14,8 @@ import signal
 import numpy as np
 from mxnet import gluon, nd
 
-import sources
+from faults.errors import DataError
+from imagesets import decode
 
 
 def normalise(pixels, mean, std):
@@ -69,13 +70,13 @@ class _Decoded(gluon.data.Dataset):
 
     def __getitem__(self, i):
         j = int(self.items[i])
-        name = sources.item_name(self.split, j)
+        name = decode.item_name(self.split, j)
         try:
-            return sources.decode(sources.read_bytes(self.split, j), self.channels, self.size, name)
-        except sources.SourceError:
+            return decode.decode(decode.read_bytes(self.split, j), self.channels, self.size, name)
+        except DataError:
             raise
         except Exception as e:  # anything else a broken image causes comes back as one line, too
-            raise sources.SourceError('%s cannot be decoded as an image (%s)' % (name, sources.decode_reason(str(e))))
+            raise DataError('%s cannot be decoded as an image (%s)' % (name, decode.decode_reason(str(e))))
 
 
 def _worker_signals():

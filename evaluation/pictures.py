@@ -3,11 +3,16 @@ import io
 
 import numpy as np
 
-from atomic import atomic_write
+from faults.atomic import atomic_write
 
 
-def plot_sample(n, seed, size=10000):
-    """Indices of the training points drawn: the same in every frame and in the comparison figure."""
+PLOTTED = 10000  # the training images a feature map draws
+
+
+def plot_sample(n, seed, size=PLOTTED):
+    """Indices of the images drawn (sorted): the same in every frame and in the comparison figure; all of
+    them up to ``size``. The first ``size`` of one seeded permutation, so that a smaller sample of a seed
+    lies within a larger one (numpy's legacy choice without replacement cuts a permutation)."""
     return np.sort(np.random.RandomState(seed).choice(n, min(n, size), replace=False))
 
 
@@ -168,21 +173,21 @@ def make_gif(path, frames, frame_ms=400, last_ms=2000):
 
 
 def plot_curves(path, history, title):
-    """Loss and accuracy per epoch from the history list written by main.py."""
+    """Loss and accuracy per epoch of a stage's history (runs.meta.Epoch records)."""
     plt = _pyplot()
     from matplotlib.ticker import MaxNLocator
-    epochs = [h['epoch'] for h in history]
+    epochs = [h.epoch for h in history]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4), dpi=90)
     for key, label in (('loss_softmax', 'softmax loss'), ('loss_center', 'center loss')):
-        if any(h.get(key) is not None for h in history):
-            ax1.plot(epochs, [h.get(key) for h in history], marker='.', label=label)
+        if any(getattr(h, key) is not None for h in history):
+            ax1.plot(epochs, [getattr(h, key) for h in history], marker='.', label=label)
     ax1.set_xlabel('epoch')
     ax1.set_ylabel('training loss (mean per sample)')
     ax1.set_yscale('log')
     ax1.legend()
     for key, label in (('train_acc', 'train (softmax)'), ('test_acc_softmax', 'test (softmax)'),
                        ('test_acc_center', 'test (nearest center)')):
-        ax2.plot(epochs, [h[key] for h in history], marker='.', label=label)
+        ax2.plot(epochs, [getattr(h, key) for h in history], marker='.', label=label)
     ax2.set_xlabel('epoch')
     ax2.set_ylabel('accuracy')
     for ax in (ax1, ax2):

@@ -2,14 +2,15 @@
 MXNet build runs on), its precision (float32, or bfloat16 convolutions where measured
 faster: precision.py), and its place among the workers of a distributed run (parallel.py)."""
 import collections
+import dataclasses
 
-import compat  # noqa: F401  (before mxnet)
+from devices import compat  # noqa: F401  (before mxnet)
 import mxnet as mx
 from mxnet import nd
 
-import precision
-from errors import UserError
-from parallel import from_rank0
+from devices import precision
+from faults.errors import UserError
+from devices.parallel import from_rank0
 
 
 class Runtime(collections.namedtuple('Runtime', 'ctxs precision kv rank num_workers note why cached kvstore')):
@@ -81,7 +82,7 @@ def choose_precision(asked, ctxs, arch, batch_size, source=None, resume=False, t
     measurement would be needed: rank 0's choice is used.
     """
     on_cpu, has_bf16 = ctxs[0].device_type == 'cpu', compat.cpu_has_bf16()
-    recorded = source.meta.get('precision') if source is not None else None
+    recorded = source.meta.precision if source is not None else None
     if resume and recorded and asked not in ('auto', recorded):
         raise UserError('%s was trained in %s: resume it without --precision %s' % (source.path, recorded, asked))
     if asked == 'bfloat16' or (asked == 'auto' and recorded == 'bfloat16'):
@@ -102,7 +103,7 @@ def choose_precision(asked, ctxs, arch, batch_size, source=None, resume=False, t
     if not may_measure:
         return None, '', None
     try:
-        choice = precision.choose(dict(arch._asdict(), batch_size=batch_size))
+        choice = precision.choose(dict(dataclasses.asdict(arch), batch_size=batch_size))
     except (RuntimeError, OSError, ValueError) as e:  # a candidate could not be timed: the one that always runs
         return 'float32', 'the measurement of --precision auto failed (%s)' % e, None
     return choice.precision, '%s: bfloat16 %.0f, float32 %.0f images/s (bfloat16 only when %.2fx float32)' % (

@@ -32,7 +32,7 @@ import math
 
 from mxnet import lr_scheduler
 
-SCHEDULES = ('step', 'cosine', 'linear', 'onecycle')
+from runs.records import SCHEDULES, check_warmup
 
 
 class _FromZero(object):
@@ -68,8 +68,7 @@ class Schedule(object):
                  momentum=0.9, momentum_low=0.85, lmbd_warmup=0.0, min_warmup_steps=0):
         if kind not in SCHEDULES:
             raise ValueError('schedule must be one of %s, got %r' % (', '.join(SCHEDULES), kind))
-        if kind != 'step' and warmup >= epochs:
-            raise ValueError('a warm-up of %g epochs leaves nothing of %d epochs to anneal' % (warmup, epochs))
+        check_warmup(kind, warmup, epochs)
         self.kind, self.lr, self.epochs, self.steps = kind, float(lr), int(epochs), int(steps_per_epoch)
         self.total = self.epochs * self.steps
         self.warmup_steps = 0

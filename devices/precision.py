@@ -15,7 +15,7 @@ by a margin (RULE). A choice read from the cache is checked against the run's
 own first epoch (``check_cached``): a rate far below the cached one is said, and
 the entry is forgotten, so the next run measures again.
 
-    python precision.py --serve float32 lenet++ leaky 128 2 10 1x28x28   # one candidate, timed on request
+    python -m training.probe --serve float32 lenet++ leaky 128 2 10 1x28x28   # one candidate, timed on request
 """
 import collections
 import json
@@ -25,9 +25,9 @@ import subprocess
 import sys
 import time
 
-from atomic import atomic_write
+from faults.atomic import atomic_write
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # where `python -m` finds the packages
 RULE = 1.10            # bfloat16 is kept only when it trains at least 10% faster than float32
 WARMUP, STEPS = 3, 6   # training steps per candidate: not timed, then timed per round
 ROUNDS = 3             # rounds of the two candidates in turn
@@ -57,7 +57,7 @@ def cache_path(environ=None):
 
 def cache_key(spec):
     """What the choice depends on: the CPU, its threads, MXNet, and the step measured."""
-    import compat
+    from devices import compat
     import mxnet as mx
     return '|'.join(str(v) for v in (compat.cpu_field('model name') or platform.machine(),
                                      'threads=%s' % os.environ.get('OMP_NUM_THREADS'), 'mxnet=' + mx.__version__,
@@ -94,7 +94,7 @@ def write_cache(path, entries):
 
 def _command(mode, precision, spec):
     channels, (height, width) = spec.get('channels', 1), spec.get('image_size', (28, 28))
-    return [sys.executable, os.path.join(HERE, 'precision.py'), mode, precision, spec['model'], spec['act'],
+    return [sys.executable, '-m', 'training.probe', mode, precision, spec['model'], spec['act'],
             str(spec['batch_size']), str(spec['feature_size']), str(spec['num_classes']),
             '%dx%dx%d' % (channels, height, width)]
 
@@ -103,7 +103,7 @@ def measure_in_turn(spec, rounds=ROUNDS):
     """{precision: [images/s of each round]}: each candidate in a child process with a clean
     environment, started once and warmed up, then timed in turn, round after round."""
     env = {k: v for k, v in os.environ.items() if not k.startswith('DMLC_')}  # not a parameter-server worker
-    children = {p: subprocess.Popen(_command('--serve', p, spec), env=env, cwd=HERE, stdin=subprocess.PIPE,
+    children = {p: subprocess.Popen(_command('--serve', p, spec), env=env, cwd=ROOT, stdin=subprocess.PIPE,
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
                 for p in CANDIDATES}
 
@@ -188,63 +188,3 @@ def enable_bfloat16():
     """MXNet's mixed precision for the convolutions: process-wide, before any network exists."""
     from mxnet.contrib import amp
     amp.init(target_dtype='bfloat16', target_precision_ops=['Convolution'])
-
-
-def build_steps(precision, model, act, batch_size, feature_size, num_classes, shape=(1, 28, 28)):
-    """In this process: a function that runs ``n`` hybridized softmax + center loss training steps
-    of a fresh network on one random batch and returns their images/s (the median step's)."""
-    sys.path.insert(0, HERE)
-    import compat  # noqa: F401  (before mxnet)
-    import numpy as np
-    import mxnet as mx
-    from mxnet import gluon, nd
-    import models
-    import step
-    from center_loss import CenterLoss
-    if precision == 'bfloat16':
-        enable_bfloat16()
-    mx.random.seed(0)
-    arch = models.Arch(model, act, feature_size, num_classes, (), shape[0], tuple(shape[1:]))
-    net = models.build_net(arch, [mx.cpu()])
-    closs = CenterLoss(num_classes, feature_size)
-    closs.initialize(ctx=mx.cpu())
-    objective = step.Objective(net, closs)
-    objective.hybridize(static_alloc=True, static_shape=True)
-    trainer = gluon.Trainer(net.collect_params(), 'sgd', {'learning_rate': 0.01, 'momentum': 0.9, 'wd': 5e-4})
-    ctrainer = gluon.Trainer(closs.collect_params(), 'sgd', {'learning_rate': 0.5})
-    rng = np.random.RandomState(0)
-    x = nd.array(rng.randn(batch_size, *shape))
-    y = nd.array(rng.randint(0, num_classes, batch_size))
-
-    def steps(n):
-        times = []
-        for _ in range(n):
-            tic = time.time()
-            step.train_step(objective, trainer, ctrainer, x, y, [mx.cpu()], num_classes)
-            nd.waitall()
-            times.append(time.time() - tic)
-        return batch_size / float(np.median(times))
-    return steps
-
-
-def measure_steps(precision, model, act, batch_size, feature_size, num_classes, shape=(1, 28, 28), warmup=WARMUP,
-                  steps=STEPS):
-    """In this process: images/s of ``steps`` training steps after ``warmup`` untimed ones."""
-    run = build_steps(precision, model, act, batch_size, feature_size, num_classes, shape)
-    run(warmup)
-    return run(steps)
-
-
-def serve(precision, model, act, batch_size, feature_size, num_classes, shape):
-    """The child of measure_in_turn: 'warm' runs the untimed steps, 'go' the timed ones, each
-    answered with images/s, until its input ends."""
-    run = build_steps(precision, model, act, batch_size, feature_size, num_classes, shape)
-    for line in sys.stdin:
-        print(run(WARMUP if line.strip() == 'warm' else STEPS), flush=True)
-
-
-if __name__ == '__main__':
-    if len(sys.argv) != 9 or sys.argv[1] != '--serve':
-        sys.exit('usage: python precision.py --serve PRECISION MODEL ACT BATCH FEATURES CLASSES CxHxW')
-    p, m, a, b, f, c = sys.argv[2:8]
-    serve(p, m, a, int(b), int(f), int(c), tuple(int(v) for v in sys.argv[8].split('x')))

@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 
-from atomic import atomic_write
+from faults.atomic import atomic_write
 
 
 def export(folder, features, labels, class_names, held_out):

@@ -15,8 +15,9 @@ import unicodedata
 
 import numpy as np
 
-import safepickle
-from sources import IMAGE_EXTENSIONS, SourceError
+from faults import safepickle
+from faults.errors import DataError
+from imagesets.listed import IMAGE_EXTENSIONS
 
 # images: a list of (where, encoded bytes or None, path or None); pairs: (P, 2) indices into it;
 # same: (P,) bool; folds: (P,) fold of each pair
@@ -27,11 +28,11 @@ BIN_FOLDS = 10
 def read_pairs(path, folder=None):
     """The PairList of ``path``: a ``.bin``, or LFW's text format resolved against ``folder``."""
     if not os.path.isfile(path):
-        raise SourceError('pair list %s not found' % path)
+        raise DataError('pair list %s not found' % path)
     if path.endswith('.bin'):
         return read_bin(path)
     if folder is None or not os.path.isdir(folder):
-        raise SourceError('%s names images by folder: give the folder that holds them (--pairs_dir), '
+        raise DataError('%s names images by folder: give the folder that holds them (--pairs_dir), '
                           'not %s' % (path, folder))
     return read_lfw(path, folder)
 
@@ -46,12 +47,12 @@ def read_lfw(path, folder):
         head = [int(v) for v in lines[0]]
         folds, per = (1, head[0]) if len(head) == 1 else head[:2]
     except (ValueError, IndexError):
-        raise SourceError('%s: the first line must give the folds and the pairs per kind, e.g. "10 300"' % path)
+        raise DataError('%s: the first line must give the folds and the pairs per kind, e.g. "10 300"' % path)
     if folds < 1 or per < 1:
-        raise SourceError('%s: its first line announces %d folds of %d pairs per kind: no pairs to verify'
+        raise DataError('%s: its first line announces %d folds of %d pairs per kind: no pairs to verify'
                           % (path, folds, per))
     if len(lines) - 1 != 2 * folds * per:
-        raise SourceError('%s announces %d folds of %d + %d pairs but holds %d pair lines'
+        raise DataError('%s announces %d folds of %d + %d pairs but holds %d pair lines'
                           % (path, folds, per, per, len(lines) - 1))
     files, index, images, pairs, same = {}, {}, [], [], []
 
@@ -62,7 +63,7 @@ def read_lfw(path, folder):
             files[name] = sorted(f for f in os.listdir(d) if f.lower().endswith(IMAGE_EXTENSIONS)
                                  and not f.startswith('.')) if os.path.isdir(d) else []
         if not 1 <= n <= len(files[name]):
-            raise SourceError('%s line %d: %s has no image %d (%s holds %d)' % (
+            raise DataError('%s line %d: %s has no image %d (%s holds %d)' % (
                 path, line_no, name, n, os.path.join(folder, name), len(files[name])))
         p = os.path.join(folder, name, files[name][n - 1])
         if p not in index:
@@ -79,7 +80,7 @@ def read_lfw(path, folder):
             else:
                 raise ValueError
         except ValueError:
-            raise SourceError('%s line %d: expected "name n1 n2" or "name1 n1 name2 n2", got %r'
+            raise DataError('%s line %d: expected "name n1 n2" or "name1 n1 name2 n2", got %r'
                               % (path, line_no, b' '.join(parts).decode('utf-8', 'replace')))
         a, b = image(first[0], first[1], line_no), image(second[0], second[1], line_no)
         pairs.append((a, b))
@@ -110,17 +111,17 @@ def read_bin(path):
     try:  # Python 2 pickles hold str: read them as bytes
         loaded = safepickle.loads(blob, encoding='bytes')
     except safepickle.UnsafePickle as e:
-        raise SourceError('%s: %s' % (path, e))
+        raise DataError('%s: %s' % (path, e))
     ok = (isinstance(loaded, (tuple, list)) and len(loaded) == 2 and isinstance(loaded[0], (list, tuple))
           and isinstance(loaded[1], (list, tuple)))
     if ok:
         bins, flags = loaded
         ok = all(isinstance(b, (bytes, bytearray)) for b in bins) and all(isinstance(s, (bool, int)) for s in flags)
     if not ok:
-        raise SourceError('%s is not an insightface verification set: a pickle of (list of encoded images, '
+        raise DataError('%s is not an insightface verification set: a pickle of (list of encoded images, '
                           'list of same/different flags)' % path)
     if len(bins) != 2 * len(flags) or not flags:
-        raise SourceError('%s holds %d images for %d pairs: expected two images a pair' % (path, len(bins),
+        raise DataError('%s holds %d images for %d pairs: expected two images a pair' % (path, len(bins),
                                                                                             len(flags)))
     images = [('%s (image %d)' % (path, i), bytes(b), None) for i, b in enumerate(bins)]
     pairs = np.arange(len(bins)).reshape(-1, 2)

@@ -1,6 +1,6 @@
 """Start MXNet's parameter-server processes and N workers on this machine.
 
-    python launch.py -n 2 -- python main.py --train --center_loss --kvstore dist_sync
+    python -m devices.launch -n 2 -- python main.py --train --center_loss --kvstore dist_sync
 
 starts one scheduler, ``-s`` servers (default 1) and ``-n`` workers, all on
 127.0.0.1, through the DMLC_* environment variables MXNet reads. Each worker
@@ -21,12 +21,12 @@ import subprocess
 import sys
 import time
 
-from errors import stopped, stops_handled
+from faults.signals import stopped, stops_handled
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The scheduler and servers are plain `import mxnet` with a DMLC_ROLE: MXNet then
 # runs the server loop and exits when the workers are done.
-SERVE = [sys.executable, '-c', 'import compat, mxnet']
+SERVE = [sys.executable, '-c', 'from devices import compat; import mxnet']
 
 
 def free_port():
@@ -52,7 +52,7 @@ def die_with(parent):
 
 def start(cmd, env, role):
     linux = sys.platform.startswith('linux')
-    return subprocess.Popen(cmd, cwd=HERE, env=dict(env, DMLC_ROLE=role), start_new_session=True,
+    return subprocess.Popen(cmd, cwd=ROOT, env=dict(env, DMLC_ROLE=role), start_new_session=True,
                             preexec_fn=die_with(os.getpid()) if linux else None)
 
 
@@ -112,7 +112,7 @@ def main(argv=None):
                         h.wait(20)
                     except subprocess.TimeoutExpired:
                         pass
-        except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (errors.Terminated)
+        except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (faults.signals.Terminated)
             status = stopped(e)[1]
         finally:
             stop(workers + helpers)

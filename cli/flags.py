@@ -1,12 +1,13 @@
 """main.py's command line, and the lists the bench scripts take: the flags, the types of their values
 and the shape of their messages (each bad value is one line, exit 2, in one style; --help shows every
-default), and which flags a command gave (records.differences compares them with what a checkpoint
-recorded)."""
+default), the combinations refused before anything runs, and which flags a command gave
+(runs.records.differences compares them with what a checkpoint recorded)."""
 import argparse
 import copy
 import math
+import os
 
-from records import OPTIMIZERS, SCHEDULES, UPDATES
+from runs.records import ACTIVATIONS, DATASETS, EVAL_METHODS, HEADS, MODELS, OPTIMIZERS, SCHEDULES, UPDATES
 
 KVSTORES = ('device', 'local', 'dist_sync', 'dist_device_sync')
 PRECISIONS = ('auto', 'float32', 'bfloat16')
@@ -109,16 +110,30 @@ def shell_words(value):
 POSITIVE_INT, POSITIVE = number(int, above=0), number(float, above=0)
 NON_NEGATIVE_INT, NON_NEGATIVE = number(int, at_least=0), number(float, at_least=0)
 
+# Each stage's own defaults for the flags of its schedule, chosen by the search in docs/time-to-accuracy.md
+# (every floor at each stage's last epoch in 6 + 2 epochs) and, for the floors in steps that keep them safe
+# on a few hundred images, by the set sizes of docs/own-data.md.
+STAGE_DEFAULTS = {'first': dict(epochs=6, lr=0.025, lr_schedule='cosine', warmup=0.5, min_warmup_steps=250),
+                  'second': dict(epochs=2, lr=0.01, lr_schedule='cosine', warmup=0.0, min_warmup_steps=0)}
+STAGE_FLAGS = ('epochs', 'lr', 'lr_schedule', 'warmup', 'min_warmup_steps')
 
-def build_parser(description, stage_defaults, datasets, eval_methods):
-    """main.py's flags; ``stage_defaults``: {'first': {flag: default}, 'second': {...}} of the flags each
-    stage defaults on its own."""
-    from models import ACTIVATIONS, HEADS, MODELS
 
+def build_parser(description):
+    """main.py's flags, in groups; a flag each stage defaults on its own says both defaults."""
     def stage_default(flag):
-        return 'default: %s for the first stage, %s for the second' % (stage_defaults['first'][flag],
-                                                                      stage_defaults['second'][flag])
+        return 'default: %s for the first stage, %s for the second' % (STAGE_DEFAULTS['first'][flag],
+                                                                      STAGE_DEFAULTS['second'][flag])
     p = Parser(prog='main.py', description=description, formatter_class=HelpFormatter)
+    _what_to_do(p)
+    _files(p)
+    _optimisation(p, stage_default)
+    for group in (_center_loss, _network, _evaluation, _device):
+        group(p)
+    return p
+
+
+def _what_to_do(p):
+    """What the command does."""
     mode = p.add_argument_group('what to do (any combination, run in this order)')
     mode.add_argument('--train', action='store_true', help='first stage: softmax (+ center loss with --center_loss)')
     mode.add_argument('--center_loss', action='store_true', help='add lmbd * center loss to the first stage')
@@ -142,6 +157,9 @@ def build_parser(description, stage_defaults, datasets, eval_methods):
                       help='with --resume: let the schedule and center-loss flags given change the recorded run '
                            '(each change is said)')
 
+
+def _files(p):
+    """Where files are read and written, and which images."""
     files = p.add_argument_group('files')
     files.add_argument('--prefix', default=None,
                        help='name of the first stage (default: center-loss with --center_loss or with '
@@ -150,7 +168,7 @@ def build_parser(description, stage_defaults, datasets, eval_methods):
                             '--verify and --compare alone take several: A,B,C')
     files.add_argument('--ckpt_dir', default='ckpt', help='checkpoints')
     files.add_argument('--out_dir', default='output', help='feature maps, GIFs, curves, metrics, figures')
-    files.add_argument('--dataset', default=None, choices=datasets,
+    files.add_argument('--dataset', default=None, choices=DATASETS,
                        help='images: your own, in --data_dir (docs/own-data.md); default: the checkpoint\'s a '
                             'command starts from, else mnist')
     files.add_argument('--data_dir', default=None,
@@ -168,6 +186,9 @@ def build_parser(description, stage_defaults, datasets, eval_methods):
     files.add_argument('--test_samples', type=POSITIVE_INT, default=None,
                        help='use N test images, as --train_samples (default: all)')
 
+
+def _optimisation(p, stage_default):
+    """The schedule and the optimizer."""
     opt = p.add_argument_group('optimisation')
     opt.add_argument('--epochs', type=POSITIVE_INT, default=None,
                      help='epochs of each stage (%s)' % stage_default('epochs'))
@@ -200,6 +221,9 @@ def build_parser(description, stage_defaults, datasets, eval_methods):
     opt.add_argument('--shift', type=NON_NEGATIVE_INT, default=2,
                      help='augment: translate each training image by up to N pixels each way (0: off)')
 
+
+def _center_loss(p):
+    """The center loss's lambda, alpha and update."""
     cl = p.add_argument_group('center loss')
     cl.add_argument('--lmbd', type=NON_NEGATIVE, default=1.0, help='lambda: weight of the center loss')
     cl.add_argument('--lmbd_warmup', type=NON_NEGATIVE, default=0.0,
@@ -209,6 +233,9 @@ def build_parser(description, stage_defaults, datasets, eval_methods):
     cl.add_argument('--center_update', choices=UPDATES, default='gradient',
                     help='gradient: balanced loss, centers by SGD at alpha; paper: Eq. 4 of the paper')
 
+
+def _network(p):
+    """The network and the classes it trains on."""
     net = p.add_argument_group('network and classes (later stages take these from the checkpoint)')
     net.add_argument('--model', choices=sorted(MODELS), default=None,
                      help='the paper\'s LeNet++, the original port\'s LeNet, or a model-zoo ResNet (default: lenet++)')
@@ -230,8 +257,11 @@ def build_parser(description, stage_defaults, datasets, eval_methods):
                           '(at least two), whose test images give the accuracy; --verify measures on the held-out '
                           'ones (default: none; with your own images, the test classes with no training images)')
 
+
+def _evaluation(p):
+    """What is measured and drawn."""
     ev = p.add_argument_group('evaluation and output')
-    ev.add_argument('--eval_method', choices=eval_methods, default=None,
+    ev.add_argument('--eval_method', choices=EVAL_METHODS, default=None,
                     help='accuracy that picks the best checkpoint (default: softmax for the first stage, '
                          'center for the second) and that --test prints (default: all three)')
     ev.add_argument('--checkpoint', choices=('best', 'last'), default='best',
@@ -255,19 +285,20 @@ def build_parser(description, stage_defaults, datasets, eval_methods):
     ev.add_argument('--frames', type=number(int, above=0, at_most=1000), default=20,
                     help='at least this many frames in each GIF: with fewer epochs, frames are drawn within them')
 
+
+def _device(p):
+    """Devices, workers and precision."""
     dev = p.add_argument_group('device')
     dev.add_argument('--use_gpu', type=str2bool, default=True, help='False forces the CPU')
     dev.add_argument('--gpus', default=None,
                      help='GPU indices, e.g. 0 or 0,1 for data-parallel training (default: gpu 0 if MXNet sees one)')
     dev.add_argument('--kvstore', default='device', choices=KVSTORES,
                      help='how gradients are summed over devices (local, device) or over worker processes '
-                          '(dist_sync, dist_device_sync: start those with launch.py)')
+                          '(dist_sync, dist_device_sync: start those with python -m devices.launch)')
     dev.add_argument('--precision', default='auto', choices=PRECISIONS,
                      help='bfloat16: convolutions in bfloat16 (oneDNN, fp32 weights, updates and features); '
-                          'auto (default): whichever trains faster here, measured once and cached (precision.py); '
+                          'auto (default): whichever trains faster here, measured once and cached (devices/precision.py); '
                           'a continued stage keeps its checkpoint\'s')
-
-    return p
 
 
 def given_flags(parser, argv):
@@ -276,3 +307,38 @@ def given_flags(parser, argv):
     for action in probe._actions:
         action.default = argparse.SUPPRESS
     return set(vars(probe.parse_args(argv)))
+
+
+def parse(description, argv):
+    """(the parsed flags, the names of those given on the command line) of the list ``argv``, after the
+    checks no single flag can make; the flags are read, never written, from then on."""
+    p = build_parser(description)
+    args = p.parse_args(argv)
+    # a flag that needs another names it, before the general "nothing to do"
+    if args.allow_changes and not args.resume:
+        p.error('--allow_changes lets --resume change the run it continues: add --resume')
+    if args.export and not (args.test or args.verify):
+        p.error('--export writes the features of --test or --verify: add one of them')
+    if not (args.train or args.second_train or args.test or args.verify or args.compare or args.resume):
+        p.error('nothing to do: pass --train [--center_loss], --second_train, --test, --verify, --compare or --resume')
+    prefixes = named_prefixes(args.prefix)
+    if len(prefixes) > 1:
+        if args.train or args.second_train or args.test or args.resume:
+            p.error('--prefix %s: several prefixes only with --verify and/or --compare alone' % args.prefix)
+        if len(set(prefixes)) != len(prefixes):
+            p.error('--prefix %s names a run twice' % args.prefix)
+    if len(prefixes) == 1 and args.compare and not (args.train or args.second_train or args.test or args.verify
+                                                    or args.resume):
+        p.error('--compare --prefix %s: name two runs or more (A,B) to draw them side by side, or none for the '
+                'three of the original port\'s figure' % args.prefix)
+    for prefix in prefixes:
+        if not prefix or os.sep in prefix or '/' in prefix or prefix.startswith('.'):
+            p.error('--prefix %r must be a plain name: no path separator, not starting with "."' % prefix)
+    if args.kvstore.startswith('dist') and args.train and args.second_train:
+        p.error('with --kvstore %s run one stage per launch' % args.kvstore)
+    return args, given_flags(p, argv)
+
+
+def named_prefixes(value):
+    """The runs --prefix names: [] for none, one, or several separated by commas."""
+    return [] if value is None else [v.strip() for v in value.split(',')]

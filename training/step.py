@@ -1,6 +1,6 @@
 """One training step, below both the training loop (train.py) and the precision measurement
 (precision.py): the objective of a step, and forward, backward and update on one batch."""
-import compat  # noqa: F401  (before mxnet)
+from devices import compat  # noqa: F401  (before mxnet)
 
 from mxnet import autograd, gluon, nd
 from mxnet.gluon import nn

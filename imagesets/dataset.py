@@ -1,8 +1,8 @@
-"""A run's data: the dataset opened (MNIST-style IDX files by utils.py, your own images by sources.py)
-and described (records.Facts), checked against what a checkpoint recorded of it, the classes
-trained on kept, normalised with the training images' statistics, on the device or streamed from
-disk (images.py)."""
-import compat  # noqa: F401
+"""A run's data: the dataset opened (MNIST-style IDX files by utils.py, your own images by
+imagesets/sources.py) and described (runs.records.Facts), checked against what a checkpoint recorded
+of it, the classes trained on kept, normalised with the training images' statistics, on the device or
+streamed from disk (imagesets/images.py)."""
+from devices import compat  # noqa: F401  (before mxnet)
 
 import collections
 import os
@@ -10,15 +10,15 @@ import os
 import numpy as np
 from mxnet import nd
 
-import images
-import records
-import sources
 import utils
-from errors import UserError
-from utils import DataError, DataNotFound
+from faults.errors import DataError, UserError
+from imagesets import images, sources
+from imagesets.listed import few
+from runs import records
+from utils import DataNotFound
 
-OWN = 'images'  # the dataset of your own image folders or RecordIO
-DATASETS = sorted(utils.SHA256) + [OWN]
+OWN = records.DATASETS[-1]  # 'images': the dataset of your own image folders or RecordIO
+IDX_SETS = records.DATASETS[:-1]  # utils.SHA256's
 
 # What open_data found: the Data it was asked for (dataset and folder settled), its Facts, where it is
 # (for messages), the class names, the (channels, (height, width)) of most images, and per split
@@ -63,7 +63,7 @@ def open_data(spec):
     if spec.dataset == OWN:
         try:
             source = sources.open_source(spec.data_dir)
-        except sources.SourceError as e:
+        except DataError as e:
             raise UserError('--data_dir: %s' % e)
         splits = []
         for split, limit in (('train', spec.train_samples), ('test', spec.test_samples)):
@@ -120,16 +120,23 @@ def dense_holdout(raw, holdout):
     if unknown:
         raise UserError('--holdout: %s has no class %d (its classes %s)' % (
             raw.spec.dataset if raw.own is None else raw.where, unknown[0],
-            'are 0 to %d' % (len(ids) - 1) if ids == list(range(len(ids))) else 'are ' + _ids(ids)))
+            'are 0 to %d' % (len(ids) - 1) if ids == list(range(len(ids))) else 'are ' + few(ids, 10)))
     held = {ids.index(c) for c in holdout or ()}
     if raw.own is not None:
         held |= set(raw.test[1].tolist()) - set(raw.train[1].tolist())
-    trained = sorted(set(raw.train[1].tolist()) - held)
-    if len(trained) < 2 and raw.own is not None:  # (for IDX files, models.new_arch says what --holdout left)
-        which = 'no class' if not trained else 'one class only (%s)' % raw.class_names[trained[0]]
-        raise UserError('%s has training images of %s%s: a classifier needs at least two classes to tell apart'
-                        % (raw.where, which, ' left by --holdout' if holdout else ''))
+    trained_classes(raw, raw.train[1], held, holdout)
     return tuple(sorted(held))
+
+
+def trained_classes(raw, labels, held, holdout):
+    """The classes of ``labels`` (positions among the dataset's classes) less those ``held`` out;
+    UserError when fewer than two are left, the least a classifier can tell apart."""
+    trained = sorted(set(np.unique(labels).tolist()) - set(held))
+    if len(trained) < 2:
+        raise UserError('%s has training images of %s%s: a classifier needs at least two classes to tell apart'
+                        % (raw.where, 'no class' if not trained else 'one class only (%s)' % raw.class_names[trained[0]],
+                           ' once --holdout %s is left out' % records.flag_value('holdout', holdout) if holdout else ''))
+    return trained
 
 
 def image_shape(raw):
@@ -156,16 +163,12 @@ def load(raw, arch, rt, decode_workers=1, normalisation=None):
         raise UserError('labels go up to %d but --num_classes is %d' % (top, arch.num_classes))
     classes, mapping = utils.split_classes(total if arch.holdout else arch.num_classes, arch.holdout)
     known_train, known_test = mapping[train_lbl] >= 0, mapping[test_lbl] >= 0
-    trained_classes = np.unique(train_lbl[known_train])
-    if len(trained_classes) < 2:
-        raise UserError('%s has training images of %s: a classifier needs at least two classes to tell apart'
-                        % (raw.where, 'no class' if not len(trained_classes) else
-                           'one class only (%s)' % raw.class_names[int(trained_classes[0])]))
+    trained_classes(raw, train_lbl, arch.holdout, [raw.facts.ids[c] for c in arch.holdout])
     train_img, train_lbl = train_img[known_train], mapping[train_lbl[known_train]]
     held_img, held_lbl = test_img[~known_test], test_lbl[~known_test]
     test_img, test_lbl = test_img[known_test], mapping[test_lbl[known_test]]
     if not len(test_lbl):
-        raise UserError('no test images of the classes trained on (%s)' % _ids(classes))
+        raise UserError('no test images of the classes trained on (%s)' % few(classes, 10))
     ctx = rt.ctxs[0]
     if raw.own is None:
         # Normalise with the statistics of the images trained on, whatever the dataset.
@@ -185,15 +188,10 @@ def load(raw, arch, rt, decode_workers=1, normalisation=None):
                                for lbl in (train_lbl, test_lbl, held_lbl))
     print('data: %s from %s, %d train / %d test images%s%s%s' % (
         raw.spec.dataset, raw.where, len(train_lbl), len(test_lbl),
-        ' of classes %s (held out: %s, %d test images)' % (_ids(classes), _ids(arch.holdout), len(held_lbl))
+        ' of classes %s (held out: %s, %d test images)' % (few(classes, 10), few(arch.holdout, 10), len(held_lbl))
         if arch.holdout else '',
         ', streamed at %dx%d' % tuple(arch.image_size) if raw.own is not None else '',
         ' (worker %d of %d: slice %d of each global batch)' % (rt.rank, rt.num_workers, rt.rank)
         if rt.num_workers > 1 else ''))
     return Loaded(train_x, train_y, test_x, test_y, held_x, held_y, np.array(classes),
                   max(total, arch.num_classes), [mean, std], raw.class_names, float(-mean / std))
-
-
-def _ids(values):
-    text = ','.join(map(str, values))
-    return text if len(text) <= 60 else text[:57] + '...'

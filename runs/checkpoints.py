@@ -7,7 +7,7 @@ is stored as its arrays, with its layout and update counts in the description.
 Checkpoints of earlier versions of this project, which held that pickle, are read
 by an unpickler that builds only MXNet's arrays and optimizers (safepickle.py).
 """
-import compat  # noqa: F401
+from devices import compat  # noqa: F401  (before mxnet)
 
 import json
 import os
@@ -17,11 +17,12 @@ import numpy as np
 import mxnet as mx
 from mxnet import nd
 
-import safepickle
-from atomic import atomic_write
-from models import Arch
+from faults import safepickle
+from faults.atomic import atomic_write
+from faults.errors import CheckpointError, CheckpointNotFound
+from runs import meta as meta_mod
 
-CKPT_FORMAT = 3  # 1: optimizer states as a pickle (read safely); 2: as arrays; 3: the run's records (records.py)
+CKPT_FORMAT = meta_mod.FORMAT
 LIST_MAGIC = 0x112  # mx.nd.save's header of a list of arrays (kMXAPINDArrayListMagic)
 STATES = 'states.'
 # What the optimizer-state pickle of a format-1 checkpoint may name: arrays and the optimizers offered.
@@ -29,16 +30,9 @@ FORMAT1_PICKLE = {('mxnet.ndarray.ndarray', 'NDArray'), ('builtins', 'bytearray'
                   ('mxnet.optimizer.optimizer', 'SGD'), ('mxnet.optimizer.optimizer', 'Adam')}
 
 
-class CheckpointError(ValueError):
-    """A checkpoint that is missing, truncated, foreign or does not fit the network."""
-
-
-class CheckpointNotFound(CheckpointError):
-    pass
-
-
 class Checkpoint(object):
-    """A checkpoint as read from ``path``: ``arrays`` (name -> NDArray) and ``meta`` (its JSON description)."""
+    """A checkpoint as read from ``path``: ``arrays`` (name -> NDArray) and ``meta`` (its description,
+    a runs.meta.Meta)."""
 
     def __init__(self, path, arrays, meta):
         self.path, self.arrays, self.meta = path, arrays, meta
@@ -83,8 +77,8 @@ def trainer_states(name, trainer):
 
 
 def save_checkpoint(path, net, centers, meta, trainers=None):
-    """One file with the network, the centers (K, d), a JSON description and,
-    for resuming, the optimizer states of ``trainers`` ({name: gluon.Trainer})."""
+    """One file with the network, the centers (K, d), the description ``meta`` (a runs.meta.Meta, as
+    JSON) and, for resuming, the optimizer states of ``trainers`` ({name: gluon.Trainer})."""
     arrays = {'net.' + k: p.list_data()[0].as_in_context(mx.cpu())
               for k, p in net._collect_params_with_prefix().items()}
     arrays['centers'] = centers.as_in_context(mx.cpu())
@@ -92,7 +86,7 @@ def save_checkpoint(path, net, centers, meta, trainers=None):
     for name, trainer in (trainers or {}).items():
         states, optimizers[name] = trainer_states(name, trainer)
         arrays.update(states)
-    arrays['meta'] = _bytes_array(json.dumps(dict(meta, format=CKPT_FORMAT, optimizers=optimizers)).encode())
+    arrays['meta'] = _bytes_array(json.dumps(dict(meta.to_json(), format=CKPT_FORMAT, optimizers=optimizers)).encode())
     atomic_write(path, params_bytes(arrays))
 
 
@@ -121,23 +115,17 @@ def load_checkpoint(path, hint=''):
         raise CheckpointNotFound('checkpoint %s not found%s' % (path, hint))
     try:
         arrays = nd.load(path)
-        meta = json.loads(arrays.pop('meta').asnumpy().tobytes().decode())
+        described = json.loads(arrays.pop('meta').asnumpy().tobytes().decode())
     except Exception:
         raise CheckpointError('%s is not a checkpoint of this project or is truncated; '
                               'retrain to make it again' % path)
-    if not isinstance(arrays, dict) or 'centers' not in arrays or not isinstance(meta, dict):
+    if not isinstance(arrays, dict) or 'centers' not in arrays:
         raise CheckpointError('%s is not a checkpoint of this project' % path)
-    if not isinstance(meta.get('epoch', 0), int) or not isinstance(meta.get('history', []), list):
-        raise CheckpointError('%s: its description is damaged; retrain to make it again' % path)
-    return Checkpoint(path, arrays, meta)
-
-
-def arch_of(ckpt):
-    """The network's shape ``ckpt`` records (models.Arch)."""
     try:
-        return Arch.from_meta(ckpt.meta)
-    except (KeyError, TypeError, ValueError):
-        raise CheckpointError('%s lacks its description; retrain to make it again' % ckpt.path)
+        meta = meta_mod.from_json(described)
+    except meta_mod.MetaError as e:
+        raise CheckpointError('%s is not a checkpoint of this project, or was edited: %s' % (path, e))
+    return Checkpoint(path, arrays, meta)
 
 
 def _check(ckpt, what, value, shape, dtype=np.float32):
@@ -162,7 +150,7 @@ def checked_centers(ckpt, num_classes, feature_size):
 
 def restore_trainer(trainer, ckpt, name):
     """Put the optimizer states saved by save_checkpoint (or by a format-1 checkpoint) into ``trainer``."""
-    if ckpt.meta.get('format', 1) < 2:
+    if ckpt.meta.format < 2:
         states, optimizer = _format1_states(ckpt, name)
     else:
         states, optimizer = _array_states(ckpt, name)
@@ -172,7 +160,7 @@ def restore_trainer(trainer, ckpt, name):
                               % (ckpt.path, optimizer['optimizer'], name, kind, optimizer['optimizer']))
     updaters = _updaters(trainer)
     expected = set(range(len(trainer._params)))
-    if set(states) - expected or (ckpt.meta.get('format', 1) >= 2 and set(states) != expected):
+    if set(states) - expected or (ckpt.meta.format >= 2 and set(states) != expected):
         raise CheckpointError('%s holds optimizer states that do not fit the network (%s)' % (ckpt.path, name))
     for index, state in states.items():  # each state has its parameter's shape (SGD's momentum, Adam's moments)
         param = trainer._params[index]
@@ -191,7 +179,7 @@ def restore_trainer(trainer, ckpt, name):
 
 
 def _array_states(ckpt, name):
-    described = ckpt.meta.get('optimizers', {}).get(name)
+    described = ckpt.meta.optimizers.get(name)
     if described is None:
         raise CheckpointError('%s holds no optimizer state for %s' % (ckpt.path, name))
     states = {}

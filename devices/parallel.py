@@ -2,11 +2,11 @@
 starting parameters that pass between them through MXNet's KVStore."""
 import os
 
-import compat  # noqa: F401  (before mxnet)
+from devices import compat  # noqa: F401  (before mxnet)
 import mxnet as mx
 from mxnet import nd
 
-from errors import UserError
+from faults.errors import UserError
 
 
 def setup_workers(kvstore):
@@ -16,7 +16,7 @@ def setup_workers(kvstore):
         return None, 0, 1
     if 'DMLC_ROLE' not in os.environ:
         raise UserError('--kvstore %s needs a scheduler and servers: start the workers with '
-                        '`python launch.py -n 2 -- python main.py ...`' % kvstore)
+                        '`python -m devices.launch -n 2 -- python main.py ...`' % kvstore)
     kv = mx.kv.create(kvstore)
     return kv, kv.rank, kv.num_workers
 

@@ -1,0 +1,147 @@
+"""--verify: how well a run's features tell apart classes it never trained on (evaluation/verification.py's
+figures), on all pairs of the test images of the classes it held out (or of every class), or on a
+given pair list (LFW's pairs.txt, insightface's .bin); printed, written as JSON and drawn as ROC
+curves. All pairs are taken among at most IMAGES test images (a seeded sample beyond: every one of
+MNIST's), so memory and time are set by it, not by the test set."""
+from devices import compat  # noqa: F401  (before mxnet)
+
+import os
+import time
+
+import numpy as np
+from mxnet import nd
+
+from evaluation import pictures, predict, verification
+from evaluation.commands import network
+from faults.atomic import write_json
+from faults.errors import NO_CHECKPOINT_CHANGED, DataError, UserError, saved
+from imagesets.decode import decode
+from imagesets.images import normalise
+from runs.files import verify_path
+from runs.records import flag_value
+
+IMAGES = 10000
+
+
+def verify(runs, rt, data_for, out_dir, dataset):
+    """--verify: the open-set figures (verification.py) of each run's best checkpoint ([(RunFiles,
+    checkpoint)]), on the test images of the classes it held out (or of every class)."""
+    def measure(ckpt, arch, net, centers):
+        data = data_for(ckpt)
+        known, known_idx = sampled_features(net, data.test_x)
+        if data.held_x is not None:
+            features, held_idx = sampled_features(net, data.held_x)
+            labels = data.held_y.asnumpy().astype(int)[held_idx]
+            which = 'held-out classes %s' % flag_value('holdout', arch.holdout)
+        else:
+            features, labels = known, data.classes[data.test_y.asnumpy().astype(int)[known_idx]]
+            which = 'all %d classes (none held out)' % len(data.classes)
+        if len(np.unique(labels)) < 2:
+            raise UserError('--verify needs test images of at least two classes; the test set%s has only %s'
+                            % (' (as --test_samples cut it)' if data.test_x.shape[0] < len(labels) else '',
+                               data.class_names[int(labels[0])]))
+        result = dict(feature_size=arch.feature_size, holdout=list(arch.holdout),
+                      trained_classes=data.classes.tolist(), images=len(labels))
+        for metric in verification.METRICS:
+            result[metric] = verification.verify(features, labels, metric)
+            if data.held_x is not None:
+                result[metric]['open_set_auroc'] = verification.open_set_auroc(known, features, centers.asnumpy(),
+                                                                               metric)
+        result['cosine']['retrieval'] = verification.retrieval(features, labels)
+        head = '%d test images of %s, %d pairs (%d same-class)' % (
+            len(labels), which, result['cosine']['pairs'], result['cosine']['same_class_pairs'])
+        return result, head, 'pairs of %d test images of %s' % (len(labels), which), 'LFW-style %d pairs' % (
+            result['cosine']['lfw_protocol']['pairs']), 'lfw_protocol'
+    _verify_runs(runs, rt, measure, out_dir, dataset, ('verify.json', 'roc.png'), dict(dataset=dataset))
+
+
+def verify_pairs(runs, rt, pair_list, out_dir, dataset):
+    """--verify --pairs FILE: the figures of each run's best checkpoint on a given pair list (LFW's
+    pairs.txt, or an insightface .bin: pairs.PairList): AUC, EER, TAR at FAR and the accuracy of each
+    of its folds at the threshold best on the other folds."""
+    def measure(ckpt, arch, net, centers):
+        features = pair_features(net, arch, ckpt.meta.normalisation, pair_list, rt.ctxs[0])
+        result = dict(images=len(pair_list.images))
+        for metric in verification.METRICS:
+            result[metric] = verification.verify_pairs(features, pair_list.pairs, pair_list.same, pair_list.folds,
+                                                       metric)
+        head = '%s: %d pairs (%d same) of %d images' % (pair_list.name, len(pair_list.same),
+                                                             int(pair_list.same.sum()), len(pair_list.images))
+        folds = '%d-fold accuracy' % result['cosine']['folds']['folds']
+        return result, head, 'the pairs of %s' % pair_list.name, folds, 'folds'
+    _verify_runs(runs, rt, measure, out_dir, dataset, ('pairs.json', 'pairs-roc.png'),
+                 dict(pairs_file=pair_list.name))
+
+
+def _verify_runs(runs, rt, measure, out_dir, dataset, names, extra):
+    """Both kinds of --verify: for each run, ``measure(ckpt, arch, net, centers)`` gives (figures,
+    what was measured, the ROC title's words, the fold figures' name, their key); printed, written as
+    JSON and a ROC figure per run, and one figure of every curve when there are several runs."""
+    curves = []
+    for i, (files, ckpt) in enumerate(runs):
+        arch, net, centers = network(ckpt, rt.ctxs)
+        tic = time.time()
+        try:
+            figures, head, title, folds_name, folds_key = measure(ckpt, arch, net, centers)
+        except ValueError as e:  # verification.py: too few images or pairs for its figures
+            raise UserError('--verify: %s' % e)
+        result = dict(prefix=files.prefix, checkpoint=ckpt.path, epoch=ckpt.meta.epoch, **extra)
+        result.update(figures)
+        print('verify %s (epoch %d): %s, %.1fs' % (files.prefix, result['epoch'], head, time.time() - tic))
+        for metric in verification.METRICS:
+            r = result[metric]
+            print('  %-9s AUC %.4f  EER %.4f  TAR %s at FAR %s  %s %.4f +- %.4f%s'
+                  % (metric, r['auc'], r['eer'], ' / '.join('%.4f' % r['tar_at_far_%g' % f] for f in verification.FARS),
+                     ' / '.join('%g' % f for f in verification.FARS), folds_name, r[folds_key]['accuracy_mean'],
+                     r[folds_key]['accuracy_std'],
+                     '  open-set AUROC %.4f' % r['open_set_auroc'] if 'open_set_auroc' in r else ''))
+        if 'retrieval' in result['cosine']:
+            r = result['cosine']['retrieval']
+            print('  retrieval by cosine, each of %d images against the others: precision@1 %.4f  R-precision %.4f  '
+                  'MAP@R %.4f' % (r['queries'], r['precision_at_1'], r['r_precision'], r['map_at_r']))
+        json_path, roc_path = files.output(names[0]), files.output(names[1])
+        with saved(out_dir, NO_CHECKPOINT_CHANGED):
+            write_json(json_path, result)
+            pictures.plot_roc(roc_path, roc_curves(result),
+                              '%s (epoch %d): %s' % (files.prefix, result['epoch'], title))
+        print('verification: %s, %s' % (json_path, roc_path))
+        curves += roc_curves(result, files.prefix + ', ', 'C%d' % i)
+    if len(runs) > 1:
+        path = verify_path(out_dir, dataset) if names[0] == 'verify.json' else \
+            os.path.join(out_dir, 'verify-pairs-%s.png' % dataset)
+        with saved(path, NO_CHECKPOINT_CHANGED):
+            pictures.plot_roc(path, curves, '%s: ROC of each run' % dataset)
+        print('verification figure: %s (%d runs)' % (path, len(runs)))
+
+
+def roc_curves(result, label='', color=''):
+    """A run's curves for pictures.plot_roc: one colour per run, cosine solid, Euclidean dashed."""
+    return [('%s%s (AUC %.4f)' % (label, metric, result[metric]['auc']), result[metric]['roc']['far'],
+             result[metric]['roc']['tar'], color + style) for metric, style in zip(verification.METRICS, ('-', '--'))]
+
+
+def pair_features(net, arch, normalisation, pair_list, ctx, chunk=256):
+    """Features of every image of ``pair_list``, decoded and normalised as the checkpoint's training images."""
+    mean, std = normalisation
+    out = []
+    for start in range(0, len(pair_list.images), chunk):
+        pixels = []
+        for where, blob, path in pair_list.images[start:start + chunk]:
+            if blob is None:
+                try:
+                    with open(path, 'rb') as f:
+                        blob = f.read()
+                except OSError as e:
+                    raise DataError('--pairs: cannot read %s (%s)' % (path, e.strerror or e))
+            try:
+                pixels.append(decode(blob, arch.channels, arch.image_size, where))
+            except DataError as e:
+                raise DataError('--pairs: %s' % e)
+        out.append(net(normalise(nd.array(np.stack(pixels), ctx=ctx, dtype='uint8'), mean, std))[1].asnumpy())
+    return np.concatenate(out)
+
+
+def sampled_features(net, x, seed=0):
+    """(features as numpy, which images) of at most IMAGES images of ``x``: every one, or a seeded sample."""
+    picked = pictures.plot_sample(x.shape[0], seed, IMAGES)
+    return predict.features_of(net, x, picked), picked

@@ -1,0 +1,107 @@
+"""Images decoded: an image's bytes read (a file, or a record's payload), its size and colour read
+from its header, and its pixels decoded by MXNet's own decoder (its built-in OpenCV), or by Pillow
+for what OpenCV does not read (GIF), brought to the run's size."""
+import collections
+import io
+
+import numpy as np
+
+from faults.errors import DataError
+from imagesets.recordio import payload
+
+SIZE_SAMPLE = 500  # training images whose sizes and colours decide the run's
+
+
+def read_bytes(split, i):
+    """The encoded image ``i`` of ``split``: a file's bytes, or a record's payload (the file opened
+    and closed for each: nothing stays open, in this process or a decoding worker)."""
+    try:
+        with open(split.items[i] if split.kind == 'folder' else split.path, 'rb') as f:
+            if split.kind == 'folder':
+                return f.read()
+            return payload(f, split.items[i], item_name(split, i))
+    except OSError as e:
+        raise DataError('cannot read %s (%s)' % (item_name(split, i), e.strerror or e))
+
+
+def item_name(split, i):
+    """How an error names image ``i``: its path, or the .rec and the record's key."""
+    if split.kind == 'folder':
+        return split.items[i]
+    return '%s record %d' % (split.path, split.keys[i])
+
+
+def common_shape(split, sample=SIZE_SAMPLE, seed=0):
+    """(channels, (height, width)) of most of ``split``'s images, from a seeded sample of them: one
+    large image among small ones is resized to theirs rather than sizing the network."""
+    n = len(split.labels)
+    picked = np.arange(n) if n <= sample else np.sort(np.random.RandomState(seed).choice(n, sample, replace=False))
+    shapes = [shape_of(read_bytes(split, int(i)), item_name(split, int(i))) for i in picked]
+    sizes = collections.Counter(size for _, size in shapes)
+    colour = sum(1 for channels, _ in shapes if channels == 3)
+    return (3 if colour * 2 > len(shapes) else 1), sizes.most_common(1)[0][0]
+
+
+def shape_of(blob, name):
+    """(channels, (height, width)) of an encoded image: grey stays grey, anything else is colour."""
+    from PIL import Image
+    try:
+        with Image.open(io.BytesIO(blob)) as im:
+            grey = im.mode in ('1', 'L', 'LA', 'I;16', 'I;16B', 'I', 'F') or (im.mode == 'P' and _grey_palette(im))
+            return (1 if grey else 3), (im.height, im.width)
+    except Exception:  # what Pillow does not read, MXNet's OpenCV may: as colour (its flag has no "as it is")
+        img = _mx_decode(blob, 1, name).asnumpy()
+        return (1 if (img == img[:, :, :1]).all() else 3), img.shape[:2]
+
+
+def _grey_palette(im):
+    palette = np.array(im.getpalette() or [0, 0, 1], np.int64)[:768].reshape(-1, 3)
+    return bool((palette == palette[:, :1]).all())
+
+
+def _mx_decode(blob, flag, name):
+    import mxnet as mx
+    try:
+        img = mx.image.imdecode(blob, flag=flag, to_rgb=True)
+        img.wait_to_read()  # MXNet decodes asynchronously: its error comes with the result
+        return img
+    except Exception as e:
+        raise DataError('%s cannot be decoded as an image (%s)' % (name, decode_reason(str(e))))
+
+
+def decode_reason(said):
+    """What MXNet's decoding error says, in a user's words. Its last line is "MXNetError: Check failed:
+    !res.empty(): Decoding failed. Invalid image file."; a header whose width and height are garbage makes
+    the decoder ask for memory it cannot have ("Failed to allocate CPU Memory"), which is no memory problem."""
+    last = ([line for line in said.strip().splitlines() if line.strip()] or ['?'])[-1]
+    if 'allocate' in last:
+        return 'a broken header: its size is not one an image has'
+    return last.split('Check failed:')[-1].split('): ', 1)[-1].replace('MXNetError: ', '').strip()
+
+
+def _pil_decode(blob, channels):
+    import mxnet as mx
+    from PIL import Image
+    with Image.open(io.BytesIO(blob)) as im:
+        pixels = np.asarray(im.convert('RGB' if channels == 3 else 'L'), np.uint8)
+    return mx.nd.array(pixels.reshape(pixels.shape[:2] + (channels,)), dtype='uint8')
+
+
+def decode(blob, channels, size, name):
+    """An encoded image as uint8 (channels, height, width): decoded by MXNet (Pillow for what MXNet's
+    OpenCV does not read) and resized to ``size``; DataError naming the image when neither can."""
+    import mxnet as mx
+    try:
+        img = _mx_decode(blob, 1 if channels == 3 else 0, name)
+    except DataError as mx_error:
+        try:
+            img = _pil_decode(blob, channels)
+        except Exception:
+            raise mx_error
+    if img.shape[0] != size[0] or img.shape[1] != size[1]:
+        # area interpolation when shrinking, cubic when enlarging
+        interp = 3 if img.shape[0] * img.shape[1] > size[0] * size[1] else 2
+        img = mx.image.imresize(img, size[1], size[0], interp=interp)
+    return np.ascontiguousarray(img.asnumpy().reshape(size[0], size[1], channels).transpose(2, 0, 1))
+
+

@@ -1,0 +1,203 @@
+"""One epoch of a stage, in named steps: the order its images are taken in and their shifts
+(``plan_epoch``), the steps themselves (``train_epoch``), what it keeps of the features its steps
+compute (``Gathered``), and the frames that fall within it (``draw_within``).
+
+With N workers, each batch is a global batch of N x batch_size images in the order one process
+would take them, and worker k trains on the k-th slice of each (np.array_split: slices differ by
+at most one image); the center loss sees the class counts of the whole global batch. So N workers
+take exactly the steps of one process at N x batch_size.
+"""
+import collections
+import time
+
+import numpy as np
+from mxnet import nd
+from tqdm import tqdm
+
+import utils
+from evaluation import predict
+from faults.errors import Diverged, saved
+from training.step import steps_per_pass, train_step
+
+SYNC_EVERY = 50    # steps between reading the running sums back (a sync point)
+
+# order: the epoch's images, pass after pass; batches: the positions in ``order`` of each step's global
+# batch; places: this worker's slice of each; shifts: one (dx, dy) per position (on the device), or None
+Plan = collections.namedtuple('Plan', 'order batches places shifts')
+
+
+def plan_epoch(optim, n, passes, epoch, workers, rank, ctx):
+    """The Plan of ``epoch``: its order and shifts depend only on (seed, epoch), so a resumed run
+    sees the same batches as one that was never stopped."""
+    rng = np.random.RandomState([optim.seed, epoch])
+    order = np.concatenate([rng.permutation(n) for _ in range(passes)])
+    shifts = None
+    if optim.shift:  # one offset per place in the epoch's order, also from (seed, epoch)
+        shifts = nd.array(rng.randint(-optim.shift, optim.shift + 1, size=(len(order), 2)), ctx=ctx)
+    bs = optim.batch_size * workers
+    batches = [np.arange(b * bs, min((b + 1) * bs, len(order)))
+               for b in range(steps_per_pass(len(order), optim.batch_size, workers))]
+    places = [np.array_split(p, workers)[rank] for p in batches] if workers > 1 else batches
+    return Plan(order, batches, places, shifts)
+
+
+class Gathered(object):
+    """What an epoch keeps of the features its steps compute, in memory set by REFERENCE, not by the
+    set's size: the latest feature of each image of ``reference`` (sorted image indices) and, where
+    the reference leaves images out, each class's sum and count of features, for the class means."""
+
+    def __init__(self, n, reference, num_classes):
+        self.reference, self.num_classes = reference, num_classes
+        self.row = np.full(n, -1, np.int64)
+        self.row[reference] = np.arange(len(reference))
+        self.covers = len(reference) == n
+        self.feats, self.rows, self.pending = [], [], []
+        self.sums, self.counts = None, np.zeros(num_classes)
+
+    def add(self, images, features, labels):
+        """The features (device array) the step computed for ``images`` (numpy), labelled ``labels``."""
+        rows = self.row[images]
+        keep = rows >= 0
+        if keep.all():
+            self.feats.append(features)
+        elif keep.any():
+            self.feats.append(nd.take(features, nd.array(np.flatnonzero(keep), ctx=features.context)))
+        self.rows.append(rows[keep])
+        if not self.covers:
+            self.pending.append((features, labels))
+
+    def flush(self):
+        """Add the pending features to the class sums (at the epoch's sync points: one copy to the host)."""
+        for features, labels in self.pending:
+            f, y = features.asnumpy().astype(np.float64), labels.asnumpy().astype(np.int64)
+            if self.sums is None:
+                self.sums = np.zeros((self.num_classes, f.shape[1]))
+            np.add.at(self.sums, y, f)
+            self.counts += np.bincount(y, minlength=self.num_classes)
+        del self.pending[:]
+
+    def latest(self):
+        """(reference rows seen, their features as last computed, on the device), or (empty, None)."""
+        if not self.feats:
+            return np.zeros(0, np.int64), None
+        rows, at = latest(np.concatenate(self.rows))
+        return rows, nd.take(nd.concat(*self.feats, dim=0), nd.array(at, ctx=self.feats[0].context, dtype='int32'))
+
+
+def latest(seen):
+    """(the values of ``seen``, the place of each one's last occurrence in it)."""
+    values, from_end = np.unique(seen[::-1], return_index=True)
+    return values, len(seen) - 1 - from_end
+
+
+# --------------------------------------------------------------------------- the steps
+
+def train_epoch(stage, rt, data, epoch, drawing):
+    """One epoch: one shuffled pass over the training set (several on a small set), drawing the
+    frames that fall within it when ``drawing``. Returns (sums of softmax loss, center loss and
+    correct predictions over this worker's images, as numpy; their number; the Gathered features;
+    the seconds spent drawing)."""
+    optim, ctx, workers = stage.optim, rt.ctxs[0], rt.num_workers
+    plan = plan_epoch(optim, data.train_x.shape[0], stage.passes, epoch, workers, rt.rank, ctx)
+    steps = len(plan.batches)
+    gathered = Gathered(data.train_x.shape[0], stage.reference, stage.arch.num_classes)
+    # Running sums and per-batch losses stay on the device: reading them back is a sync point, so it
+    # happens every SYNC_EVERY batches (and where a frame is drawn), not every batch.
+    sums = nd.zeros((3,), ctx=ctx)            # softmax loss, center loss, correct predictions
+    batch_loss = nd.zeros((steps,), ctx=ctx)  # to name the batch where a loss went NaN
+    seen, frame_time = 0, 0.0
+    bar = tqdm(range(steps), desc='%s %d/%d' % (stage.files.prefix, epoch, optim.epochs), leave=False, disable=None)
+    # in memory: taken on the device; streamed: decoded by DataLoader workers a few batches ahead
+    images = data.train_x.batches([plan.order[p] for p in plan.places])
+    for b in bar:
+        batch_loss[b], step_sums = one_step(stage, rt, data, plan, b, next(images), (epoch - 1) * steps + b, gathered)
+        sums += step_sums
+        seen += len(plan.places[b])
+        draw = drawing and rt.rank == 0 and stage.frames.due(b + 1)
+        if draw or (b + 1) % SYNC_EVERY == 0 or b + 1 == steps:
+            check_finite(batch_loss, b, epoch, steps, stage)
+            gathered.flush()
+            s = sums.asnumpy()
+            bar.set_postfix(loss='%.4f' % ((s[0] + s[1]) / seen), acc='%.4f' % (s[2] / seen))
+        if draw:
+            tic = time.time()
+            with saved(stage.files.out_dir):
+                draw_within(stage, data, epoch, b + 1, gathered, s[2] / seen)
+            frame_time += time.time() - tic
+    bar.close()
+    return sums.asnumpy(), seen, gathered, frame_time
+
+
+def one_step(stage, rt, data, plan, b, x, step, gathered):
+    """Step ``b`` of the plan on its images ``x``: (its loss, its [softmax loss, center loss, correct
+    predictions] summed), both on the first device; its features go to ``gathered``."""
+    ctx, mine = rt.ctxs[0], plan.order[plan.places[b]]
+    y = nd.take(data.train_y, nd.array(mine, ctx=ctx, dtype='int32'))
+    counts = None  # one process: train_step counts its own batch; several: the whole global batch
+    if rt.num_workers > 1:
+        counts = nd.one_hot(nd.take(data.train_y, nd.array(plan.order[plan.batches[b]], ctx=ctx, dtype='int32')),
+                            stage.arch.num_classes).sum(axis=0)
+    if plan.shifts is not None:
+        x = utils.random_shift(x, plan.shifts[int(plan.places[b][0]):int(plan.places[b][-1]) + 1], data.background,
+                               stage.optim.shift)
+    stage.set_step(step)
+    loss_sum, sums, features = 0, 0, []
+    for loss, l_s, l_c, scores, feats, y_dev in train_step(
+            stage.objective, stage.trainer, stage.center_trainer, x, y, rt.ctxs, stage.arch.num_classes,
+            stage.reducer, counts=counts, batch_size=len(plan.batches[b]), warm=stage.schedule.lmbd_factor(step)):
+        loss_sum = loss_sum + loss.sum().as_in_context(ctx)
+        sums = sums + nd.concat(l_s.sum(), l_c.sum(), (nd.argmax(scores, axis=1) == y_dev).sum(),
+                                dim=0).as_in_context(ctx)
+        features.append(feats.as_in_context(ctx))
+    gathered.add(mine, features[0] if len(features) == 1 else nd.concat(*features, dim=0), y)
+    return loss_sum, sums
+
+
+def check_finite(batch_loss, b, epoch, num_batches, stage):
+    """Stop the stage at the first batch (up to ``b``) whose loss is NaN or infinite."""
+    bad = np.flatnonzero(~np.isfinite(batch_loss[:b + 1].asnumpy()))
+    if len(bad):
+        raise Diverged('the loss became %s in epoch %d at batch %d of %d; the stage stopped and its checkpoints '
+                       'of earlier epochs are kept: lower --lr%s, or lengthen the warm-up (--warmup)'
+                       % (batch_loss[int(bad[0])].asscalar(), epoch, bad[0] + 1, num_batches,
+                          ' or --lmbd' if stage.center_loss is not None else ''))
+
+
+# --------------------------------------------------------------------------- what the epoch keeps
+
+def training_features(stage, rt, data, gathered):
+    """The features of the reference images (``stage.reference``), in that order, as the epoch's steps
+    last computed them, or, where this worker did not see each of them, from one more forward pass
+    (rank 0 only: the others need none)."""
+    rows, feats = gathered.latest()
+    if len(rows) == len(stage.reference):
+        return feats
+    return predict.forward_all(stage.net, data.train_x.subset(stage.reference))[1] if rt.rank == 0 else None
+
+
+def class_means(gathered, train_feat, reference_labels, num_classes):
+    """Each class's mean feature (K, d): over the reference when it holds every image, else over
+    every image the epoch trained on (the sums Gathered kept)."""
+    if gathered.covers or gathered.sums is None:
+        return predict.class_means(train_feat, reference_labels, num_classes)
+    means = gathered.sums / np.maximum(gathered.counts, 1)[:, None]
+    return nd.array(means, ctx=train_feat.context)
+
+
+def draw_within(stage, data, epoch, steps_done, gathered, train_acc):
+    """The frame ``steps_done`` steps into ``epoch``: the plotted training images at their latest features
+    (those not yet trained on this epoch at their last drawn ones), the test sample forwarded now."""
+    rows, feats = gathered.latest()
+    plotted = stage.plot_rows[rows]
+    stage.drawn[plotted[plotted >= 0]] = feats.asnumpy()[plotted >= 0]
+    scores, test_feat = predict.forward_all(stage.net, stage.test_drawn)
+    test_y = stage.test_drawn_y
+    test_acc = float((scores.asnumpy().argmax(axis=1) == test_y).mean())
+    known = ~np.isnan(stage.drawn[:, 0])
+    if stage.center_loss is not None:
+        centers = stage.center_loss.centers.weight.list_data()[0].asnumpy()
+    else:  # softmax alone: the class means of the features drawn
+        centers = predict.class_means(nd.array(stage.drawn[known]), nd.array(stage.drawn_y[known]),
+                                      stage.arch.num_classes).asnumpy()
+    stage.frames.draw(stage.frames.position(epoch, steps_done), (stage.drawn, stage.drawn_y, train_acc),
+                      (test_feat.asnumpy(), test_y, test_acc), centers)

@@ -1,0 +1,371 @@
+"""A stage: built (network, centers, Trainers, schedule) and run epoch by epoch (train, evaluate,
+report, draw, save), then its GIFs and curves; the epoch itself is training/epoch.py's, the step
+training/step.py's."""
+from devices import compat  # noqa: F401  (before mxnet)
+
+import dataclasses
+import time
+from typing import List, Optional
+
+import numpy as np
+import mxnet as mx
+from mxnet import gluon, nd
+
+import margins
+from center_loss import CenterLoss
+from devices import precision
+from devices.parallel import GradientReducer, param_checksum
+from evaluation import frames as frames_mod
+from evaluation import pictures, predict
+from evaluation.frames import Frames
+from faults.atomic import write_json
+from faults.signals import signals_deferred
+from faults.errors import saved
+from models import build_net, head_title
+from runs import checkpoints
+from runs.checkpoints import Checkpoint
+from runs.files import RunFiles
+from runs.meta import Epoch, Meta, Run
+from runs.records import Arch, Center, Optim, Output, plural
+from training import epoch as epochs
+from training.schedule import Schedule
+from training.step import Objective, passes_per_epoch, steps_per_pass
+
+# This project's targets on MNIST (2-D features), as test accuracies: the first epoch at
+# which a stage reaches each is its time to accuracy, in the metrics JSON and its last line.
+FLOORS = {'softmax': {'softmax': 0.991},
+          'softmax + center loss': {'softmax': 0.992, 'center': 0.989},
+          'center loss only': {'center': 0.990}}
+FLOOR_DATASETS = ('mnist',)
+FITTED = 0.9  # a stage whose last training accuracy is below this has not fit its images: it says so
+
+
+@dataclasses.dataclass
+class Stage:
+    """What one stage trains with and keeps: made by build_stage, run by run_stage.
+
+    ``kind``: 'first' or 'second'; ``source``: the checkpoint it starts from (None for a new first
+    stage), ``resumed``: its own last one; ``run``: the records its checkpoints store; ``metric``:
+    the accuracy that picks the best checkpoint; ``passes``: over the training images in an epoch
+    (more than one on a small set); ``reference``: the training images whose features an epoch
+    keeps, ``reference_y`` their labels; what its frames draw: the training images ``plot_idx`` at
+    ``drawn`` (their features as last computed, NaN before), labelled ``drawn_y``, and the test images
+    ``test_drawn`` labelled ``test_drawn_y``; ``plot_rows``: each reference image's row among the drawn.
+    """
+    kind: str
+    files: RunFiles
+    source: Optional[Checkpoint]
+    resumed: bool
+    run: Run
+    net: gluon.HybridBlock
+    center_loss: Optional[CenterLoss]
+    objective: Objective
+    trainer: gluon.Trainer
+    center_trainer: Optional[gluon.Trainer]
+    reducer: Optional[GradientReducer]
+    metric: str
+    schedule: Schedule
+    passes: int
+    history: List[Epoch]
+    best: float
+    projection: pictures.Projection
+    reference: np.ndarray
+    reference_y: nd.NDArray
+    plot_idx: np.ndarray
+    plot_rows: np.ndarray
+    drawn: np.ndarray
+    drawn_y: np.ndarray
+    test_idx: np.ndarray
+    test_drawn: nd.NDArray
+    test_drawn_y: np.ndarray
+    test_features: Optional[np.ndarray] = None
+    frames: Optional[Frames] = None
+
+    @property
+    def arch(self) -> Arch:
+        return self.run.arch
+
+    @property
+    def optim(self) -> Optim:
+        return self.run.optim
+
+    @property
+    def center(self) -> Center:
+        return self.run.center
+
+    @property
+    def output(self) -> Output:
+        return self.run.output
+
+    @property
+    def title(self):
+        """The stage's loss: a key of FLOORS and the metrics' record."""
+        if self.kind == 'second':
+            return 'center loss only'
+        return 'softmax + center loss' if self.center_loss is not None else 'softmax'
+
+    @property
+    def shown(self):
+        """What the stage's report line and pictures call it: ``title`` with a margin head named, so that
+        a CosFace run is not drawn as 'softmax'."""
+        head = head_title(self.arch.head, self.arch.scale, self.arch.margin)
+        if not head or self.kind == 'second':  # the second stage trains center loss alone, the head frozen
+            return self.title
+        return head + (' + center loss' if self.center_loss is not None else '')
+
+    def set_step(self, step):
+        """What changes at each step besides the rate (which the Trainer's scheduler applies): one-cycle's
+        momentum, and SphereFace's lambda in the first stage."""
+        if self.schedule.kind == 'onecycle' and self.optim.optimizer == 'sgd':
+            self.trainer.optimizer.momentum = self.schedule.momentum_at(step)
+        if self.kind == 'first' and isinstance(self.net.output, margins.SphereFace):
+            self.net.output.anneal(step)
+
+
+def build_stage(kind, run, rt, data, files, source):
+    """A Stage of ``kind`` with the records ``run`` (a runs.meta.Run), trained on ``data``
+    (imagesets.dataset.Loaded), saved under ``files``, from checkpoint ``source`` (or new). Every array
+    taken from the checkpoint is checked against what the network, the centers and the optimizers
+    expect before anything runs."""
+    second, arch, optim, center, output = kind == 'second', run.arch, run.optim, run.center, run.output
+    resumed = source is not None and source.path == files.last
+    net = build_net(arch, rt.ctxs)
+    if source is not None:
+        checkpoints.restore_net(net, source)
+    center_loss = None
+    if second or center.center_loss:
+        center_loss = CenterLoss(arch.num_classes, arch.feature_size, center.lmbd, update=center.center_update)
+        center_loss.initialize(mx.init.Normal(0.01), ctx=rt.ctxs)
+        if second or resumed:
+            center_loss.centers.weight.set_data(checkpoints.checked_centers(source, arch.num_classes,
+                                                                            arch.feature_size))
+    if second:
+        # Only the center loss drives this stage: the centers are frozen, and the
+        # class layer keeps the first stage's weights (no weight decay on it
+        # either), so softmax accuracy still reads off the moved features.
+        center_loss.collect_params().setattr('grad_req', 'null')
+        net.output.collect_params().setattr('grad_req', 'null')
+    n = data.train_x.shape[0]
+    passes = passes_per_epoch(n, optim.batch_size, optim.min_epoch_steps, rt.num_workers)
+    schedule = Schedule.of(optim, steps_per_pass(passes * n, optim.batch_size, rt.num_workers),
+                           0.0 if second else center.lmbd_warmup)
+    trainer, center_trainer, reducer = build_trainers(optim, center.alpha, schedule, rt, net,
+                                                      None if second else center_loss)
+    if resumed:
+        checkpoints.restore_trainer(trainer, source, 'net')
+        if center_trainer is not None:
+            checkpoints.restore_trainer(center_trainer, source, 'centers')
+    objective = Objective(net, center_loss, softmax=not second)
+    objective.hybridize(static_alloc=True, static_shape=True)
+    state = source.meta if resumed else None
+    stage = Stage(kind, files, source, resumed, run, net, center_loss, objective, trainer, center_trainer,
+                  reducer, output.eval_method or ('center' if second else 'softmax'), schedule, passes,
+                  list(state.history) if state else [], state.best if state else -1.0,
+                  pictures.Projection(**(state.projection if state else {})),
+                  *drawn_sets(data, optim.seed, arch.feature_size, rt))
+    stage.frames = Frames(files, output.frames, optim.epochs, schedule.steps, '%s (%s stage)' % (stage.shown, kind),
+                          data.classes, data.num_total, data.class_names, stage.projection)
+    return stage
+
+
+# The fields of Stage that drawn_sets fills.
+DRAWN = ('reference', 'reference_y', 'plot_idx', 'plot_rows', 'drawn', 'drawn_y', 'test_idx', 'test_drawn',
+         'test_drawn_y')
+
+
+def drawn_sets(data, seed, feature_size, rt, plot=pictures.PLOTTED):
+    """The values of Stage's DRAWN fields: which images an epoch keeps the features of, and which its
+    frames draw (``plot`` training images; the test ones held in memory: drawn again and again)."""
+    n = data.train_x.shape[0]
+    reference, plot_idx = predict.reference_sample(n, seed), pictures.plot_sample(n, seed, plot)
+    ctx = rt.ctxs[0]
+    reference_y = nd.take(data.train_y, nd.array(reference, ctx=ctx, dtype='int32'))
+    plot_rows = np.full(len(reference), -1, np.int64)
+    plot_rows[np.searchsorted(reference, plot_idx)] = np.arange(len(plot_idx))
+    drawn_y = data.train_y.asnumpy().astype(np.int64)[plot_idx]
+    test_idx = frames_mod.test_sample(data.test_x.shape[0], seed)
+    test_drawn_y = data.test_y.asnumpy().astype(np.int64)[test_idx]
+    return (reference, reference_y, plot_idx, plot_rows, np.full((len(plot_idx), feature_size), np.nan, np.float32), drawn_y,
+            test_idx, data.test_x.take(test_idx), test_drawn_y)
+
+
+def build_trainers(optim, alpha, schedule, rt, net, center_loss):
+    """(network Trainer, centers' Trainer or None, gradient reducer or None).
+
+    The network's Trainer applies the schedule's rate (an mxnet.lr_scheduler) at each update. The
+    centers learn by their own plain SGD at rate alpha, whatever the network's schedule. Across
+    workers a GradientReducer sums every gradient, the network's and the centers', through the
+    distributed KVStore, and the two Trainers update locally, so the schedule and alpha stay ours.
+    """
+    kvstore = None if rt.kv else rt.kvstore
+    params = {k: v for k, v in net.collect_params().items() if v.grad_req != 'null'}
+    opt_params = {'learning_rate': optim.lr, 'wd': optim.wd, 'lr_scheduler': schedule.rate()}
+    if optim.optimizer == 'sgd':
+        opt_params['momentum'] = optim.momentum
+    trainer = gluon.Trainer(params, optim.optimizer, opt_params, kvstore=kvstore)
+    center_trainer = None
+    if center_loss is not None:
+        center_trainer = gluon.Trainer(center_loss.collect_params(), 'sgd',
+                                       {'learning_rate': alpha, 'momentum': 0.0, 'wd': 0.0}, kvstore=kvstore)
+    reducer = None
+    if rt.kv:
+        reduced = list(params.values()) + (list(center_loss.collect_params().values()) if center_loss else [])
+        reducer = GradientReducer(rt.kv, reduced)
+    return trainer, center_trainer, reducer
+
+
+# --------------------------------------------------------------------------- the stage's epochs
+
+def run_stage(stage, rt, data, dataset):
+    """Train ``stage`` epoch by epoch: train, evaluate, report, draw, save; then the GIFs and curves.
+    ``dataset``: the data's name, for the floors of MNIST."""
+    optim, output = stage.optim, stage.output
+    if len(stage.history) >= optim.epochs:
+        print('%s is complete (%s); nothing to resume' % (stage.files.prefix, plural(len(stage.history), 'epoch')))
+        return
+    start_stage(stage, rt, data)
+    n = data.train_x.shape[0] * stage.passes
+    for epoch in range(len(stage.history) + 1, optim.epochs + 1):
+        tic = time.time()
+        sums, seen, gathered, frame_time = epochs.train_epoch(stage, rt, data, epoch, output.plotting)
+        train_time = time.time() - tic - frame_time
+        if epoch == len(stage.history) + 1 and rt.rank == 0:
+            note = precision.check_cached(rt.cached, rt.precision, n / train_time)
+            if note:
+                print(note)
+        if rt.rank != 0:  # every worker trains its slice of each batch; the first evaluates, saves and draws
+            print('[%s] worker %d: epoch %2d/%d  train acc %.4f on its slices  %.1fs'
+                  % (stage.files.prefix, rt.rank, epoch, optim.epochs, sums[2] / seen, train_time))
+            continue
+        record, centers = evaluate_epoch(stage, rt, data, epoch, sums / seen, gathered)
+        # The user sees an epoch finish with its report line: Ctrl-C or SIGTERM from then on
+        # waits until its pictures and checkpoints are written.
+        with signals_deferred(), saved(stage.files.out_dir):
+            record.train_time, record.time, record.images = train_time, time.time() - tic, epoch * n
+            report(stage, record, n)
+            if output.plotting:
+                tic_draw = time.time()
+                stage.frames.draw(epoch, (stage.drawn, stage.drawn_y, record.train_acc),
+                                  (stage.test_features, stage.test_drawn_y, record.test_acc_softmax),
+                                  centers.asnumpy())
+                frame_time += time.time() - tic_draw
+            previous = stage.history[-1].seconds if stage.history else 0.0
+            record.frame_time, record.seconds = frame_time, previous + time.time() - tic
+            stage.history.append(record)
+            save_epoch(stage, rt, data, record, centers, dataset)
+    with saved(stage.files.out_dir):
+        finish_stage(stage, rt, dataset)
+
+
+def start_stage(stage, rt, data):
+    """Say what the stage does; a new stage's output set replaces the old one's."""
+    if stage.resumed:
+        print('resuming %s after epoch %d from %s' % (stage.files.prefix, len(stage.history), stage.source.path))
+    elif stage.kind == 'second':
+        print('second stage from %s (epoch %d), centers frozen' % (stage.source.path, stage.source.meta.epoch))
+    if not stage.resumed and rt.rank == 0:
+        with saved(stage.files.out_dir):
+            stage.files.remove_outputs()
+    optim, center, schedule = stage.optim, stage.center, stage.schedule
+    text = ''
+    if stage.center_loss is not None:
+        text = ', lmbd %g%s, alpha %g, %s update' % (
+            center.lmbd, ' (warm-up %g epochs)' % schedule.lmbd_warmup if schedule.lmbd_warmup else '', center.alpha,
+            center.center_update)
+    n = data.train_x.shape[0]
+    passes = 'one pass over the %d training images' % n if stage.passes == 1 else \
+        '%d passes over the %d training images: an epoch is at least %d steps' % (
+            stage.passes, n, optim.min_epoch_steps)
+    print('%s stage "%s": %s, %s of %d steps (%s), %d steps in all; %s, batch %d, shifts up to %d px%s'
+          % (stage.kind, stage.files.prefix, stage.shown, plural(optim.epochs, 'epoch'), schedule.steps, passes,
+             schedule.total, schedule.describe(), optim.batch_size, optim.shift, text))
+
+
+def evaluate_epoch(stage, rt, data, epoch, means, gathered):
+    """(the epoch's Epoch record, the centers): losses and accuracies by each method; the features of
+    the images its frame draws are kept in the stage. ``means``: the epoch's mean softmax loss, center
+    loss and training accuracy."""
+    train_feat = epochs.training_features(stage, rt, data, gathered)
+    if stage.center_loss is not None:
+        centers = stage.center_loss.centers.weight.data(train_feat.context)
+    else:  # softmax alone has no centers: use the class means for nearest-center
+        centers = epochs.class_means(gathered, train_feat, stage.reference_y, stage.arch.num_classes)
+    stage.drawn = nd.take(train_feat, nd.array(np.searchsorted(stage.reference, stage.plot_idx),
+                                               ctx=train_feat.context, dtype='int32')).asnumpy()
+    methods = ('softmax', 'center') + (('knn',) if stage.metric == 'knn' else ())
+    found, stage.test_features = predict.accuracies(
+        stage.net, data.test_x, data.test_y, methods, centers, train_feat, stage.reference_y,
+        min(stage.output.knn_k, len(stage.reference)), keep=stage.test_idx)
+    record = Epoch(epoch, stage.schedule.lr_at(epoch * stage.schedule.steps - 1),
+                   None if stage.kind == 'second' else float(means[0]),
+                   float(means[1]) if stage.center_loss is not None else None, float(means[2]),
+                   found['softmax'], found['center'], found.get('knn'))
+    return record, centers
+
+
+def report(stage, record, n):
+    def loss(value):
+        return '-' if value is None else '%.4f' % value
+    print('[%s] epoch %2d/%d  lr %.4g  loss: softmax %s center %s  train acc %.4f  test acc: softmax %.4f '
+          'center %.4f%s  %.1fs (%d img/s)'
+          % (stage.files.prefix, record.epoch, stage.optim.epochs, record.lr, loss(record.loss_softmax),
+             loss(record.loss_center), record.train_acc, record.test_acc_softmax, record.test_acc_center,
+             '  knn %.4f' % record.test_acc_knn if stage.metric == 'knn' else '', record.time,
+             n / record.train_time))
+
+
+def time_to_floors(stage, dataset):
+    """{'softmax >= 0.992': {'epoch', 'images', 'seconds'} or None, ...}: the first epoch of the
+    stage's history at which each of its floors (FLOORS) held; {} where none apply."""
+    if dataset not in FLOOR_DATASETS or stage.arch.holdout:
+        return {}
+    reached = {}
+    for method, floor in FLOORS[stage.title].items():
+        first = next((h for h in stage.history if h.accuracy(method) >= floor), None)
+        reached['%s >= %g' % (method, floor)] = None if first is None else dict(
+            epoch=first.epoch, images=first.images, seconds=first.seconds)
+    return reached
+
+
+def save_epoch(stage, rt, data, record, centers, dataset):
+    """The last checkpoint (with optimizer states, to resume), the best one when it improved, the metrics."""
+    improved = record.accuracy(stage.metric) > stage.best
+    stage.best = max(stage.best, record.accuracy(stage.metric))
+    meta = Meta(stage.run, stage.kind, stage.files.prefix, tuple(data.classes.tolist()), tuple(data.normalisation),
+                rt.precision, record.epoch, stage.best, stage.history, stage.projection.state())
+    trainers = {'net': stage.trainer}
+    if stage.center_trainer is not None:
+        trainers['centers'] = stage.center_trainer
+    checkpoints.save_checkpoint(stage.files.last, stage.net, centers, meta, trainers)
+    if improved:
+        checkpoints.save_checkpoint(stage.files.best, stage.net, centers, meta)
+    write_json(stage.files.metrics, dict(
+        prefix=stage.files.prefix, stage=stage.kind, loss=stage.title, cpu=compat.cpu_name(),
+        precision=rt.precision, images_per_epoch=data.train_x.shape[0] * stage.passes,
+        floors=time_to_floors(stage, dataset), epochs=[h.to_json() for h in stage.history]))
+
+
+def finish_stage(stage, rt, dataset):
+    """The stage's GIFs and curves, and where its checkpoints are, when it reached its floors, and
+    whether it fit its training images."""
+    if rt.kv:  # dist_sync keeps every worker's copy identical: this lets one check it
+        print('[%s] worker %d: parameter checksum %.10e'
+              % (stage.files.prefix, rt.rank, param_checksum(stage.net, stage.center_loss)))
+    if rt.rank != 0:
+        return
+    files = stage.files
+    if stage.output.plotting:
+        frames_mod.make_gifs(files, stage.optim.epochs)
+        pictures.plot_curves(files.curves, stage.history, '%s: %s' % (files.prefix, stage.shown))
+        print('pictures: %s, %s' % (', '.join(files.gif(s) for s in ('train', 'test')), files.curves))
+    reached = ['%s %s' % (floor, 'not reached' if at is None else 'at epoch %d (%d images, %.0f s)' % (
+        at['epoch'], at['images'], at['seconds'])) for floor, at in time_to_floors(stage, dataset).items()]
+    print('best test accuracy (%s) %.4f; %scheckpoints: %s, %s'
+          % (stage.metric, stage.best, 'time to accuracy: %s; ' % ', '.join(reached) if reached else '',
+             files.best, files.last))
+    last = stage.history[-1].train_acc
+    if last < FITTED:
+        print('note: the training accuracy is %.4f after %s (%d steps): the network has not fit its training '
+              'images yet; give it more steps (--epochs, or --min_epoch_steps on a small set)%s'
+              % (last, plural(stage.optim.epochs, 'epoch'), stage.schedule.total,
+                 ', or a lower --lmbd' if stage.center_loss is not None and stage.kind == 'first' else ''))
