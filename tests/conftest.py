@@ -4,8 +4,11 @@ import os
 import sys
 import warnings
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # helpers.py, for the tests in the folders below
 
 from devices import compat  # noqa: E402,F401  (numpy alias and thread count, before mxnet)
 with warnings.catch_warnings():
@@ -44,3 +47,10 @@ def pytest_configure(config):
 def pytest_sessionfinish(session, exitstatus):
     if OWN_CACHE:  # the suite's own cache, not one the user named
         shutil.rmtree(OWN_CACHE, ignore_errors=True)
+
+
+@pytest.fixture(scope='module')
+def idx(tmp_path_factory):
+    """A tiny IDX dataset: 100 training and 200 test images of random pixels, labels 0..9."""
+    from helpers import make_dataset
+    return make_dataset(str(tmp_path_factory.mktemp("idx") / "d"), n_train=100, n_test=200)

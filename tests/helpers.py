@@ -1,6 +1,9 @@
-"""What several test files share: IDX files written on the fly, and main.py run as a user runs it."""
+"""What several test files share: IDX files, image folders, RecordIO and pair lists written on the fly, and
+main.py run as a user runs it."""
 import gzip
+import io
 import os
+import pickle
 import signal
 import struct
 import subprocess
@@ -103,3 +106,83 @@ def ctrl_c_on():
     test &`, nohup, some CI runners) inherits SIGINT ignored, as shells do for background jobs, and
     Python then never turns Ctrl-C into KeyboardInterrupt: the child would train on."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+# ----------------------------------------------------------------- your own images
+
+# A constant rate (step, every 8 epochs): a run extended by --resume --allow_changes --epochs 2 then follows
+# the schedule of an uninterrupted 2-epoch run, which a cosine schedule (its length the stage's) would not.
+# A --warmup given is taken as it is (half an epoch here), without the default's floor in steps; one pass an
+# epoch (--min_epoch_steps 0), as these sets are a few dozen images.
+FAST = ['--use_gpu', 'False', '--precision', 'float32', '--batch_size', '32', '--decode_workers', '1', '--lr', '0.05',
+        '--lr_schedule', 'step', '--warmup', '0.5', '--shift', '0', '--min_epoch_steps', '0']
+
+
+def png(img):
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format='PNG')
+    return buf.getvalue()
+
+
+def digits(n, seed, size=16, colour=False, classes=3):
+    """n images of ``classes`` easy classes: class k is a bright bar at row band k, plus noise."""
+    rng = np.random.RandomState(seed)
+    labels = np.arange(n) % classes
+    imgs = rng.randint(0, 60, (n, size, size)).astype(np.uint8)
+    band = size // classes
+    for i, k in enumerate(labels):
+        imgs[i, k * band:(k + 1) * band] = 255
+    if colour:
+        imgs = np.stack([imgs, imgs[:, ::-1], imgs.transpose(0, 2, 1)], axis=-1)
+    return imgs, labels
+
+
+def write_folder(root, splits, names=('a', 'b', 'c')):
+    for split, (imgs, labels) in splits.items():
+        for i, (img, label) in enumerate(zip(imgs, labels)):
+            d = os.path.join(root, split, names[label])
+            os.makedirs(d, exist_ok=True)
+            with open(os.path.join(d, '%04d.png' % i), 'wb') as f:
+                f.write(png(img))
+    return root
+
+
+def write_rec(root, splits, order=None, insightface=False, num_classes=None):
+    import mxnet as mx
+    os.makedirs(root, exist_ok=True)
+    for split, (imgs, labels) in splits.items():
+        rec = mx.recordio.MXIndexedRecordIO(os.path.join(root, split + '.idx'), os.path.join(root, split + '.rec'),
+                                            'w')
+        idx = order[split] if order else np.arange(len(labels))
+        key = 0
+        if insightface:  # record 0: the image records are 1 .. N
+            rec.write_idx(0, mx.recordio.pack(mx.recordio.IRHeader(2, [len(labels) + 1, len(labels) + 4], 0, 0),
+                                              b''))
+            key = 1
+        for i in idx:
+            label = float(labels[i]) if not insightface else [float(labels[i]), 0.0]
+            rec.write_idx(key, mx.recordio.pack(mx.recordio.IRHeader(0, label, key, 0), png(imgs[i])))
+            key += 1
+        rec.close()
+    if num_classes:
+        with open(os.path.join(root, 'property'), 'w') as f:
+            f.write('%d,16,16\n' % num_classes)
+    return root
+
+
+def bin_file(path, n_pairs=20, payload=None):
+    imgs, _ = digits(2 * n_pairs, 3)
+    bins = [png(i) for i in imgs]
+    flags = [bool(k % 2) for k in range(n_pairs)]
+    with open(str(path), 'wb') as f:
+        pickle.dump(payload if payload is not None else (bins, flags), f, protocol=pickle.HIGHEST_PROTOCOL)
+    return str(path)
+
+
+def lfw_lines(folds, per):
+    lines = ['%d\t%d' % (folds, per)]
+    for f in range(folds):
+        lines += ['%s\t%d\t%d' % ('abc'[(f + k) % 3], 1 + k, 2 + k) for k in range(per)]
+        lines += ['%s\t%d\t%s\t%d' % ('abc'[(f + k) % 3], 1 + k, 'abc'[(f + k + 1) % 3], 3 + k) for k in range(per)]
+    return '\n'.join(lines) + '\n'

@@ -1,5 +1,5 @@
-"""sources.py and pairs.py on the data people have: RecordIO as im2rec and insightface write it, labels
-with gaps, records cut short, folders made on a Mac, images of several formats and sizes, pair lists in
+"""imagesets/ (sources, recordio, folders, decode, pairs) on the data people have: RecordIO as im2rec and
+insightface write it, labels with gaps, records cut short, folders made on a Mac, images of several formats and sizes, pair lists in
 other encodings. Each is read as it is or refused in one line naming the file."""
 import io
 import os
@@ -12,7 +12,7 @@ import pytest
 from imagesets import pairs
 from faults.errors import DataError
 from imagesets import decode, recordio, sources
-from test_own_data import digits, png, write_folder
+from helpers import digits, png, write_folder
 
 
 def encoded(img, fmt):

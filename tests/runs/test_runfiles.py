@@ -1,4 +1,4 @@
-"""runfiles.py: one owner for every name a run writes, and a new run's outputs replacing the old set."""
+"""runs/files.py: one owner for every name a run writes, and a new run's outputs replacing the old set."""
 import os
 
 from runs.files import NOTHING_TO_RESUME, RunFiles, comparison_path

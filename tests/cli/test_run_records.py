@@ -12,9 +12,8 @@ from mxnet import nd
 from runs import checkpoints
 from cli import start
 from runs import meta as meta_mod
-from runs import records
 from helpers import QUICK, assert_clean_error, dirs, run_main as run
-from test_own_data import FAST, bin_file, digits, write_folder
+from helpers import FAST, bin_file, digits, write_folder
 
 
 @pytest.fixture(scope='module')

@@ -1,4 +1,4 @@
-"""verification.py against brute-force references on small synthetic features, and known answers."""
+"""evaluation/verification.py against brute-force references on small synthetic features, and known answers."""
 import itertools
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""Frames, GIFs, projection and colours, checked on the files and artists, not by eye."""
+"""evaluation/pictures.py: frames, GIFs, projection and colours, checked on the files and artists, not by eye."""
 import os
 
 import imageio.v2 as imageio

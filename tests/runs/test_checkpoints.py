@@ -1,4 +1,4 @@
-"""checkpoints.py: one file written whole, read back exactly, and clear errors for what is not one."""
+"""runs/checkpoints.py: one file written whole, read back exactly, and clear errors for what is not one."""
 import json
 import os
 import pickle

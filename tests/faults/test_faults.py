@@ -285,7 +285,7 @@ def test_sigterm_while_the_loader_starts_its_decoding_workers(tmp_path):
     """The decoding workers take SIGTERM's default action in the child itself, after the fork: the
     training process keeps its own handler all along, so a SIGTERM that comes while the workers
     start is the documented stop (Terminated, exit 143), not a kill by the signal."""
-    from test_own_data import digits, write_folder
+    from helpers import digits, write_folder
     folder = write_folder(str(tmp_path / 'd'), {'train': digits(8, 0), 'test': digits(4, 1)})
     script = '\n'.join([
         'import os, signal, sys, multiprocessing.pool',

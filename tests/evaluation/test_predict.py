@@ -1,4 +1,4 @@
-"""Nearest-center and k-NN against brute-force numpy."""
+"""evaluation/predict.py: nearest center, k-NN and class means against brute-force numpy."""
 import numpy as np
 import pytest
 from mxnet import nd

@@ -1,4 +1,4 @@
-"""schedule.py: each schedule's rate at given steps against a hand computation."""
+"""training/schedule.py: each schedule's rate at given steps against a hand computation."""
 import math
 
 import pytest

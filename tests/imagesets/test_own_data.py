@@ -1,9 +1,7 @@
 """Your own images: image folders and RecordIO written here, streamed, trained on end to end;
 pair lists (LFW's pairs.txt, insightface's .bin); and every bad input one line and exit 2."""
-import io
 import json
 import os
-import pickle
 
 import numpy as np
 import pytest
@@ -11,70 +9,10 @@ from mxnet import nd
 
 from runs import checkpoints
 from imagesets import pairs
-from imagesets import decode, recordio, sources
+from imagesets import decode, sources
 from evaluation import verification
-from helpers import Touch, assert_clean_error, dirs, load_bench, run_main as run
-
-# A constant rate (step, every 8 epochs): a run extended by --resume --allow_changes --epochs 2 then follows
-# the schedule of an uninterrupted 2-epoch run, which a cosine schedule (its length the stage's) would not.
-# A --warmup given is taken as it is (half an epoch here), without the default's floor in steps; one pass an
-# epoch (--min_epoch_steps 0), as these sets are a few dozen images.
-FAST = ['--use_gpu', 'False', '--precision', 'float32', '--batch_size', '32', '--decode_workers', '1', '--lr', '0.05',
-        '--lr_schedule', 'step', '--warmup', '0.5', '--shift', '0', '--min_epoch_steps', '0']
-
-
-def png(img):
-    from PIL import Image
-    buf = io.BytesIO()
-    Image.fromarray(img).save(buf, format='PNG')
-    return buf.getvalue()
-
-
-def digits(n, seed, size=16, colour=False, classes=3):
-    """n images of ``classes`` easy classes: class k is a bright bar at row band k, plus noise."""
-    rng = np.random.RandomState(seed)
-    labels = np.arange(n) % classes
-    imgs = rng.randint(0, 60, (n, size, size)).astype(np.uint8)
-    band = size // classes
-    for i, k in enumerate(labels):
-        imgs[i, k * band:(k + 1) * band] = 255
-    if colour:
-        imgs = np.stack([imgs, imgs[:, ::-1], imgs.transpose(0, 2, 1)], axis=-1)
-    return imgs, labels
-
-
-def write_folder(root, splits, names=('a', 'b', 'c')):
-    for split, (imgs, labels) in splits.items():
-        for i, (img, label) in enumerate(zip(imgs, labels)):
-            d = os.path.join(root, split, names[label])
-            os.makedirs(d, exist_ok=True)
-            with open(os.path.join(d, '%04d.png' % i), 'wb') as f:
-                f.write(png(img))
-    return root
-
-
-def write_rec(root, splits, order=None, insightface=False, num_classes=None):
-    import mxnet as mx
-    os.makedirs(root, exist_ok=True)
-    for split, (imgs, labels) in splits.items():
-        rec = mx.recordio.MXIndexedRecordIO(os.path.join(root, split + '.idx'), os.path.join(root, split + '.rec'),
-                                            'w')
-        idx = order[split] if order else np.arange(len(labels))
-        key = 0
-        if insightface:  # record 0: the image records are 1 .. N
-            rec.write_idx(0, mx.recordio.pack(mx.recordio.IRHeader(2, [len(labels) + 1, len(labels) + 4], 0, 0),
-                                              b''))
-            key = 1
-        for i in idx:
-            label = float(labels[i]) if not insightface else [float(labels[i]), 0.0]
-            rec.write_idx(key, mx.recordio.pack(mx.recordio.IRHeader(0, label, key, 0), png(imgs[i])))
-            key += 1
-        rec.close()
-    if num_classes:
-        with open(os.path.join(root, 'property'), 'w') as f:
-            f.write('%d,16,16\n' % num_classes)
-    return root
-
+from helpers import FAST, Touch, assert_clean_error, bin_file, digits, dirs, lfw_lines, load_bench, \
+    run_main as run, write_folder, write_rec
 
 @pytest.fixture(scope='module')
 def same_images(tmp_path_factory):
@@ -177,14 +115,6 @@ def test_lenet_at_another_size(tmp_path):
 
 # ----------------------------------------------------------------- pair lists
 
-def lfw_lines(folds, per):
-    lines = ['%d\t%d' % (folds, per)]
-    for f in range(folds):
-        lines += ['%s\t%d\t%d' % ('abc'[(f + k) % 3], 1 + k, 2 + k) for k in range(per)]
-        lines += ['%s\t%d\t%s\t%d' % ('abc'[(f + k) % 3], 1 + k, 'abc'[(f + k + 1) % 3], 3 + k) for k in range(per)]
-    return '\n'.join(lines) + '\n'
-
-
 def test_pairs_txt_gives_the_figures_computed_directly(same_images, trained, tmp_path):
     tmp, folder, rec = same_images
     path = tmp_path / 'pairs.txt'
@@ -214,15 +144,6 @@ def test_pairs_txt_gives_the_figures_computed_directly(same_images, trained, tmp
             t = verification.best_threshold(s[listed.folds != k], listed.same[listed.folds != k])
             acc = ((s[listed.folds == k] >= t) == listed.same[listed.folds == k]).mean()
             assert direct['folds']['fold_accuracies'][k] == pytest.approx(acc)
-
-
-def bin_file(path, n_pairs=20, payload=None):
-    imgs, _ = digits(2 * n_pairs, 3)
-    bins = [png(i) for i in imgs]
-    flags = [bool(k % 2) for k in range(n_pairs)]
-    with open(str(path), 'wb') as f:
-        pickle.dump(payload if payload is not None else (bins, flags), f, protocol=pickle.HIGHEST_PROTOCOL)
-    return str(path)
 
 
 def test_insightface_bin(same_images, trained, tmp_path):

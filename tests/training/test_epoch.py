@@ -1,0 +1,17 @@
+"""training/epoch.py: what an epoch keeps of the features its steps compute."""
+import numpy as np
+from mxnet import nd
+
+from training import epoch
+
+
+def test_an_epoch_keeps_the_latest_feature_of_each_reference_image_and_every_class_sum():
+    gathered = epoch.Gathered(10, np.array([0, 1, 2, 3, 5, 6]), 3)  # images 4, 7, 8, 9 outside the reference
+    gathered.add(np.array([0, 1, 2, 3]), nd.array([[0, 0], [1, 1], [2, 2], [3, 3]]), nd.array([0, 1, 2, 0]))
+    gathered.add(np.array([2, 4, 6]), nd.array([[20, 20], [4, 4], [6, 6]]), nd.array([2, 1, 0]))
+    rows, feats = gathered.latest()
+    assert rows.tolist() == [0, 1, 2, 3, 5]  # image 6 is the reference's row 5; image 5 not seen yet
+    assert feats.asnumpy().tolist() == [[0, 0], [1, 1], [20, 20], [3, 3], [6, 6]]  # image 2: its later feature
+    gathered.flush()
+    assert not gathered.covers and gathered.counts.tolist() == [3, 2, 2]
+    assert gathered.sums.tolist() == [[9, 9], [5, 5], [22, 22]]  # every image trained on, 4 included
