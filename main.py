@@ -28,7 +28,7 @@ from devices.parallel import setup_workers
 from devices.runtime import get_contexts, gpu_cards, setup_runtime
 from evaluation import commands, verify
 from faults.errors import EXIT_DIVERGED, EXIT_INT, EXIT_IO, EXIT_PIPE, EXIT_TERM, EXIT_USAGE  # noqa: F401
-from faults.errors import UserError, stdout_closed  # (the statuses: main's, for callers)
+from faults.errors import Diverged, UserError, stdout_closed  # (the statuses: main's, for callers)
 from faults.signals import stopped, stops_handled
 from imagesets import dataset
 from runs.checkpoints import load_checkpoint
@@ -143,6 +143,9 @@ def evaluate(args, command, rt, files, source, spec, raw, arch, loaded):
     runs = start.verified_runs(args, command, files, source) if command.verify else [(files, source)]
     if command.verify and args.pairs:
         verify.verify_pairs(runs, rt, start.pairs_of(args, spec), args.out_dir, spec.dataset)
+    elif command.verify and raw.pair_sets:  # the data's verification sets, as insightface measures a run
+        for name, pair_list in data_for(source).pair_lists:
+            verify.verify_pairs(runs, rt, pair_list, args.out_dir, spec.dataset, name)
     elif command.verify:
         verify.verify(runs, rt, data_for, args.out_dir, spec.dataset)
     if args.export:
@@ -183,6 +186,21 @@ def how_to_continue(args, command, argv):
             % (args.ckpt_dir, again))
 
 
+def with_flags(argv, flags):
+    """``argv`` with the flags and values of ``flags`` set (replaced where given, added where not); a new
+    run, so without --resume and --allow_changes."""
+    out, given = [], dict(zip(flags[::2], flags[1::2]))
+    skip = False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a in given:
+            skip = True
+        elif a not in ('--resume', '--allow_changes'):
+            out.append(a)
+    return out + flags
+
+
 def main(argv=None):
     sys.stdout.reconfigure(errors='backslashreplace')  # a file name in no encoding is printed, not a traceback
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -194,7 +212,8 @@ def main(argv=None):
                 command = commands_of.resumed(command, args.ckpt_dir, args.out_dir)
             run(args, given, command)
         except UserError as e:  # each kind with its status: bad input 2, a NaN loss 3, a failed write 74
-            print('error: %s' % e, file=sys.stderr)
+            retry = ': try  python main.py %s' % ' '.join(with_flags(argv, e.retry)) if isinstance(e, Diverged) else ''
+            print('error: %s%s' % (e, retry), file=sys.stderr)
             return e.status
         except BrokenPipeError:
             stdout_closed('\nstopped: standard output was closed; %s' % how_to_continue(args, command, argv))

@@ -83,6 +83,14 @@ def image_size(value):
     return size * 2 if len(size) == 1 else size
 
 
+def set_names(value):
+    """--val_sets: names or paths separated by commas, or 'none' -> () ."""
+    names = tuple(v.strip() for v in value.split(',') if v.strip())
+    if not names:
+        raise argparse.ArgumentTypeError('expected names of .bin files, e.g. lfw,cfp_fp, or none, got %r' % value)
+    return () if names == ('none',) else names
+
+
 def listed(item):
     """A list separated by commas (the bench scripts' --sizes 300,1000 or --losses softmax,center): each part
     parsed by ``item``, an argparse type, or one of ``item`` when it is a tuple of choices."""
@@ -185,6 +193,14 @@ def _files(p):
                             'the checkpoint\'s, else all)')
     files.add_argument('--test_samples', type=POSITIVE_INT, default=None,
                        help='use N test images, as --train_samples (default: all)')
+    files.add_argument('--test_split', type=number(float, above=0, at_most=0.5), default=None,
+                       help='your own images with no test split: the share of each class\'s images held out for '
+                            'testing, at least one of a class of two or more, seeded (default: 0.05; recorded, so '
+                            'later commands test on the same images)')
+    files.add_argument('--val_sets', type=set_names, default=None,
+                       help='insightface verification sets measured after each epoch, whose mean 10-fold accuracy '
+                            'picks the best checkpoint: names of .bin files beside your images, or paths; none for '
+                            'none (default: every .bin beside the images)')
 
 
 def _optimisation(p, stage_default):

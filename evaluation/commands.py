@@ -14,24 +14,15 @@ import time
 import numpy as np
 from mxnet import nd
 
-from evaluation import embeddings, pictures, predict
+from evaluation import embeddings, pictures, predict, verify
+from evaluation.restore import network
 from faults.errors import NO_CHECKPOINT_CHANGED, UserError, saved
-from models import build_net
-from runs.checkpoints import checked_centers, restore_net
 from runs.files import comparison_path
 from runs.records import EVAL_METHODS, flag_value
 
 # The rows of --compare: the three runs of the original port's figure.
 COMPARED = [('softmax', 'softmax'), ('center-loss', 'softmax + center loss'),
             ('center-loss-second', 'center loss only (second stage)')]
-
-
-def network(ckpt, ctxs):
-    """(the Arch, the network on ``ctxs`` with the checkpoint's weights, its centers): each array checked."""
-    arch = ckpt.meta.run.arch
-    net = build_net(arch, ctxs)
-    restore_net(net, ckpt)
-    return arch, net, checked_centers(ckpt, arch.num_classes, arch.feature_size)
 
 
 def test(ckpt, rt, data, eval_method=None, knn_k=10):
@@ -52,6 +43,11 @@ def test(ckpt, rt, data, eval_method=None, knn_k=10):
     for method in methods:
         print('test %s (epoch %d): %s accuracy %.4f'
               % (name, ckpt.meta.epoch, method if method != 'knn' else 'knn (k=%d)' % knn_k, found[method]))
+    for set_name, r in verify.verification_sets(net, arch, ckpt.meta.normalisation, data.pair_lists,
+                                                rt.ctxs[0]).items():
+        print('test %s (epoch %d): %s 10-fold accuracy %.4f+-%.4f (threshold %.3f)'
+              % (name, ckpt.meta.epoch, set_name, r['accuracy'], r['std'], r['threshold']))
+        found[set_name] = r['accuracy']
     print('test %s: %d test images in %.1fs' % (name, data.test_x.shape[0], time.time() - tic))
     return found
 

@@ -44,10 +44,13 @@ class Projection(object):
 
 
 def class_colors(num_classes):
-    """A fixed colour per class, the same in every frame and run."""
+    """A fixed colour per class, the same in every frame and run: tab10 or tab20 for up to 20 classes,
+    beyond that the hue wheel, class k at hue k / num_classes (an (num_classes, 4) array)."""
     import matplotlib
-    cmap = matplotlib.colormaps['tab10' if num_classes <= 10 else 'tab20' if num_classes <= 20 else 'hsv']
-    return [cmap(i if num_classes <= 20 else i / num_classes) for i in range(num_classes)]
+    if num_classes <= 20:
+        cmap = matplotlib.colormaps['tab10' if num_classes <= 10 else 'tab20']
+        return np.array([cmap(i) for i in range(num_classes)])
+    return matplotlib.colormaps['hsv'](np.arange(num_classes) / float(num_classes))
 
 
 def _save(plt, fig, path):
@@ -71,25 +74,31 @@ def draw_features(ax, features, labels, num_classes, title, centers=None, class_
                   held=None):
     """Scatter 2-D features coloured by class on ``ax``, centers as black-edged stars (of the
     classes ``center_labels``, by default 0, 1, ...) and ``held`` (features, labels), the
-    classes kept out of training, as crosses."""
+    classes kept out of training, as crosses. Up to 20 classes each is drawn apart with its name in
+    the legend; beyond, all in one scatter (a legend would cover the map), and only the centers of
+    the classes drawn."""
     colors = class_colors(num_classes)
     names = class_names if class_names and len(class_names) >= num_classes else [str(i) for i in
                                                                                  range(num_classes)]
-    for k in range(num_classes):
-        pts = features[labels == k]
+    labels = np.asarray(labels, np.int64)
+    few = num_classes <= 20
+    for k in (range(num_classes) if few else [None]):
+        pts, c = (features[labels == k], colors[k]) if few else (features, colors[labels])
         if len(pts):  # a class with no point here (held out, or not in the slice) gets no legend entry
-            ax.scatter(pts[:, 0], pts[:, 1], s=2, color=colors[k], alpha=0.6, linewidths=0,
-                       label=names[k], rasterized=True)
+            ax.scatter(pts[:, 0], pts[:, 1], s=2, color=c, alpha=0.6, linewidths=0,
+                       label=names[k] if few else None, rasterized=True)
     if held is not None:
-        for k in np.unique(held[1]):
-            pts = held[0][held[1] == k]
-            ax.scatter(pts[:, 0], pts[:, 1], s=6, marker='x', color=colors[k], alpha=0.5, linewidths=0.6,
-                       label='%s (held out)' % names[k], rasterized=True)
+        held_labels = np.asarray(held[1], np.int64)
+        for k in (np.unique(held_labels) if few else [None]):
+            pts, c = (held[0][held_labels == k], colors[k]) if few else (held[0], colors[held_labels])
+            ax.scatter(pts[:, 0], pts[:, 1], s=6, marker='x', color=c, alpha=0.5, linewidths=0.6,
+                       label='%s (held out)' % names[k] if few else None, rasterized=True)
     if centers is not None:
         ids = np.arange(len(centers)) if center_labels is None else np.asarray(center_labels)
-        ax.scatter(centers[:, 0], centers[:, 1], s=90, marker='*', c=[colors[i] for i in ids],
-                   edgecolors='black', linewidths=0.8, zorder=3)
-    if num_classes <= 20:  # beyond, a legend would cover the map
+        shown = np.ones(len(ids), bool) if few else np.isin(ids, labels)
+        ax.scatter(centers[shown, 0], centers[shown, 1], s=90 if few else 30, marker='*', c=colors[ids[shown]],
+                   edgecolors='black', linewidths=0.8 if few else 0.3, zorder=3)
+    if few:
         ax.legend(loc='upper right', markerscale=5, fontsize=7, framealpha=0.8, ncol=2 if num_classes > 10 else 1)
     ax.set_title(title, fontsize=10)
     ax.tick_params(labelsize=7)

@@ -147,8 +147,12 @@ def accuracy(pred, labels):
 
 
 def class_means(features, labels, num_classes):
-    """Mean feature of each class (zeros for a class with no sample): (K, d)."""
-    onehot = nd.one_hot(labels, num_classes)                       # (N, K)
-    sums = nd.dot(onehot, features, transpose_a=True)              # (K, d)
-    counts = nd.maximum(onehot.sum(axis=0), 1).reshape((-1, 1))
-    return sums / counts
+    """Mean feature of each class (zeros for a class with no sample): (K, d). The one-hot matrix of the
+    labels is built for chunks of rows that keep it under DISTANCES entries, whatever the classes."""
+    rows = max(1, DISTANCES // max(num_classes, 1))
+    sums = counts = 0
+    for start in range(0, features.shape[0], rows):
+        onehot = nd.one_hot(labels[start:start + rows], num_classes)                  # (rows, K)
+        sums = sums + nd.dot(onehot, features[start:start + rows], transpose_a=True)  # (K, d)
+        counts = counts + onehot.sum(axis=0)
+    return sums / nd.maximum(counts, 1).reshape((-1, 1))

@@ -191,13 +191,18 @@ def best_threshold(scores, same):
 def fold_accuracies(scores, same, folds=FOLDS, fold=None):
     """Accuracy of each fold at the threshold best on the other folds: ``fold`` gives each pair's
     fold, by default ``folds`` equal blocks of pairs ordered fold by fold."""
+    return fold_results(scores, same, folds, fold)[0]
+
+
+def fold_results(scores, same, folds=FOLDS, fold=None):
+    """([accuracy of each fold], [the threshold it was judged at, the best on the other folds])."""
     if fold is None:
         fold = np.repeat(np.arange(folds), len(scores) // folds)
-    accuracies = []
+    accuracies, thresholds = [], []
     for f in np.unique(fold):
-        threshold = best_threshold(scores[fold != f], same[fold != f])
-        accuracies.append(float(((scores[fold == f] >= threshold) == same[fold == f]).mean()))
-    return accuracies
+        thresholds.append(best_threshold(scores[fold != f], same[fold != f]))
+        accuracies.append(float(((scores[fold == f] >= thresholds[-1]) == same[fold == f]).mean()))
+    return accuracies, thresholds
 
 
 # --------------------------------------------------------------------------- a checkpoint's figures
@@ -233,18 +238,24 @@ def verify_pairs(features, pairs, same, fold, metric):
     for far in FARS:
         result['tar_at_far_%g' % far] = tar_at_far(pos, neg, far)[0]
     result['roc'] = {'far': ROC_FARS.tolist(), 'tar': roc_curve(pos, neg)}
-    accuracies = fold_accuracies(scores, np.asarray(same), fold=np.asarray(fold))
+    accuracies, thresholds = fold_results(scores, np.asarray(same), fold=np.asarray(fold))
+    # (as insightface's verification callback reports a set: the mean accuracy of the folds, its spread,
+    # and the mean of the thresholds they were judged at)
     result['folds'] = {'folds': len(accuracies), 'accuracy_mean': float(np.mean(accuracies)),
-                       'accuracy_std': float(np.std(accuracies)), 'fold_accuracies': accuracies}
+                       'accuracy_std': float(np.std(accuracies)), 'fold_accuracies': accuracies,
+                       'threshold': float(np.mean([t for t in thresholds if np.isfinite(t)] or [np.nan]))}
     return result
 
 
-def open_set_auroc(known, held, centers, metric):
+def open_set_auroc(known, held, centers, metric, scores=1 << 24):
     """AUROC of telling test images of trained classes (``known``) from those of held-out ones
-    (``held``) by their score to the nearest trained class center (higher: known)."""
-    k = np.sort(similarity(known, centers, metric).max(axis=1))
-    h = np.sort(similarity(held, centers, metric).max(axis=1))
-    return auc(k, h)
+    (``held``) by their score to the nearest trained class center (higher: known). Rows are scored in
+    chunks of at most ``scores`` image-center scores, however many classes there are."""
+    def nearest(features):
+        rows = max(1, scores // max(len(centers), 1))
+        return np.sort(np.concatenate([similarity(features[s:s + rows], centers, metric).max(axis=1)
+                                       for s in range(0, len(features), rows)]))
+    return auc(nearest(known), nearest(held))
 
 
 # --------------------------------------------------------------------------- retrieval

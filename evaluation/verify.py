@@ -12,7 +12,7 @@ import numpy as np
 from mxnet import nd
 
 from evaluation import pictures, predict, verification
-from evaluation.commands import network
+from evaluation.restore import network
 from faults.atomic import write_json
 from faults.errors import NO_CHECKPOINT_CHANGED, DataError, UserError, saved
 from imagesets.decode import decode
@@ -55,10 +55,11 @@ def verify(runs, rt, data_for, out_dir, dataset):
     _verify_runs(runs, rt, measure, out_dir, dataset, ('verify.json', 'roc.png'), dict(dataset=dataset))
 
 
-def verify_pairs(runs, rt, pair_list, out_dir, dataset):
-    """--verify --pairs FILE: the figures of each run's best checkpoint on a given pair list (LFW's
-    pairs.txt, or an insightface .bin: pairs.PairList): AUC, EER, TAR at FAR and the accuracy of each
-    of its folds at the threshold best on the other folds."""
+def verify_pairs(runs, rt, pair_list, out_dir, dataset, set_name=None):
+    """--verify --pairs FILE, or --verify on the verification sets of a run's data (``set_name``, the set's
+    name in the output files' names): the figures of each run's best checkpoint on a pair list (LFW's
+    pairs.txt, or an insightface .bin: imagesets.pairs.PairList): AUC, EER, TAR at FAR and the accuracy
+    of each of its folds at the threshold best on the other folds."""
     def measure(ckpt, arch, net, centers):
         features = pair_features(net, arch, ckpt.meta.normalisation, pair_list, rt.ctxs[0])
         result = dict(images=len(pair_list.images))
@@ -69,7 +70,8 @@ def verify_pairs(runs, rt, pair_list, out_dir, dataset):
                                                              int(pair_list.same.sum()), len(pair_list.images))
         folds = '%d-fold accuracy' % result['cosine']['folds']['folds']
         return result, head, 'the pairs of %s' % pair_list.name, folds, 'folds'
-    _verify_runs(runs, rt, measure, out_dir, dataset, ('pairs.json', 'pairs-roc.png'),
+    stem = 'pairs' if set_name is None else 'pairs-%s' % set_name
+    _verify_runs(runs, rt, measure, out_dir, dataset, ('%s.json' % stem, '%s-roc.png' % stem),
                  dict(pairs_file=pair_list.name))
 
 
@@ -108,7 +110,7 @@ def _verify_runs(runs, rt, measure, out_dir, dataset, names, extra):
         curves += roc_curves(result, files.prefix + ', ', 'C%d' % i)
     if len(runs) > 1:
         path = verify_path(out_dir, dataset) if names[0] == 'verify.json' else \
-            os.path.join(out_dir, 'verify-pairs-%s.png' % dataset)
+            os.path.join(out_dir, 'verify-%s-%s.png' % (names[0][:-len('.json')], dataset))
         with saved(path, NO_CHECKPOINT_CHANGED):
             pictures.plot_roc(path, curves, '%s: ROC of each run' % dataset)
         print('verification figure: %s (%d runs)' % (path, len(runs)))
@@ -145,3 +147,16 @@ def sampled_features(net, x, seed=0):
     """(features as numpy, which images) of at most IMAGES images of ``x``: every one, or a seeded sample."""
     picked = pictures.plot_sample(x.shape[0], seed, IMAGES)
     return predict.features_of(net, x, picked), picked
+
+
+def verification_sets(net, arch, normalisation, pair_lists, ctx):
+    """{name: {'accuracy', 'std', 'threshold'}} of each verification set ([(name, imagesets.pairs.PairList)]),
+    as insightface's verification callback reports one after each epoch: the 10-fold accuracy by cosine,
+    its spread over the folds, and the mean threshold the folds were judged at."""
+    found = {}
+    for name, pair_list in pair_lists:
+        features = pair_features(net, arch, normalisation, pair_list, ctx)
+        folds = verification.verify_pairs(features, pair_list.pairs, pair_list.same, pair_list.folds,
+                                          'cosine')['folds']
+        found[name] = dict(accuracy=folds['accuracy_mean'], std=folds['accuracy_std'], threshold=folds['threshold'])
+    return found

@@ -36,8 +36,13 @@ class SaveError(UserError):
 
 
 class Diverged(UserError):
-    """The loss became NaN or infinite: the stage stops, the checkpoints of its earlier epochs are kept (exit 3)."""
+    """The loss became NaN or infinite: the stage stops, the checkpoints of its earlier epochs are kept (exit 3).
+    ``retry``: the flags (and values) that may let it train, for the command line the message ends with."""
     status = EXIT_DIVERGED
+
+    def __init__(self, message, retry=()):
+        super(Diverged, self).__init__(message)
+        self.retry = list(retry)
 
 
 TRAINING_STOPPED = 'the stage stopped; the checkpoints and pictures of the epochs before are kept'

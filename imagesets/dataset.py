@@ -12,71 +12,68 @@ from mxnet import nd
 
 import utils
 from faults.errors import DataError, UserError
-from imagesets import images, sources
+from imagesets import images, pairs, sources
 from imagesets.listed import few
 from runs import records
 from utils import DataNotFound
 
 OWN = records.DATASETS[-1]  # 'images': the dataset of your own image folders or RecordIO
-IDX_SETS = records.DATASETS[:-1]  # utils.SHA256's
+TEST_SPLIT = 0.05   # the share of each class's images held out for testing where a set has no test split
+SPLIT_SEED = 2016   # the held-out slice and the samples of --train_samples: the same for every run of a set
 
 # What open_data found: the Data it was asked for (dataset and folder settled), its Facts, where it is
 # (for messages), the class names, the (channels, (height, width)) of most images, and per split
 # (pixels, labels): uint8 arrays for IDX files, the positions used for your own (``own``: the
-# sources.Source); ``notes``: lines on how it was read.
-Raw = collections.namedtuple('Raw', 'spec facts where class_names shape train test own notes')
+# sources.Source, whose test split is its training split where the test images are held out of it);
+# the verification sets ([(name, path of the .bin)]); ``notes``: lines on how it was read.
+Raw = collections.namedtuple('Raw', 'spec facts where class_names shape train test own pair_sets notes')
 
 # What a stage trains and evaluates on (load): images (images.InMemory or Streamed) and labels
 # (0..K-1 over the classes trained on) per split, the held-out classes' test images (or None), the
 # dataset's ids of the classes trained on (``classes[label]``), how many classes the dataset has,
-# the normalisation (mean, std), every class's name, and the value of a blank pixel once normalised.
+# the normalisation (mean, std), every class's name, the value of a blank pixel once normalised, and
+# the verification sets measured after each epoch ([(name, imagesets.pairs.PairList)]).
 Loaded = collections.namedtuple('Loaded', 'train_x train_y test_x test_y held_x held_y classes num_total '
-                                          'normalisation class_names background')
+                                          'normalisation class_names background pair_lists')
 
 
 def settle(spec):
     """``spec`` (records.Data) with its dataset settled: a --data_dir holding image folders or RecordIO
-    is your own images; UserError for a combination that cannot be."""
-    kind = sources.kind_of(spec.data_dir) if spec.data_dir and os.path.isdir(spec.data_dir) else None
+    is your own images, and those with no test split get the share held out of their training images;
+    UserError for a combination that cannot be."""
+    folder = spec.data_dir if spec.data_dir and os.path.isdir(spec.data_dir) else None
+    hint = sources.layout_hint(folder) if folder and spec.dataset in (None, OWN) else None
+    if hint:
+        raise UserError('--data_dir: %s' % hint)
+    kind = sources.kind_of(folder) if folder else None
     if kind and spec.dataset not in (None, OWN):
         raise UserError('--data_dir %s holds %s, not the IDX files of %s: drop --dataset'
                         % (spec.data_dir, 'RecordIO' if kind == 'recordio' else 'image folders', spec.dataset))
-    if kind is None and spec.dataset in (None, OWN) and spec.data_dir and os.path.isdir(spec.data_dir):
-        hint = sources.layout_hint(spec.data_dir)
-        if hint:
-            raise UserError('--data_dir: %s' % hint)
     dataset = OWN if kind else (spec.dataset or 'mnist')
     if dataset == OWN and not kind:
-        raise UserError('--dataset images needs --data_dir DIR holding train/ and test/ class folders, or '
-                        'train.rec and test.rec (each with its .idx)%s'
+        raise UserError('--dataset images needs --data_dir DIR holding class folders (train/ and test/, or one '
+                        'folder a class) or train.rec with its .idx%s'
                         % ('' if spec.data_dir is None else '; %s holds neither' % spec.data_dir))
-    if spec.image_size is not None and dataset != OWN and tuple(spec.image_size) != (28, 28):
-        raise UserError('--image_size is for your own images (--data_dir with image folders or RecordIO); '
-                        '%s is 28x28' % dataset)
-    data_dir = os.path.abspath(spec.data_dir) if spec.data_dir else None
-    return records.Data(dataset, data_dir, spec.train_samples, spec.test_samples, spec.image_size)
+    if dataset != OWN:
+        for flag in ('image_size', 'test_split', 'val_sets'):
+            if getattr(spec, flag) is not None and not (flag == 'image_size' and tuple(spec.image_size) == (28, 28)):
+                raise UserError('--%s is for your own images (--data_dir with image folders or RecordIO); %s has '
+                                'none to set' % (flag, dataset))
+    test_split = spec.test_split
+    if dataset == OWN and sources.has_test_split(folder):
+        if test_split is not None:
+            raise UserError('--test_split: %s has a test split of its own; drop the flag' % spec.data_dir)
+    elif dataset == OWN and test_split is None:
+        test_split = TEST_SPLIT
+    return records.Data(dataset, os.path.abspath(spec.data_dir) if spec.data_dir else None, spec.train_samples,
+                        spec.test_samples, spec.image_size, test_split, spec.val_sets)
 
 
 def open_data(spec):
     """The Raw data of ``spec`` (settled): --train_samples and --test_samples keep the first N images
     of an IDX file, and a seeded sample of N of your own images (whose files are in class order)."""
     if spec.dataset == OWN:
-        try:
-            source = sources.open_source(spec.data_dir)
-        except DataError as e:
-            raise UserError('--data_dir: %s' % e)
-        splits = []
-        for split, limit in (('train', spec.train_samples), ('test', spec.test_samples)):
-            labels = source.splits[split].labels
-            used = np.arange(len(labels))
-            if limit is not None and limit < len(labels):
-                used = np.sort(np.random.RandomState(2016).choice(len(labels), limit, replace=False))
-            splits.append((used, labels[used]))
-        facts = records.Facts(source.kind, source.classes, source.ids, len(source.splits['train'].labels),
-                              len(source.splits['test'].labels), source.fingerprint)
-        notes = [n for n in [source.skipped_line()] + source.notes if n]
-        return Raw(spec, facts, source.describe(), source.classes, (source.channels, source.size), splits[0],
-                   splits[1], source, notes)
+        return _open_own(spec)
     directory = find_data_dir(spec)
     train_img, train_lbl = utils.load_split(directory, 'train')
     test_img, test_lbl = utils.load_split(directory, 'test')
@@ -84,7 +81,61 @@ def open_data(spec):
     facts = records.Facts('idx', names, range(len(names)), len(train_lbl), len(test_lbl), utils.fingerprint(directory))
     return Raw(spec, facts, directory, names, (1, train_img.shape[1:]),
                (train_img[:spec.train_samples], train_lbl[:spec.train_samples]),
-               (test_img[:spec.test_samples], test_lbl[:spec.test_samples]), None, [])
+               (test_img[:spec.test_samples], test_lbl[:spec.test_samples]), None, [], [])
+
+
+def _open_own(spec):
+    try:
+        source = sources.open_source(spec.data_dir)
+    except DataError as e:
+        raise DataError('--data_dir: %s' % e)
+    train = source.splits['train']
+    if source.splits['test'] is None:  # no test split: the test images are a slice of the training ones
+        positions = held_out(train.labels, spec.test_split)
+        source.splits['test'] = train
+        notes = ['no test split in %s: %d of its %d images held out for testing (%g of each class\'s, at least '
+                 'one of a class of two or more; seeded: the same for every run) (--test_split)'
+                 % (spec.data_dir, len(positions[1]), len(train.labels), spec.test_split)]
+    else:
+        positions = [np.arange(len(source.splits[s].labels)) for s in ('train', 'test')]
+        notes = []
+    splits = []
+    for split, used, limit in zip(('train', 'test'), positions, (spec.train_samples, spec.test_samples)):
+        if limit is not None and limit < len(used):
+            used = np.sort(np.random.RandomState(SPLIT_SEED).choice(used, limit, replace=False))
+        splits.append((used, source.splits[split].labels[used]))
+    facts = records.Facts(source.kind, source.classes, source.ids, len(positions[0]), len(positions[1]),
+                          source.fingerprint)
+    notes = [n for n in [source.skipped.line()] + source.notes + notes if n]
+    return Raw(spec, facts, source.describe(), source.classes, (source.channels, source.size), splits[0],
+               splits[1], source, verification_sets(spec), notes)
+
+
+def held_out(labels, share, seed=SPLIT_SEED):
+    """(training positions, test positions) of a set with no test split: of each class's images a seeded
+    ``share`` for testing (rounded), at least one where the class has two or more, never all of them."""
+    counts = np.bincount(labels)
+    order = np.random.RandomState(seed).permutation(len(labels))
+    grouped = order[np.argsort(labels[order], kind='stable')]  # class by class, each in the permutation's order
+    k = np.where(counts >= 2, np.clip(np.round(share * counts), 1, np.maximum(counts - 1, 1)), 0)
+    rank = np.arange(len(labels)) - np.repeat(np.cumsum(counts) - counts, counts)
+    test = rank < np.repeat(k, counts)
+    return np.sort(grouped[~test]), np.sort(grouped[test])
+
+
+def verification_sets(spec):
+    """[(name, path)] of the verification sets ``spec`` measures: its val_sets (a name is a .bin beside
+    the images, a path is taken as it is), or every .bin beside the images."""
+    if spec.val_sets is None:
+        paths = sources.pair_sets(spec.data_dir)
+    else:
+        paths = [v if v.endswith('.bin') or os.sep in v else os.path.join(spec.data_dir, v + '.bin')
+                 for v in spec.val_sets]
+    missing = [p for p in paths if not os.path.isfile(p)]
+    if missing:
+        raise UserError('--val_sets: %s is not there (the sets beside the images: %s)' % (
+            missing[0], ', '.join(os.path.basename(p)[:-4] for p in sources.pair_sets(spec.data_dir)) or 'none'))
+    return [(os.path.basename(p)[:-len('.bin')] if p.endswith('.bin') else os.path.basename(p), p) for p in paths]
 
 
 def find_data_dir(spec):
@@ -154,21 +205,7 @@ def load(raw, arch, rt, decode_workers=1, normalisation=None):
     drawn; the other labels become 0..K-1 (``classes`` maps them back); their test images are apart,
     as ``held_x``/``held_y``.
     """
-    (train_img, train_lbl), (test_img, test_lbl) = raw.train, raw.test
-    total = len(raw.class_names)
-    if not len(train_lbl) or not len(test_lbl):
-        raise UserError('no %s images in %s' % ('training' if not len(train_lbl) else 'test', raw.where))
-    top = int(max(train_lbl.max(), test_lbl.max()))
-    if not arch.holdout and top >= arch.num_classes:
-        raise UserError('labels go up to %d but --num_classes is %d' % (top, arch.num_classes))
-    classes, mapping = utils.split_classes(total if arch.holdout else arch.num_classes, arch.holdout)
-    known_train, known_test = mapping[train_lbl] >= 0, mapping[test_lbl] >= 0
-    trained_classes(raw, train_lbl, arch.holdout, [raw.facts.ids[c] for c in arch.holdout])
-    train_img, train_lbl = train_img[known_train], mapping[train_lbl[known_train]]
-    held_img, held_lbl = test_img[~known_test], test_lbl[~known_test]
-    test_img, test_lbl = test_img[known_test], mapping[test_lbl[known_test]]
-    if not len(test_lbl):
-        raise UserError('no test images of the classes trained on (%s)' % few(classes, 10))
+    classes, (train_img, train_lbl), (test_img, test_lbl), (held_img, held_lbl) = _trained_split(raw, arch)
     ctx = rt.ctxs[0]
     if raw.own is None:
         # Normalise with the statistics of the images trained on, whatever the dataset.
@@ -186,12 +223,46 @@ def load(raw, arch, rt, decode_workers=1, normalisation=None):
                 x.mean, x.std = mean, std
     train_y, test_y, held_y = (nd.array(lbl.astype(np.float32), ctx=ctx) if len(lbl) else None
                                for lbl in (train_lbl, test_lbl, held_lbl))
-    print('data: %s from %s, %d train / %d test images%s%s%s' % (
+    say_what_is_measured(raw, arch, rt, classes, train_lbl, test_lbl, held_lbl)
+    pair_lists = [(name, pairs.read_bin(path)) for name, path in raw.pair_sets]
+    return Loaded(train_x, train_y, test_x, test_y, held_x, held_y, np.array(classes),
+                  max(total_classes(raw), arch.num_classes), [mean, std], raw.class_names, float(-mean / std),
+                  pair_lists)
+
+
+def total_classes(raw):
+    return len(raw.class_names)
+
+
+def _trained_split(raw, arch):
+    """(the dataset's ids of the classes trained on, and (images, labels 0..K-1) of the training images, the
+    test images of those classes, and the test images of the classes held out (labels: dataset ids))."""
+    (train_img, train_lbl), (test_img, test_lbl) = raw.train, raw.test
+    if not len(train_lbl) or not len(test_lbl):
+        raise UserError('no %s images in %s' % ('training' if not len(train_lbl) else 'test', raw.where))
+    top = int(max(train_lbl.max(), test_lbl.max()))
+    if not arch.holdout and top >= arch.num_classes:
+        raise UserError('labels go up to %d but --num_classes is %d' % (top, arch.num_classes))
+    classes, mapping = utils.split_classes(total_classes(raw) if arch.holdout else arch.num_classes, arch.holdout)
+    known_train, known_test = mapping[train_lbl] >= 0, mapping[test_lbl] >= 0
+    trained_classes(raw, train_lbl, arch.holdout, [raw.facts.ids[c] for c in arch.holdout])
+    if not known_test.any():
+        raise UserError('no test images of the classes trained on (%s)' % few(classes, 10))
+    return classes, (train_img[known_train], mapping[train_lbl[known_train]]), \
+        (test_img[known_test], mapping[test_lbl[known_test]]), (test_img[~known_test], test_lbl[~known_test])
+
+
+def say_what_is_measured(raw, arch, rt, classes, train_lbl, test_lbl, held_lbl):
+    """The data line: the images trained and tested on, the classes held out, and the trained classes that
+    have no test images (their accuracy is not measured)."""
+    untested = np.setdiff1d(np.unique(train_lbl), np.unique(test_lbl))
+    print('data: %s from %s, %d train / %d test images%s%s%s%s' % (
         raw.spec.dataset, raw.where, len(train_lbl), len(test_lbl),
         ' of classes %s (held out: %s, %d test images)' % (few(classes, 10), few(arch.holdout, 10), len(held_lbl))
         if arch.holdout else '',
+        '; %d trained class%s no test images (%s): the accuracy is over the others'
+        % (len(untested), ' has' if len(untested) == 1 else 'es have',
+           few([raw.class_names[classes[c]] for c in untested], 5)) if len(untested) else '',
         ', streamed at %dx%d' % tuple(arch.image_size) if raw.own is not None else '',
         ' (worker %d of %d: slice %d of each global batch)' % (rt.rank, rt.num_workers, rt.rank)
         if rt.num_workers > 1 else ''))
-    return Loaded(train_x, train_y, test_x, test_y, held_x, held_y, np.array(classes),
-                  max(total, arch.num_classes), [mean, std], raw.class_names, float(-mean / std))

@@ -1,8 +1,11 @@
-"""Images decoded: an image's bytes read (a file, or a record's payload), its size and colour read
-from its header, and its pixels decoded by MXNet's own decoder (its built-in OpenCV), or by Pillow
-for what OpenCV does not read (GIF), brought to the run's size."""
+"""Images decoded: an image's bytes read (a file, or a record's payload from a .rec kept open), its size
+and colour read from its header, and its pixels decoded by Pillow, or by MXNet's own decoder (its
+built-in OpenCV) for what Pillow does not read, brought to the run's size. Pillow first: decoding
+image by image through MXNet costs a trip through its engine for each image, a third of the rate of
+MXNet's own ImageRecordIter, where Pillow alone keeps up with it (bench/scale.py --decode)."""
 import collections
 import io
+import os
 
 import numpy as np
 
@@ -10,18 +13,30 @@ from faults.errors import DataError
 from imagesets.recordio import payload
 
 SIZE_SAMPLE = 500  # training images whose sizes and colours decide the run's
+_OPEN = {}  # (process, .rec) -> its file: each process (a decoding worker) opens a .rec once and keeps it
 
 
 def read_bytes(split, i):
-    """The encoded image ``i`` of ``split``: a file's bytes, or a record's payload (the file opened
-    and closed for each: nothing stays open, in this process or a decoding worker)."""
+    """The encoded image ``i`` of ``split``: a file's bytes, or a record's payload."""
     try:
-        with open(split.items[i] if split.kind == 'folder' else split.path, 'rb') as f:
-            if split.kind == 'folder':
+        if split.kind == 'folder':
+            with open(split.items[i], 'rb') as f:
                 return f.read()
-            return payload(f, split.items[i], item_name(split, i))
+        return payload(_rec_file(split.path), int(split.items[i]), item_name(split, i))
     except OSError as e:
         raise DataError('cannot read %s (%s)' % (item_name(split, i), e.strerror or e))
+
+
+def _rec_file(path):
+    """``path`` opened in this process (a forked worker opens its own: a file shared across processes
+    would share its position)."""
+    key = (os.getpid(), path)
+    f = _OPEN.get(key)
+    if f is None:
+        for other in [k for k in _OPEN if k[0] != key[0]]:  # a parent's, inherited by a fork: not this one's
+            del _OPEN[other]
+        f = _OPEN[key] = open(path, 'rb')
+    return f
 
 
 def item_name(split, i):
@@ -79,29 +94,40 @@ def decode_reason(said):
     return last.split('Check failed:')[-1].split('): ', 1)[-1].replace('MXNetError: ', '').strip()
 
 
-def _pil_decode(blob, channels):
-    import mxnet as mx
-    from PIL import Image
-    with Image.open(io.BytesIO(blob)) as im:
-        pixels = np.asarray(im.convert('RGB' if channels == 3 else 'L'), np.uint8)
-    return mx.nd.array(pixels.reshape(pixels.shape[:2] + (channels,)), dtype='uint8')
-
-
 def decode(blob, channels, size, name):
-    """An encoded image as uint8 (channels, height, width): decoded by MXNet (Pillow for what MXNet's
-    OpenCV does not read) and resized to ``size``; DataError naming the image when neither can."""
-    import mxnet as mx
+    """An encoded image as uint8 (channels, height, width) at ``size`` (height, width): decoded by Pillow
+    (by MXNet for what Pillow does not recognise); DataError naming the image and, in plain words, why
+    neither can. Shrunk by averaging (Pillow's box filter, as OpenCV's area interpolation), enlarged
+    bicubically."""
+    from PIL import Image, UnidentifiedImageError
+    if not blob:
+        raise DataError('%s is empty (0 bytes): no image' % name)
     try:
-        img = _mx_decode(blob, 1 if channels == 3 else 0, name)
-    except DataError as mx_error:
-        try:
-            img = _pil_decode(blob, channels)
-        except Exception:
-            raise mx_error
+        with Image.open(io.BytesIO(blob)) as im:
+            im = im.convert('RGB' if channels == 3 else 'L')
+            if (im.height, im.width) != tuple(size):
+                shrink = im.height * im.width > size[0] * size[1]
+                im = im.resize((size[1], size[0]), Image.BOX if shrink else Image.BICUBIC)
+            pixels = np.asarray(im, np.uint8)
+    except UnidentifiedImageError:  # a format Pillow does not know: MXNet's OpenCV may
+        return _mx_decoded(blob, channels, size, name)
+    except (OSError, ValueError, SyntaxError) as e:  # Pillow knows the format, and the file is broken
+        raise DataError('%s cannot be decoded as an image (%s)' % (name, _pillow_reason(e)))
+    return np.ascontiguousarray(pixels.reshape(size[0], size[1], channels).transpose(2, 0, 1))
+
+
+def _pillow_reason(error):
+    said = str(error).strip() or type(error).__name__
+    if 'truncated' in said:
+        return 'the file is cut short'
+    return said
+
+
+def _mx_decoded(blob, channels, size, name):
+    import mxnet as mx
+    img = _mx_decode(blob, 1 if channels == 3 else 0, name)
     if img.shape[0] != size[0] or img.shape[1] != size[1]:
         # area interpolation when shrinking, cubic when enlarging
         interp = 3 if img.shape[0] * img.shape[1] > size[0] * size[1] else 2
         img = mx.image.imresize(img, size[1], size[0], interp=interp)
     return np.ascontiguousarray(img.asnumpy().reshape(size[0], size[1], channels).transpose(2, 0, 1))
-
-

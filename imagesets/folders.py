@@ -1,13 +1,63 @@
-"""Image folders: ``DIR/train/<class>/*`` and ``DIR/test/<class>/*`` listed, what is not an image of a
-class skipped and counted (hidden files, the ``._*`` files a Mac writes, ``__MACOSX`` folders, other
-files, broken links), class names taken however their letters are composed."""
-import collections
+"""Image folders: ``DIR/train/<class>/*`` and ``DIR/test/<class>/*``, or class folders with no split
+(``DIR/<class>/*``, or ``DIR/train/<class>/*`` alone), listed; what is not an image of a class skipped
+and counted, the first few of each kind named (hidden files, the ``._*`` files a Mac writes,
+``__MACOSX`` folders, other files, broken links); class names taken however their letters are
+composed (a Mac writes 'é' as e + accent, most others as one)."""
 import os
 
 import numpy as np
 
 from faults.errors import DataError
-from imagesets.listed import IMAGE_EXTENSIONS, SPLITS, Listing, Split, digest, nfc
+from imagesets.listed import IMAGE_EXTENSIONS, SPLITS, Listing, Skipped, Split, digest, nfc
+
+PAIR_SET = '.bin'  # insightface's verification sets: beside the images, not skipped
+
+
+def open_folder(root):
+    """The Listing of the image folder ``root``; its test split None where it has none."""
+    tops = {s: os.path.join(root, s) for s in SPLITS if os.path.isdir(os.path.join(root, s))}
+    if list(tops) == ['test']:
+        raise DataError('%s has a test/ folder and no train/ beside it: images are read as train/<class>/* and '
+                        'test/<class>/*, or as <class>/* with no split' % root)
+    if not tops:
+        tops = {'train': root}  # class folders with no split
+    skipped, names, listing = Skipped(root), {}, []
+    for split, top in tops.items():
+        entries = _entries(top, skipped)
+        names[split] = [n for n, is_dir, _ in entries if is_dir and not (top == root and n in SPLITS)]
+        for n, is_dir, _ in entries:
+            if not is_dir and not n.lower().endswith(PAIR_SET):
+                skipped.add('files outside class folders', os.path.join(top, n))
+        if not names[split]:
+            raise DataError('%s holds no class folders' % top)
+    classes = sorted({nfc(n) for split in tops for n in names[split]})
+    ids = {c: i for i, c in enumerate(classes)}
+    splits = dict.fromkeys(SPLITS)
+    for split, top in tops.items():
+        paths, labels = [], []
+        for c in names[split]:
+            files = _images(os.path.join(top, c), skipped)
+            listing += ['%s/%s/%s\t%d' % (split, c, name, size) for name, size in files]
+            paths += [os.path.join(top, c, name) for name, _ in files]
+            labels.append(np.full(len(files), ids[nfc(c)], np.int64))
+        splits[split] = Split(split, 'folder', paths, np.concatenate(labels), top, None)
+    return Listing(classes, list(range(len(classes))), splits, skipped, [], digest('\n'.join(listing)))
+
+
+def _images(folder, skipped):
+    """[(name, size)] of the images a class folder holds; what else it holds is skipped."""
+    files = []
+    for name, is_dir, size in _entries(folder, skipped):
+        if is_dir:
+            skipped.add('folders inside class folders', os.path.join(folder, name))
+        elif not name.lower().endswith(IMAGE_EXTENSIONS):
+            skipped.add('not images (%s)' % (os.path.splitext(name)[1].lower() or 'no extension'),
+                        os.path.join(folder, name))
+        else:
+            files.append((name, size))
+    if not files:
+        raise DataError('class folder %s holds no images (%s, ...)' % (folder, ', '.join(IMAGE_EXTENSIONS[:4])))
+    return files
 
 
 def _entries(folder, skipped):
@@ -17,57 +67,30 @@ def _entries(folder, skipped):
         with os.scandir(folder) as found:
             for e in sorted(found, key=lambda e: e.name):
                 if e.name.startswith('.'):
-                    skipped['hidden files (.*)'] += 1
+                    skipped.add('hidden files (.*)', e.path)
                 elif e.name == '__MACOSX':
-                    skipped['__MACOSX folders'] += 1
+                    skipped.add('__MACOSX folders', e.path)
                 elif e.is_dir():
                     out.append((e.name, True, 0))
                 elif e.is_file():
                     out.append((e.name, False, e.stat().st_size))
                 else:
-                    skipped['broken links' if e.is_symlink() else 'special files'] += 1
+                    skipped.add('broken links' if e.is_symlink() else 'special files', e.path)
     except OSError as e:
         raise DataError('cannot read the folder %s (%s)' % (folder, e.strerror or e))
     return out
 
 
-def open_folder(root):
-    missing = [s for s in SPLITS if not os.path.isdir(os.path.join(root, s))]
-    if missing:
-        raise DataError('%s has no %s/ folder beside its %s/: images are read as train/<class>/* and '
-                          'test/<class>/*' % (root, missing[0], [s for s in SPLITS if s not in missing][0]))
-    skipped, names, listing = collections.Counter(), {}, []
-    for split in SPLITS:
-        top = os.path.join(root, split)
-        entries = _entries(top, skipped)
-        names[split] = [n for n, is_dir, _ in entries if is_dir]
-        skipped['files outside class folders'] += sum(1 for _, is_dir, _ in entries if not is_dir)
-        if not names[split]:
-            raise DataError('%s holds no class folders' % top)
-    # a class is its name however its letters are composed (a Mac writes 'é' as e + accent, most others as one)
-    classes = sorted({nfc(n) for split in SPLITS for n in names[split]})
-    ids = {c: i for i, c in enumerate(classes)}
-    splits = {}
-    for split in SPLITS:
-        paths, labels = [], []
-        for c in names[split]:
-            folder = os.path.join(root, split, c)
-            files = []
-            for name, is_dir, size in _entries(folder, skipped):
-                if is_dir:
-                    skipped['folders inside class folders'] += 1
-                elif not name.lower().endswith(IMAGE_EXTENSIONS):
-                    skipped['not images (%s)' % (os.path.splitext(name)[1].lower() or 'no extension')] += 1
-                else:
-                    files.append(name)
-                    listing.append('%s/%s/%s\t%d' % (split, c, name, size))
-            if not files:
-                raise DataError('class folder %s holds no images (%s, ...)'
-                                  % (folder, ', '.join(IMAGE_EXTENSIONS[:4])))
-            paths += [os.path.join(folder, f) for f in files]
-            labels += [ids[nfc(c)]] * len(files)
-        splits[split] = Split(split, 'folder', paths, np.array(labels, np.int64), os.path.join(root, split), None)
-    skipped = collections.Counter({k: v for k, v in skipped.items() if v})
-    return Listing(classes, list(range(len(classes))), splits, skipped, [], digest('\n'.join(listing)))
-
-
+def holds_class_folders(root, look=5):
+    """Whether ``root`` holds class folders of images at its top (one of its first ``look`` folders does)."""
+    try:
+        names = sorted(n for n in os.listdir(root) if not n.startswith('.') and n != '__MACOSX')
+    except OSError:
+        return False
+    for name in [n for n in names if os.path.isdir(os.path.join(root, n))][:look]:
+        try:
+            if any(f.lower().endswith(IMAGE_EXTENSIONS) for f in os.listdir(os.path.join(root, name))):
+                return True
+        except OSError:
+            continue
+    return False

@@ -93,6 +93,20 @@ def _worker_signals():
 _HOOKED = []
 
 
+class _AsLists(object):
+    """The index lists a DataLoader's batch sampler gives, each made a list of ints when the loader asks
+    (a whole epoch's at once would take some 40 bytes an image)."""
+
+    def __init__(self, index_lists):
+        self.index_lists = index_lists
+
+    def __len__(self):
+        return len(self.index_lists)
+
+    def __iter__(self):
+        return (list(map(int, indices)) for indices in self.index_lists)
+
+
 class Streamed(object):
     """Images ``items`` of a split on disk (sources.Split), decoded to ``channels`` and ``size``
     (height, width), normalised with (mean, std) on ``ctx``, by ``workers`` DataLoader processes
@@ -117,8 +131,7 @@ class Streamed(object):
             os.register_at_fork(after_in_child=_worker_signals)
             _HOOKED.append(True)
         # numpy items: the workers' batches come back through shared memory (DataLoader's default)
-        return gluon.data.DataLoader(dataset, batch_sampler=[list(map(int, i)) for i in index_lists],
-                                     num_workers=self.workers)
+        return gluon.data.DataLoader(dataset, batch_sampler=_AsLists(index_lists), num_workers=self.workers)
 
     def batches(self, index_lists):
         for pixels in self._loader(index_lists):

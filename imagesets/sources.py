@@ -1,31 +1,31 @@
-"""Your own images on disk: a folder of class folders (imagesets/folders.py), or MXNet RecordIO as
-im2rec and insightface write it (imagesets/recordio.py), recognised from what ``--data_dir DIR`` holds:
+"""Your own images on disk, recognised from what ``--data_dir DIR`` holds:
 
-* an image folder: ``DIR/train/<class>/*`` and ``DIR/test/<class>/*``, in any format MXNet or Pillow
-  decodes (IMAGE_EXTENSIONS); class ids are the positions of the class names in the sorted names of
-  both splits, so a test class that has no training folder is held out (an open-set class, as
-  ``--holdout`` makes them);
-* RecordIO: ``DIR/train.rec`` + ``train.idx`` and ``DIR/test.rec`` + ``test.idx``, each record's
-  header holding its label: a number, or an array (``im2rec --pack-label``) whose first value is the
-  class. Labels need not be dense (0, 3, 6, ...): the classes are the labels found, in order.
+* RecordIO (imagesets/recordio.py) as im2rec and insightface write it: ``DIR/train.rec`` + ``train.idx``,
+  and ``DIR/test.rec`` + ``test.idx`` where the set has a test split;
+* an image folder (imagesets/folders.py): ``DIR/train/<class>/*`` and ``DIR/test/<class>/*``, or class
+  folders with no split (``DIR/<class>/*``); class ids are the positions of the class names in the
+  sorted names of both splits, so a test class that has no training folder is held out (an open-set
+  class, as ``--holdout`` makes them).
 
-Every record is checked when the files are opened: a record cut short, or one with no image, is
-named with its file and key before anything trains. Images are brought to one size: the most common
-size of the training images, grey or colour as most of them are (imagesets/decode.py). Only the list
-of images (paths or record offsets) and their labels are held in memory.
+A set with no test split gets one from its training images (imagesets/dataset.py). insightface's
+verification sets (``*.bin``) beside the images are found too. Every record is checked when the files
+are opened, every image is brought to one size: the most common size of the training images, grey or
+colour as most of them are (imagesets/decode.py). Only the list of images (paths or record offsets)
+and their labels are held in memory.
 """
-import collections
+import glob
 import os
 
 from faults.errors import DataError
 from imagesets import decode, folders, recordio
-from imagesets.listed import IMAGE_EXTENSIONS, SPLITS, few
+from imagesets.listed import SPLITS, few
 
 
 class Source(object):
     """A dataset of images on disk: its kind ('folder' or 'recordio'), its classes (names, and the
-    labels they carry in the files), the two splits, the channels and (height, width) most of its
-    training images have, what was skipped while listing, notes on how it was read, and a fingerprint."""
+    labels they carry in the files), the two splits (the test one None where it has none), the channels
+    and (height, width) most of its training images have, what was skipped while listing, notes on how
+    it was read, and a fingerprint."""
 
     def __init__(self, kind, root, listing):
         self.kind, self.root, self.splits = kind, root, listing.splits
@@ -38,47 +38,43 @@ class Source(object):
             'image folder' if self.kind == 'folder' else 'RecordIO', self.root, len(self.classes),
             'grey' if self.channels == 1 else 'colour', self.size[0], self.size[1])
 
-    def skipped_line(self):
-        """One line on what the listing left out, or None."""
-        if not self.skipped:
-            return None
-        return 'skipped %d: %s' % (sum(self.skipped.values()), ', '.join(
-            '%d %s' % (n, what) for what, n in sorted(self.skipped.items(), key=lambda kv: -kv[1])))
-
 
 def kind_of(root):
     """'folder', 'recordio' or None (an IDX folder, or nothing this module reads)."""
     if any(os.path.isfile(os.path.join(root, s + '.rec')) for s in SPLITS):
-        return 'recordio'  # one of the two may be missing: _recordio says which
-    idx = any(f.startswith('train-images-idx3-ubyte') for f in os.listdir(root)) if os.path.isdir(root) else False
-    if not idx and any(os.path.isdir(os.path.join(root, s)) for s in SPLITS):
-        return 'folder'  # one of the two may be missing: _folder says which
+        return 'recordio'  # test.rec alone: recordio.open_recordio says train.rec is missing
+    if not os.path.isdir(root) or any(f.startswith('train-images-idx3-ubyte') for f in os.listdir(root)):
+        return None
+    if any(os.path.isdir(os.path.join(root, s)) for s in SPLITS) or folders.holds_class_folders(root):
+        return 'folder'
     return None
 
 
+def has_test_split(root):
+    """Whether the images in ``root`` come with a test split of their own (test.rec, or a test/ folder)."""
+    return os.path.isfile(os.path.join(root, 'test.rec')) or (
+        kind_of(root) == 'folder' and os.path.isdir(os.path.join(root, 'test')))
+
+
+def pair_sets(root):
+    """The insightface verification sets (``*.bin``) beside the images in ``root``, sorted by name."""
+    return sorted(glob.glob(os.path.join(glob.escape(root), '*.bin')))
+
+
 def layout_hint(root):
-    """For a folder this module does not read but which holds images (class folders without train/ and
-    test/ above them, or .rec files with other names): the line that says how to lay them out; else None."""
+    """For a folder this module reads differently from what was meant, or does not read although it
+    holds images: the line that says what to name instead; else None."""
     parent = os.path.dirname(os.path.abspath(root))
-    if os.path.basename(os.path.abspath(root)) in SPLITS and kind_of(parent) == 'folder':
+    if os.path.basename(os.path.abspath(root)) in SPLITS and all(
+            os.path.isdir(os.path.join(parent, s)) for s in SPLITS):
         return '%s is the %s/ folder of %s: name that one' % (root, os.path.basename(os.path.abspath(root)), parent)
     try:
-        names = sorted(n for n in os.listdir(root) if not n.startswith('.') and n != '__MACOSX')
+        recs = sorted(n for n in os.listdir(root) if n.endswith('.rec') and not n.startswith('.'))
     except OSError:
         return None
-    recs = [n for n in names if n.endswith('.rec')]
-    if recs:
-        return ('%s holds %s but not train.rec and test.rec: name the training and test records so, each with '
-                'its .idx (docs/own-data.md)' % (root, few(recs, 3)))
-    classes = [n for n in names if os.path.isdir(os.path.join(root, n))]
-    for name in classes[:5]:
-        try:
-            files = os.listdir(os.path.join(root, name))
-        except OSError:
-            continue
-        if any(f.lower().endswith(IMAGE_EXTENSIONS) for f in files):
-            return ('%s holds class folders (%s) but no train/ and test/: move them into %s/train/, and a test '
-                    'set of the same classes into %s/test/ (docs/own-data.md)' % (root, few(classes, 3), root, root))
+    if recs and kind_of(root) is None:
+        return ('%s holds %s but no train.rec: name the training records so, with its .idx (and the test '
+                'records test.rec, if the set has a test split) (docs/own-data.md)' % (root, few(recs, 3)))
     return None
 
 
@@ -89,4 +85,4 @@ def open_source(root):
         return Source(kind, root, folders.open_folder(root))
     if kind == 'recordio':
         return Source(kind, root, recordio.open_recordio(root))
-    raise DataError('%s holds neither train/ and test/ class folders nor train.rec and test.rec' % root)
+    raise DataError('%s holds neither class folders (train/ and test/, or one folder a class) nor train.rec' % root)

@@ -114,17 +114,28 @@ class RunFiles(object):
         return '%s-%s-epoch-%s.png' % (self.prefix, split, epoch)
 
     # ------------------------------------------------------------ a new run
+    def _output_patterns(self):
+        """Glob patterns of every output this run writes in out_dir (those of no other prefix)."""
+        escaped = RunFiles(glob.escape(self.ckpt_dir), glob.escape(self.out_dir), glob.escape(self.prefix))
+        patterns = [os.path.join(escaped.out_dir, escaped._frame_name(split, '*')) for split in SPLITS]
+        return patterns + [escaped.gif(split) for split in SPLITS] + [
+            escaped.curves, escaped.metrics, escaped.verify_json, escaped.roc, escaped.output('pairs*.json'),
+            escaped.output('pairs*-roc.png')]
+
     def remove_outputs(self):
         """Delete the frames, GIFs, curves, metrics and verification an earlier run of this
         prefix left, so a new run's set is never mixed with an old one's."""
-        escaped = RunFiles(glob.escape(self.ckpt_dir), glob.escape(self.out_dir), glob.escape(self.prefix))
-        patterns = [os.path.join(escaped.out_dir, escaped._frame_name(split, '*')) for split in SPLITS]
-        patterns += [escaped.gif(split) for split in SPLITS] + [escaped.curves, escaped.metrics, escaped.verify_json,
-                                                            escaped.roc, escaped.output('pairs.json'),
-                                                            escaped.output('pairs-roc.png')]
-        for pattern in patterns:
+        for pattern in self._output_patterns():
             for path in glob.glob(pattern):
                 os.remove(path)
+
+    def leftovers(self):
+        """The temporary files a write of this run left when it was killed mid-way (faults.atomic writes
+        ``.<name>.<random>.tmp`` beside ``<name>``): of its checkpoints and its outputs, none of another run's."""
+        names = [os.path.join(glob.escape(self.ckpt_dir), glob.escape(os.path.basename(self.checkpoint(tag))))
+                 for tag in ('best', 'last')] + self._output_patterns()
+        return sorted(p for name in names for p in glob.glob(os.path.join(
+            os.path.dirname(name), '.%s.*.tmp' % os.path.basename(name))))
 
 
 def comparison_path(out_dir, dataset):

@@ -46,9 +46,10 @@ class Epoch:
     pairs: Dict[str, Dict[str, float]] = dataclasses.field(default_factory=dict)
 
     def accuracy(self, method):
-        """The test accuracy by ``method`` ('softmax', 'center', 'knn'; a verification set's name)."""
-        if method in self.pairs:
-            return self.pairs[method]['accuracy']
+        """The accuracy by ``method``: 'softmax', 'center' or 'knn' on the test images, or 'pairs', the mean
+        10-fold accuracy of the verification sets."""
+        if method == 'pairs':
+            return sum(r['accuracy'] for r in self.pairs.values()) / len(self.pairs)
         return {'softmax': self.test_acc_softmax, 'center': self.test_acc_center, 'knn': self.test_acc_knn}[method]
 
     def to_json(self):

@@ -37,18 +37,25 @@ class Data:
     """Which images a run uses: ``dataset`` (mnist, fashion-mnist, or 'images', your own; None: from
     the folder, else mnist), the folder read (None: the vendored MNIST, Debian's Fashion-MNIST), how
     many of each split (None: all), for your own images the (height, width) they are brought to
-    (None: their most common size), and the share of each class's images held out for testing when
-    the folder has no test split (``test_split``; None: the folder's own split)."""
+    (None: their most common size), the share of each class's images held out for testing where the
+    folder has no test split (``test_split``; None: the folder's own split), and the verification sets
+    measured each epoch (``val_sets``: names of .bin files beside the images, or paths; None: every
+    one there; (): none)."""
     dataset: Optional[str] = None
     data_dir: Optional[str] = None
     train_samples: Optional[int] = None
     test_samples: Optional[int] = None
     image_size: Optional[Tuple[int, ...]] = None
     test_split: Optional[float] = None
+    val_sets: Optional[Tuple[str, ...]] = None
 
     def __post_init__(self):
-        if self.image_size is not None:
-            object.__setattr__(self, 'image_size', tuple(self.image_size))
+        for name in ('image_size', 'val_sets'):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, tuple(getattr(self, name)))
+        if self.test_split is not None and not 0 < self.test_split <= 0.5:
+            raise UserError('--test_split %g: a share of each class\'s images, above 0 and at most 0.5'
+                            % self.test_split)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -168,6 +168,9 @@ def test_divergence_stops_cleanly_and_keeps_the_best(tmp_path):
     before = open(best, 'rb').read()
     result = run('--train', '--epochs', '2', '--resume', '--allow_changes', '--lr', '1e12', *QUICK, *dirs(tmp_path))
     assert_clean_error(result, 'epoch 2 at batch', 'lower --lr', status=3)  # 3: it trained, then diverged
+    # what to try, as a command line: the same command as a new run, at half the rate and a longer warm-up
+    assert 'try  python main.py --train --epochs 2 %s %s --lr 5e+11 --warmup 1' % (
+        ' '.join(QUICK), ' '.join(dirs(tmp_path))) in result[2]
     assert open(best, 'rb').read() == before
     assert checkpoints.load_checkpoint(str(tmp_path / 'ckpt' / 'softmax-last.params')).meta.epoch == 1
 

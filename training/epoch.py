@@ -22,8 +22,25 @@ from training.step import steps_per_pass, train_step
 SYNC_EVERY = 50    # steps between reading the running sums back (a sync point)
 
 # order: the epoch's images, pass after pass; batches: the positions in ``order`` of each step's global
-# batch; places: this worker's slice of each; shifts: one (dx, dy) per position (on the device), or None
+# batch; places: this worker's slice of each (both Steps); shifts: one (dx, dy) per position (on the
+# device), or None
 Plan = collections.namedtuple('Plan', 'order batches places shifts')
+
+
+class Steps(object):
+    """A sequence of one value per step, each made when asked (``make(step)``): an epoch's batches held
+    as arrays, or as the lists a loader takes, would cost memory in proportion to the set."""
+
+    def __init__(self, count, make):
+        self.count, self.make = count, make
+
+    def __len__(self):
+        return self.count
+
+    def __getitem__(self, b):
+        if not 0 <= b < self.count:
+            raise IndexError(b)
+        return self.make(b)
 
 
 def plan_epoch(optim, n, passes, epoch, workers, rank, ctx):
@@ -34,10 +51,9 @@ def plan_epoch(optim, n, passes, epoch, workers, rank, ctx):
     shifts = None
     if optim.shift:  # one offset per place in the epoch's order, also from (seed, epoch)
         shifts = nd.array(rng.randint(-optim.shift, optim.shift + 1, size=(len(order), 2)), ctx=ctx)
-    bs = optim.batch_size * workers
-    batches = [np.arange(b * bs, min((b + 1) * bs, len(order)))
-               for b in range(steps_per_pass(len(order), optim.batch_size, workers))]
-    places = [np.array_split(p, workers)[rank] for p in batches] if workers > 1 else batches
+    bs, steps = optim.batch_size * workers, steps_per_pass(len(order), optim.batch_size, workers)
+    batches = Steps(steps, lambda b: np.arange(b * bs, min((b + 1) * bs, len(order))))
+    places = Steps(steps, lambda b: np.array_split(batches[b], workers)[rank]) if workers > 1 else batches
     return Plan(order, batches, places, shifts)
 
 
@@ -108,7 +124,7 @@ def train_epoch(stage, rt, data, epoch, drawing):
     seen, frame_time = 0, 0.0
     bar = tqdm(range(steps), desc='%s %d/%d' % (stage.files.prefix, epoch, optim.epochs), leave=False, disable=None)
     # in memory: taken on the device; streamed: decoded by DataLoader workers a few batches ahead
-    images = data.train_x.batches([plan.order[p] for p in plan.places])
+    images = data.train_x.batches(Steps(steps, lambda b: plan.order[plan.places[b]]))
     for b in bar:
         batch_loss[b], step_sums = one_step(stage, rt, data, plan, b, next(images), (epoch - 1) * steps + b, gathered)
         sums += step_sums
@@ -157,10 +173,14 @@ def check_finite(batch_loss, b, epoch, num_batches, stage):
     """Stop the stage at the first batch (up to ``b``) whose loss is NaN or infinite."""
     bad = np.flatnonzero(~np.isfinite(batch_loss[:b + 1].asnumpy()))
     if len(bad):
+        optim = stage.optim
+        retry = ['--lr', '%g' % (optim.lr / 2), '--warmup', '%g' % max(2 * optim.warmup, 1.0)]
+        if stage.center_loss is not None and stage.kind == 'first':
+            retry += ['--lmbd', '%g' % (stage.center.lmbd / 2)]
         raise Diverged('the loss became %s in epoch %d at batch %d of %d; the stage stopped and its checkpoints '
-                       'of earlier epochs are kept: lower --lr%s, or lengthen the warm-up (--warmup)'
+                       'of earlier epochs are kept; a lower --lr, a longer --warmup%s may train it'
                        % (batch_loss[int(bad[0])].asscalar(), epoch, bad[0] + 1, num_batches,
-                          ' or --lmbd' if stage.center_loss is not None else ''))
+                          ' or a lower --lmbd' if len(retry) > 4 else ''), retry)
 
 
 # --------------------------------------------------------------------------- what the epoch keeps

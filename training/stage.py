@@ -4,6 +4,7 @@ training/step.py's."""
 from devices import compat  # noqa: F401  (before mxnet)
 
 import dataclasses
+import os
 import time
 from typing import List, Optional
 
@@ -16,7 +17,7 @@ from center_loss import CenterLoss
 from devices import precision
 from devices.parallel import GradientReducer, param_checksum
 from evaluation import frames as frames_mod
-from evaluation import pictures, predict
+from evaluation import pictures, predict, verify
 from evaluation.frames import Frames
 from faults.atomic import write_json
 from faults.signals import signals_deferred
@@ -158,8 +159,9 @@ def build_stage(kind, run, rt, data, files, source):
     objective = Objective(net, center_loss, softmax=not second)
     objective.hybridize(static_alloc=True, static_shape=True)
     state = source.meta if resumed else None
+    metric = output.eval_method or ('pairs' if data.pair_lists else 'center' if second else 'softmax')
     stage = Stage(kind, files, source, resumed, run, net, center_loss, objective, trainer, center_trainer,
-                  reducer, output.eval_method or ('center' if second else 'softmax'), schedule, passes,
+                  reducer, metric, schedule, passes,
                   list(state.history) if state else [], state.best if state else -1.0,
                   pictures.Projection(**(state.projection if state else {})),
                   *drawn_sets(data, optim.seed, arch.feature_size, rt))
@@ -263,9 +265,16 @@ def start_stage(stage, rt, data):
         print('resuming %s after epoch %d from %s' % (stage.files.prefix, len(stage.history), stage.source.path))
     elif stage.kind == 'second':
         print('second stage from %s (epoch %d), centers frozen' % (stage.source.path, stage.source.meta.epoch))
-    if not stage.resumed and rt.rank == 0:
+    if rt.rank == 0:
         with saved(stage.files.out_dir):
-            stage.files.remove_outputs()
+            left = stage.files.leftovers()  # (this run's lock is held: no write of it is under way)
+            for path in left:
+                os.remove(path)
+            if left:
+                print('removed %d part-written file%s an interrupted save of %s left: %s'
+                      % (len(left), '' if len(left) == 1 else 's', stage.files.prefix, ', '.join(left[:3])))
+            if not stage.resumed:
+                stage.files.remove_outputs()
     optim, center, schedule = stage.optim, stage.center, stage.schedule
     text = ''
     if stage.center_loss is not None:
@@ -279,6 +288,27 @@ def start_stage(stage, rt, data):
     print('%s stage "%s": %s, %s of %d steps (%s), %d steps in all; %s, batch %d, shifts up to %d px%s'
           % (stage.kind, stage.files.prefix, stage.shown, plural(optim.epochs, 'epoch'), schedule.steps, passes,
              schedule.total, schedule.describe(), optim.batch_size, optim.shift, text))
+    print('the best checkpoint is picked on %s; %s' % (measure_of(stage, data), sizes(stage)))
+
+
+def measure_of(stage, data):
+    """What picks the stage's best checkpoint, in words."""
+    if stage.metric == 'pairs':
+        return 'the mean 10-fold accuracy of the verification sets %s (cosine)' % ', '.join(n for n, _ in
+                                                                                           data.pair_lists)
+    return 'the test accuracy by %s (%d test images)' % (
+        {'softmax': 'softmax', 'center': 'nearest center', 'knn': 'k-NN'}[stage.metric], data.test_x.shape[0])
+
+
+def sizes(stage):
+    """What the class layer and the centers take, which the number of classes sets."""
+    def mb(params):
+        return sum(int(np.prod(p.shape)) * 4 for p in params) / 1e6
+    text = 'class layer %.1f MB' % mb(stage.net.output.collect_params().values())
+    if stage.center_loss is not None:
+        text += ', centers %.1f MB' % mb(stage.center_loss.collect_params().values())
+    return '%s (%d classes x %d-D, float32; with their gradients and optimizer states, up to 3x that)' % (
+        text, stage.arch.num_classes, stage.arch.feature_size)
 
 
 def evaluate_epoch(stage, rt, data, epoch, means, gathered):
@@ -299,7 +329,9 @@ def evaluate_epoch(stage, rt, data, epoch, means, gathered):
     record = Epoch(epoch, stage.schedule.lr_at(epoch * stage.schedule.steps - 1),
                    None if stage.kind == 'second' else float(means[0]),
                    float(means[1]) if stage.center_loss is not None else None, float(means[2]),
-                   found['softmax'], found['center'], found.get('knn'))
+                   found['softmax'], found['center'], found.get('knn'),
+                   pairs=verify.verification_sets(stage.net, stage.arch, data.normalisation, data.pair_lists,
+                                                  rt.ctxs[0]))
     return record, centers
 
 
@@ -307,11 +339,12 @@ def report(stage, record, n):
     def loss(value):
         return '-' if value is None else '%.4f' % value
     print('[%s] epoch %2d/%d  lr %.4g  loss: softmax %s center %s  train acc %.4f  test acc: softmax %.4f '
-          'center %.4f%s  %.1fs (%d img/s)'
+          'center %.4f%s%s  %.1fs (%d img/s)'
           % (stage.files.prefix, record.epoch, stage.optim.epochs, record.lr, loss(record.loss_softmax),
              loss(record.loss_center), record.train_acc, record.test_acc_softmax, record.test_acc_center,
-             '  knn %.4f' % record.test_acc_knn if stage.metric == 'knn' else '', record.time,
-             n / record.train_time))
+             '  knn %.4f' % record.test_acc_knn if stage.metric == 'knn' else '',
+             ''.join('  %s %.4f+-%.4f (threshold %.3f)' % (name, r['accuracy'], r['std'], r['threshold'])
+                     for name, r in record.pairs.items()), record.time, n / record.train_time))
 
 
 def time_to_floors(stage, dataset):
@@ -360,8 +393,9 @@ def finish_stage(stage, rt, dataset):
         print('pictures: %s, %s' % (', '.join(files.gif(s) for s in ('train', 'test')), files.curves))
     reached = ['%s %s' % (floor, 'not reached' if at is None else 'at epoch %d (%d images, %.0f s)' % (
         at['epoch'], at['images'], at['seconds'])) for floor, at in time_to_floors(stage, dataset).items()]
-    print('best test accuracy (%s) %.4f; %scheckpoints: %s, %s'
-          % (stage.metric, stage.best, 'time to accuracy: %s; ' % ', '.join(reached) if reached else '',
+    print('best %s %.4f; %scheckpoints: %s, %s'
+          % ('mean verification accuracy' if stage.metric == 'pairs' else 'test accuracy (%s)' % stage.metric,
+             stage.best, 'time to accuracy: %s; ' % ', '.join(reached) if reached else '',
              files.best, files.last))
     last = stage.history[-1].train_acc
     if last < FITTED:

@@ -31,7 +31,7 @@ def test_colours_fixed_per_class_whatever_classes_a_frame_holds():
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     colors = pictures.class_colors(10)
-    assert colors == pictures.class_colors(10) and len(set(colors)) == 10
+    assert np.array_equal(colors, pictures.class_colors(10)) and len(set(map(tuple, colors))) == 10
     fig, ax = plt.subplots()
     labels = np.array([3, 3, 7, 7, 7])
     pictures.draw_features(ax, np.random.RandomState(0).randn(5, 2), labels, 10, 't')
@@ -57,6 +57,23 @@ def test_held_out_classes_are_crosses_and_centers_take_their_class_colour():
     np.testing.assert_allclose(drawn['9 (held out)'].get_facecolor()[0][:3], colors[9][:3])
     stars = ax.collections[-1].get_facecolor()
     np.testing.assert_allclose(stars[1][:3], colors[2][:3])  # the second center is class 2's
+    plt.close(fig)
+
+
+def test_many_classes_are_one_scatter_in_their_colours_with_the_centers_of_those_drawn():
+    """50,000 classes: one scatter call, not one a class, no legend, and stars only for the classes drawn."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    colors = pictures.class_colors(50000)
+    assert colors.shape == (50000, 4) and len(set(map(tuple, colors[::5000]))) == 10
+    fig, ax = plt.subplots()
+    rng = np.random.RandomState(0)
+    labels = np.array([7, 49999, 7, 123])
+    pictures.draw_features(ax, rng.randn(4, 2), labels, 50000, 't', centers=rng.randn(50000, 2))
+    points, stars = ax.collections
+    np.testing.assert_allclose(points.get_facecolor()[:, :3], colors[labels][:, :3])
+    assert len(stars.get_offsets()) == 3 and ax.get_legend() is None  # classes 7, 123, 49999
     plt.close(fig)
 
 

@@ -322,3 +322,15 @@ def test_a_stop_that_library_code_swallowed_is_raised_at_the_next_check():
             signals.raise_if_stopped()
     with signals.stops_handled():
         signals.raise_if_stopped()  # a later block of the same process starts clean
+
+
+def test_a_run_removes_what_a_killed_save_of_its_prefix_left_and_says_so(tmp_path):
+    (tmp_path / 'ckpt').mkdir()
+    part = tmp_path / 'ckpt' / '.softmax-last.params.1a2b3c4d.tmp'
+    other = tmp_path / 'ckpt' / '.center-loss-last.params.1a2b3c4d.tmp'
+    part.write_bytes(b'\x00' * 1000)  # what kill -9 during a save leaves
+    other.write_bytes(b'\x00' * 1000)
+    rc, out, err = run('--train', '--epochs', '1', *QUICK, *dirs(tmp_path))
+    assert rc == 0, err
+    assert 'removed 1 part-written file an interrupted save of softmax left: %s' % part in out
+    assert not part.exists() and other.exists()  # another run's: not this one's to remove

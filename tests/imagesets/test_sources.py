@@ -127,9 +127,11 @@ def test_a_mac_folder_is_read_and_what_is_skipped_is_counted(tmp_path):
     os.symlink(str(tmp_path / 'gone.png'), os.path.join(root, 'train', 'b', 'x.png'))
     src = sources.open_source(root)
     assert src.classes == ['a', 'b', 'c'] and len(src.splits['train'].labels) == 12
-    line = src.skipped_line()
-    assert line.startswith('skipped 10: ') and '6 hidden files (.*)' in line and '1 __MACOSX folders' in line
-    assert '2 broken links' in line and '1 not images (.txt)' in line
+    line = src.skipped.line()
+    assert line.startswith('skipped 10: ') and '6 hidden files (.*) (' in line and '1 __MACOSX folders' in line
+    assert '2 broken links' in line and '1 not images (.txt) (train/a/notes.txt)' in line
+    # the first few of each kind named (within the folder), then that there are more
+    assert '6 hidden files (.*) (train/.DS_Store, test/.DS_Store, train/a/._0000.png, ...)' in line
 
 
 def test_every_format_mxnet_or_pillow_decodes_is_used(tmp_path):
@@ -261,8 +263,8 @@ def test_what_pillow_does_not_read_is_measured_by_mxnet(monkeypatch):
 
 
 def test_images_in_another_layout_are_named_with_the_one_that_reads(tmp_path):
-    """Class folders with no train/ and test/ above them, the train/ folder itself, .rec files under other
-    names: one line saying how to lay them out, not the IDX files a folder of neither would lack."""
+    """The train/ folder of a set named instead of the set, .rec files under other names: one line saying
+    what to name, not the IDX files a folder of neither would lack. Class folders with no split are read."""
     from imagesets import dataset as data
     from runs import records
     from faults.errors import UserError
@@ -271,19 +273,21 @@ def test_images_in_another_layout_are_named_with_the_one_that_reads(tmp_path):
         (flat / c).mkdir(parents=True)
         (flat / c / '0.jpg').write_bytes(encoded(np.zeros((8, 8), np.uint8), 'JPEG'))
     (flat / '__MACOSX').mkdir()
-    assert sources.layout_hint(str(flat)) == (
-        '%s holds class folders (cat,dog) but no train/ and test/: move them into %s/train/, and a test set of '
-        'the same classes into %s/test/ (docs/own-data.md)' % (flat, flat, flat))
+    assert sources.layout_hint(str(flat)) is None and sources.kind_of(str(flat)) == 'folder'
+    assert not sources.has_test_split(str(flat))
+    assert data.settle(records.Data(data_dir=str(flat))).test_split == data.TEST_SPLIT
     laid = write_folder(str(tmp_path / 'laid'), {'train': digits(4, 0), 'test': digits(4, 1)})
     assert sources.layout_hint(os.path.join(laid, 'train')) == '%s is the train/ folder of %s: name that one' % (
         os.path.join(laid, 'train'), laid)
+    with pytest.raises(UserError, match='^--data_dir: .* is the train/ folder of'):
+        data.settle(records.Data(data_dir=os.path.join(laid, 'train')))
+    with pytest.raises(UserError, match='--test_split: .* has a test split of its own'):
+        data.settle(records.Data(data_dir=laid, test_split=0.2))
     recs = tmp_path / 'recs'
     recs.mkdir()
     (recs / 'faces.rec').write_bytes(b'')
-    assert 'holds faces.rec but not train.rec and test.rec' in sources.layout_hint(str(recs))
+    assert 'holds faces.rec but no train.rec' in sources.layout_hint(str(recs))
     other = tmp_path / 'other'
     (other / 'notes').mkdir(parents=True)
     (other / 'notes' / 'a.txt').write_text('no images')
-    assert sources.layout_hint(str(other)) is None
-    with pytest.raises(UserError, match='^--data_dir: .* holds class folders'):
-        data.settle(records.Data(data_dir=str(flat)))
+    assert sources.layout_hint(str(other)) is None and sources.kind_of(str(other)) is None

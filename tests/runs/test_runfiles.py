@@ -45,3 +45,20 @@ def test_frames_lists_the_existing_ones_in_order(tmp_path):
         open(f.frame('train', e), 'w').close()
     assert f.frames('train', 10) == [f.frame('train', e) for e in (1, 3, 10)]
     assert f.frames('test', 10) == []
+
+
+def test_the_part_written_files_of_a_killed_save_are_the_runs_own(tmp_path):
+    """faults.atomic writes .<name>.<random>.tmp beside <name>: what a save killed mid-write leaves. A run finds
+    its own (checkpoints and outputs), never those of another prefix, its second stage's included."""
+    ck, out = tmp_path / 'ck', tmp_path / 'out'
+    ck.mkdir()
+    out.mkdir()
+    mine = [ck / '.center-loss-last.params.1a2b3c4d.tmp', ck / '.center-loss-best.params.0000beef.tmp',
+            out / '.center-loss-train-epoch-02.png.5e5e5e5e.tmp', out / '.center-loss-metrics.json.77777777.tmp']
+    theirs = [ck / '.center-loss-second-last.params.1a2b3c4d.tmp', out / '.center-loss-second-train.gif.0a0a0a0a.tmp',
+              ck / '.softmax-last.params.12345678.tmp', ck / 'center-loss-last.params']
+    for path in mine + theirs:
+        path.write_bytes(b'part')
+    f = RunFiles(str(ck), str(out), 'center-loss')
+    assert f.leftovers() == sorted(str(p) for p in mine)
+    assert [str(p) for p in f.second().leftovers()] == sorted(str(p) for p in theirs[:2])
