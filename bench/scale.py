@@ -220,10 +220,10 @@ def classes(work, identities):
     for args in (['--train', '--center_loss', '--epochs', '1', '--feature_size', '512', '--frames', '1'],
                  ['--second_train', '--epochs', '1', '--frames', '1'], ['--test'], ['--verify']):
         first, total, (own, together), out = main_py(args + ['--data_dir', root] if args[0] == '--train' else args, run)
-        sizes = [line for line in out.splitlines() if 'class layer' in line]
+        sizes = [line.split('; ', 1)[1] for line in out.splitlines() if 'class layer' in line]
         print('%-48s %5.0f s, peak %s (the trainer), %s (with workers)%s'
               % (' '.join(args[:1] + (['(%d classes)' % identities] if args[0] == '--train' else [])), total,
-                 mb(own), mb(together), '; ' + sizes[0].split('; ')[-1] if sizes else ''), flush=True)
+                 mb(own), mb(together), '; ' + sizes[0] if sizes else ''), flush=True)
 
 
 def resnet_steps(batch, num_classes, head, steps=3):

@@ -186,8 +186,9 @@ def _files(p):
     files.add_argument('--image_size', type=image_size, default=None,
                        help='bring your own images to N or HxW pixels (default: the most common size of the '
                             'training images)')
-    files.add_argument('--decode_workers', type=NON_NEGATIVE_INT, default=1,
-                       help='processes that decode your own images ahead of the training step (0: in this one)')
+    files.add_argument('--decode_workers', type=NON_NEGATIVE_INT, default=len(os.sched_getaffinity(0)),
+                       help='processes that decode your own images ahead of the training step, a batch at a time '
+                            '(0: in this one; default: the cores this process may use)')
     files.add_argument('--train_samples', type=POSITIVE_INT, default=None,
                        help='use N training images: the first N of IDX files, a seeded sample of your own (default: '
                             'the checkpoint\'s, else all)')

@@ -11,8 +11,9 @@ the measurement.
 The two candidates are timed in turn, round after round (the order flipped each
 round), and each one's rate is the median of its rounds: a busy moment of the
 machine slows both alike instead of deciding for one. bfloat16 must beat float32
-by a margin (RULE). A choice read from the cache is checked against the run's
-own first epoch (``check_cached``): a rate far below the cached one is said, and
+by a margin (RULE). A measurement whose rounds disagree (SPREAD) is used but not
+cached. A choice read from the cache is checked against the run's own first epoch
+(``check_cached``): a rate far from the cached one, below or above, is said, and
 the entry is forgotten, so the next run measures again.
 
     python -m training.probe --serve float32 lenet++ leaky 128 2 10 1x28x28   # one candidate, timed on request
@@ -32,12 +33,15 @@ RULE = 1.10            # bfloat16 is kept only when it trains at least 10% faste
 WARMUP, STEPS = 3, 6   # training steps per candidate: not timed, then timed per round
 ROUNDS = 3             # rounds of the two candidates in turn
 PAUSE = 0.3            # seconds between turns, so that one's OpenMP threads stop spinning before the other runs
-STALE = 0.5            # a first epoch below this share of the cached rate says so and forgets the entry
+FAR = 2.0              # a first epoch at under 1/FAR or over FAR times the cached rate forgets the entry
+SPREAD = 1.25          # a candidate whose rounds differ by more than this (fastest / slowest): not cached
 CACHE_ENV = 'CENTER_LOSS_CACHE'
 CACHE_FILE = 'precision.json'
 CANDIDATES = ('float32', 'bfloat16')
 
-Choice = collections.namedtuple('Choice', 'precision rates how key')  # how: 'measured' or 'cached'
+# how: 'measured', 'unsure' (measured, its rounds too far apart to cache) or 'cached'; when: the time it was
+# measured; spread: the largest ratio of a candidate's fastest round to its slowest
+Choice = collections.namedtuple('Choice', 'precision rates how key when spread', defaults=(None, None))
 
 
 def decide(rates):
@@ -149,39 +153,67 @@ def median(values):
     return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2.0
 
 
+def spread_of(rounds):
+    """The largest ratio of a candidate's fastest round to its slowest (1.0: the rounds agree)."""
+    return max(max(r) / max(min(r), 1e-9) for r in rounds.values())
+
+
 def choose(spec, measure=measure_in_turn, path=None):
-    """The Choice for ``spec`` (model, act, batch_size, feature_size, num_classes) on this CPU:
-    from the cache when this machine and setting were measured before, else measured and cached."""
+    """The Choice for ``spec`` (model, act, batch_size, feature_size, num_classes) on this CPU: from the
+    cache when this machine and setting were measured before, else measured, and cached when the rounds
+    of each candidate agree within SPREAD (else the machine was busier in some rounds than in others: the
+    choice is used for this run only, and the next run measures again)."""
     path = cache_path() if path is None else path
     key = cache_key(spec)
     entry = read_cache(path).get(key)
     if isinstance(entry, dict) and isinstance(entry.get('rates'), dict) and set(CANDIDATES) <= set(entry['rates']):
         try:
             rates = {p: float(entry['rates'][p]) for p in CANDIDATES}
-            return Choice(decide(rates), rates, 'cached', key)
+            rounds = entry.get('rounds')
+            spread = spread_of(rounds) if isinstance(rounds, dict) and rounds else None
+            return Choice(decide(rates), rates, 'cached', key, str(entry.get('measured', 'before')), spread)
         except (TypeError, ValueError, ZeroDivisionError):
             pass  # not what this version writes: measure again
     rounds = measure(spec)
-    rates = {p: median(rounds[p]) for p in CANDIDATES}
+    rates, spread = {p: median(rounds[p]) for p in CANDIDATES}, spread_of(rounds)
+    when = time.strftime('%Y-%m-%d %H:%M:%S')
+    if spread > SPREAD:
+        return Choice(decide(rates), rates, 'unsure', key, when, spread)
     entries = read_cache(path)  # re-read: another run may have written meanwhile
-    entries[key] = dict(rates=rates, rounds=rounds, choice=decide(rates), measured=time.strftime('%Y-%m-%d %H:%M:%S'))
+    entries[key] = dict(rates=rates, rounds=rounds, choice=decide(rates), measured=when)
     write_cache(path, entries)
-    return Choice(decide(rates), rates, 'measured', key)
+    return Choice(decide(rates), rates, 'measured', key, when, spread)
+
+
+def describe(choice):
+    """The first line's words on ``choice``: when it was measured, both rates, and how sure it is."""
+    rates = 'bfloat16 %.0f, float32 %.0f images/s' % (choice.rates['bfloat16'], choice.rates['float32'])
+    sure = '' if choice.spread is None else ', rounds within %.0f%%' % (100 * (choice.spread - 1))
+    if choice.how == 'unsure':
+        return ('measured now: %s, but a candidate\'s rounds differ by %.0f%% (over %.0f%%: the machine was busy): '
+                'not cached, the next run measures again' % (rates, 100 * (choice.spread - 1), 100 * (SPREAD - 1)))
+    return '%s: %s%s (bfloat16 only when %.2fx float32)' % (
+        'measured now' if choice.how == 'measured' else 'cached, measured %s' % choice.when, rates, sure, RULE)
 
 
 def check_cached(choice, precision, seen, path=None):
-    """After a run's first epoch, trained at ``seen`` images/s in ``precision``: when the cached
-    ``choice`` promised far more (``seen`` below STALE of it), the line to print, and the cache entry
-    is forgotten so that the next run measures again; else None."""
-    if choice is None or choice.how != 'cached' or seen >= STALE * choice.rates[precision]:
+    """After a run's first epoch, trained at ``seen`` images/s in ``precision``: when the cached ``choice``
+    is far from it (under 1/FAR or over FAR times its rate: it was measured while the machine was busier or
+    idler than now, or the cache is stale), the line to print, and the cache entry is forgotten so that the
+    next run measures again; else None."""
+    if choice is None or choice.how != 'cached':
+        return None
+    cached = choice.rates[precision]
+    if cached / FAR <= seen <= cached * FAR:
         return None
     path = cache_path() if path is None else path
     entries = read_cache(path)
     entries.pop(choice.key, None)
     write_cache(path, entries)
-    return ('note: this epoch trained at %.0f images/s in %s, under %d%% of the %.0f that --precision auto '
-            'measured here before (%s): the machine is busier than then, or the cache is stale; the entry is '
-            'forgotten, the next run measures again' % (seen, precision, STALE * 100, choice.rates[precision], path))
+    return ('note: this epoch trained at %.0f images/s in %s, %s the %.0f that --precision auto measured here on '
+            '%s (%s): the machine was %s then, or the cache is stale; the entry is forgotten, the next run '
+            'measures again' % (seen, precision, 'under half' if seen < cached else 'over twice', cached,
+                                choice.when, path, 'idler' if seen < cached else 'busier'))
 
 
 def enable_bfloat16():

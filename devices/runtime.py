@@ -106,9 +106,7 @@ def choose_precision(asked, ctxs, arch, batch_size, source=None, resume=False, t
         choice = precision.choose(dict(dataclasses.asdict(arch), batch_size=batch_size))
     except (RuntimeError, OSError, ValueError) as e:  # a candidate could not be timed: the one that always runs
         return 'float32', 'the measurement of --precision auto failed (%s)' % e, None
-    return choice.precision, '%s: bfloat16 %.0f, float32 %.0f images/s (bfloat16 only when %.2fx float32)' % (
-        choice.how, choice.rates['bfloat16'], choice.rates['float32'], precision.RULE), \
-        choice if choice.how == 'cached' else None
+    return choice.precision, precision.describe(choice), choice if choice.how == 'cached' else None
 
 
 def share_precision(kv, choice):

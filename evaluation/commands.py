@@ -30,6 +30,10 @@ def test(ckpt, rt, data, eval_method=None, knn_k=10):
     votes among the features of a reference sample of the training images (every one of MNIST's)."""
     arch, net, centers = network(ckpt, rt.ctxs)
     methods = [eval_method] if eval_method else list(EVAL_METHODS)
+    second = ckpt.meta.stage == 'second'
+    print('test: %s, the %s stage after epoch %d%s' % (
+        ckpt.path, ckpt.meta.stage, ckpt.meta.epoch, '' if second else ' (its second stage: --prefix %s-second; the '
+                                                                  'last epoch: --checkpoint last)' % ckpt.meta.prefix))
     tic = time.time()
     gallery = gallery_labels = None
     if 'knn' in methods:

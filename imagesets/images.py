@@ -12,6 +12,7 @@ import os
 import signal
 
 import numpy as np
+import mxnet as mx
 from mxnet import gluon, nd
 
 from faults.errors import DataError
@@ -19,8 +20,9 @@ from imagesets import decode
 
 
 def normalise(pixels, mean, std):
-    """uint8 pixels (an NDArray) as the network takes them: float32, scaled to [0, 1], less the training
-    images' mean, over their standard deviation. Every image a network sees goes through here."""
+    """uint8 pixels (an NDArray, or a numpy array in a decoding worker: the same float32 arithmetic) as the
+    network takes them: float32, scaled to [0, 1], less the training images' mean, over their standard
+    deviation. Every image a network sees goes through here."""
     return (pixels.astype('float32') / 255.0 - mean) / std
 
 
@@ -59,17 +61,26 @@ class InMemory(object):
         return InMemory(self.take(indices))
 
 
-class _Decoded(gluon.data.Dataset):
-    """Item i: the uint8 (C, H, W) pixels of image ``items[i]`` of ``split`` (decoded in the worker)."""
+class _Batches(gluon.data.Dataset):
+    """Item k: the images of ``index_lists[k]`` (positions among ``items`` of ``split``) decoded together in
+    the worker into one uint8 (n, C, H, W) array, normalised there to float32 when ``mean`` is given (the
+    same arithmetic, bit for bit, as on the device): a batch crosses to the training process in one piece."""
 
-    def __init__(self, split, items, channels, size):
+    def __init__(self, split, items, channels, size, index_lists, mean=None, std=None):
         self.split, self.items, self.channels, self.size = split, items, channels, size
+        self.index_lists, self.mean, self.std = index_lists, mean, std
 
     def __len__(self):
-        return len(self.items)
+        return len(self.index_lists)
 
-    def __getitem__(self, i):
-        j = int(self.items[i])
+    def __getitem__(self, k):
+        positions = self.index_lists[k]
+        pixels = np.empty((len(positions), self.channels) + self.size, np.uint8)
+        for row, i in enumerate(positions):
+            pixels[row] = self._one(int(self.items[int(i)]))
+        return pixels if self.mean is None else normalise(pixels, self.mean, self.std)
+
+    def _one(self, j):
         name = decode.item_name(self.split, j)
         try:
             return decode.decode(decode.read_bytes(self.split, j), self.channels, self.size, name)
@@ -93,18 +104,26 @@ def _worker_signals():
 _HOOKED = []
 
 
-class _AsLists(object):
-    """The index lists a DataLoader's batch sampler gives, each made a list of ints when the loader asks
-    (a whole epoch's at once would take some 40 bytes an image)."""
+def _shared(items):
+    """A worker's batch (the one item) as an NDArray in shared memory, for the training process to map."""
+    return nd.array(items[0], dtype=items[0].dtype, ctx=mx.Context('cpu_shared', 0))
 
-    def __init__(self, index_lists):
-        self.index_lists = index_lists
+
+def _local(items):
+    return nd.array(items[0], dtype=items[0].dtype)
+
+
+class _Each(object):
+    """The batch sampler of a loader whose every item is a batch: [0], [1], ... made as the loader asks."""
+
+    def __init__(self, count):
+        self.count = count
 
     def __len__(self):
-        return len(self.index_lists)
+        return self.count
 
     def __iter__(self):
-        return (list(map(int, indices)) for indices in self.index_lists)
+        return ([k] for k in range(self.count))
 
 
 class Streamed(object):
@@ -125,17 +144,22 @@ class Streamed(object):
     def context(self):
         return self.ctx
 
-    def _loader(self, index_lists):
-        dataset = _Decoded(self.split, self.items, self.channels, self.size)
+    def _loader(self, index_lists, normalised=True):
+        """Each list's images, a batch at a time (uint8 pixels, or normalised float32 with ``normalised``)."""
+        dataset = _Batches(self.split, self.items, self.channels, self.size, index_lists,
+                           *((self.mean, self.std) if normalised else ()))
         if self.workers and not _HOOKED:
             os.register_at_fork(after_in_child=_worker_signals)
             _HOOKED.append(True)
-        # numpy items: the workers' batches come back through shared memory (DataLoader's default)
-        return gluon.data.DataLoader(dataset, batch_sampler=_AsLists(index_lists), num_workers=self.workers)
+        # each item is a whole batch: the loader's batching only puts it in an NDArray, in shared memory when
+        # it comes from a worker (one copy, not the default's two)
+        loader = gluon.data.DataLoader(dataset, batch_sampler=_Each(len(index_lists)), num_workers=self.workers,
+                                       batchify_fn=_shared if self.workers else _local)
+        return iter(loader)
 
     def batches(self, index_lists):
-        for pixels in self._loader(index_lists):
-            yield normalise(pixels.as_in_context(self.ctx), self.mean, self.std)
+        for images in self._loader(index_lists):
+            yield images.as_in_context(self.ctx)
 
     def take(self, indices):
         return next(self.batches([indices]))
@@ -155,7 +179,7 @@ class Streamed(object):
         pick = np.arange(n) if n <= limit else np.sort(np.random.RandomState(seed).choice(n, limit, replace=False))
         total, squares, count = 0.0, 0.0, 0
         lists = [pick[s:s + chunk] for s in range(0, len(pick), chunk)]
-        for pixels in self._loader(lists):
+        for pixels in self._loader(lists, normalised=False):
             v = pixels.asnumpy().astype(np.float64)
             total, squares, count = total + v.sum(), squares + (v * v).sum(), count + v.size
         mean = total / count

@@ -114,6 +114,10 @@ class RunFiles(object):
         return '%s-%s-epoch-%s.png' % (self.prefix, split, epoch)
 
     # ------------------------------------------------------------ a new run
+    def pictures_made(self):
+        """Whether the GIFs and curves a complete stage ends with are there."""
+        return all(os.path.isfile(p) for p in (self.gif('train'), self.gif('test'), self.curves))
+
     def _output_patterns(self):
         """Glob patterns of every output this run writes in out_dir (those of no other prefix)."""
         escaped = RunFiles(glob.escape(self.ckpt_dir), glob.escape(self.out_dir), glob.escape(self.prefix))

@@ -223,7 +223,14 @@ def run_stage(stage, rt, data, dataset):
     ``dataset``: the data's name, for the floors of MNIST."""
     optim, output = stage.optim, stage.output
     if len(stage.history) >= optim.epochs:
-        print('%s is complete (%s); nothing to resume' % (stage.files.prefix, plural(len(stage.history), 'epoch')))
+        if output.plotting and not stage.files.pictures_made():  # its last save or pictures failed (a full disk)
+            print('%s is complete (%s); its GIFs and curves were not made: drawing them from what it saved'
+                  % (stage.files.prefix, plural(len(stage.history), 'epoch')))
+            with saved(stage.files.out_dir):
+                finish_stage(stage, rt, dataset)
+        else:
+            print('%s is complete (%s); nothing to resume' % (stage.files.prefix,
+                                                              plural(len(stage.history), 'epoch')))
         return
     start_stage(stage, rt, data)
     n = data.train_x.shape[0] * stage.passes

@@ -186,3 +186,21 @@ def test_a_set_that_is_not_fit_says_so(tmp_path):
     rc, out, err = run('--train', '--epochs', '1', '--data_dir', root, '--no_plotting', *FAST, *dirs(tmp_path))
     assert rc == 0, err
     assert 'note: the training accuracy is' in out and 'has not fit its training images' in out
+
+
+def test_an_edited_checkpoint_is_refused_before_anything_trains(interrupted, tmp_path):
+    copy = tmp_path / 'copy'
+    shutil.copytree(str(interrupted), str(copy))
+    last = str(copy / 'ckpt' / 'softmax-last.params')
+    arrays = nd.load(last)
+    meta = json.loads(arrays['meta'].asnumpy().tobytes().decode())
+    meta['best'] = 'high'
+    arrays['meta'] = nd.array(np.frombuffer(json.dumps(meta).encode(), np.uint8), dtype='uint8')
+    nd.save(last, arrays)
+    before = open(last, 'rb').read()
+    for command in (['--resume'], ['--test', '--prefix', 'softmax', '--checkpoint', 'last']):
+        rc, out, err = run(*command, '--use_gpu', 'False', *dirs(copy))
+        assert_clean_error((rc, out, err), 'softmax-last.params is not a checkpoint of this project, or was edited',
+                           "best 'high'")
+        assert 'epoch' not in out
+    assert open(last, 'rb').read() == before

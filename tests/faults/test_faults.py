@@ -334,3 +334,19 @@ def test_a_run_removes_what_a_killed_save_of_its_prefix_left_and_says_so(tmp_pat
     assert rc == 0, err
     assert 'removed 1 part-written file an interrupted save of softmax left: %s' % part in out
     assert not part.exists() and other.exists()  # another run's: not this one's to remove
+
+
+def test_a_complete_run_whose_pictures_were_not_made_gets_them_on_resume(tmp_path):
+    """The disk filled while the GIFs were written after the last epoch (exit 74): once there is room,
+    --resume makes the GIFs and curves from the frames and the figures the run saved."""
+    flags = ['--train', '--epochs', '1', '--frames', '2'] + [f for f in QUICK if f != '--no_plotting'] + dirs(tmp_path)
+    assert run(*flags)[0] == 0
+    out = tmp_path / 'out'
+    made = {p: (out / p).read_bytes() for p in ('softmax-train.gif', 'softmax-test.gif', 'softmax-curves.png')}
+    for name in made:
+        (out / name).unlink()
+    rc, stdout, err = run('--resume', '--use_gpu', 'False', *dirs(tmp_path))
+    assert rc == 0 and 'its GIFs and curves were not made: drawing them from what it saved' in stdout, err
+    assert all((out / name).stat().st_size > 0 for name in made)
+    rc, stdout, err = run('--resume', '--use_gpu', 'False', *dirs(tmp_path))
+    assert rc == 0 and 'softmax is complete (1 epoch); nothing to resume' in stdout, err

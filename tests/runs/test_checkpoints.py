@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from mxnet import autograd, gluon, nd
 
-from runs import checkpoints
+from runs import checkpoints, records
 import models
 from helpers import Touch, a_meta
 
@@ -157,3 +157,36 @@ def test_a_crafted_checkpoint_runs_nothing(tmp_path):
     assert not marker.exists()
     pickle.loads(pickle.dumps(Touch(str(marker))))  # the same bytes through pickle itself: the file appears
     assert marker.exists()
+
+
+@pytest.mark.parametrize('edit,said', [
+    (lambda m: m.update(best='0.99'), "best '0.99'"),
+    (lambda m: m.update(normalisation='0.1,0.3'), "normalisation '0.1,0.3'"),
+    (lambda m: m.update(normalisation=[0.1, 0.0]), 'standard deviation above 0'),
+    (lambda m: m.update(epoch=3), 'epoch 3 with a history of epochs [1]'),
+    (lambda m: m['history'][0].update(test_acc_softmax=1.5), 'test_acc_softmax 1.5'),
+    (lambda m: m['run']['optim'].update(lr='fast'), "Optim.lr is 'fast'"),
+    (lambda m: m['run']['arch'].update(model='vgg16'), '--model vgg16: choose from'),
+    (lambda m: m['run'].update(arch=None), 'no \'network\''),
+    (lambda m: m.update(precision='float16'), "precision 'float16'"),
+])
+def test_an_edited_description_is_refused_with_what_is_wrong(tmp_path, edit, said):
+    """Each value of a checkpoint's description is checked for its type and range when it is read: an
+    edited one is refused before anything uses it (a TypeError mid-run otherwise)."""
+    from runs.meta import Epoch
+    path = str(tmp_path / 'e.params')
+    meta = a_meta(1, history=[Epoch(1, 0.01, 1.0, None, 0.5, 0.5, 0.4)], best=0.5,
+                  run=dict(optim=records.Optim()))
+    checkpoints.save_checkpoint(path, small_net(), nd.zeros((10, 2)), meta)
+    assert checkpoints.load_checkpoint(path).meta.history[0].test_acc_softmax == 0.5
+    arrays = nd.load(path)
+    described = json.loads(arrays['meta'].asnumpy().tobytes().decode())
+    edit(described)
+    arrays['meta'] = nd.array(np.frombuffer(json.dumps(described).encode(), np.uint8), dtype='uint8')
+    nd.save(path, arrays)
+    with pytest.raises(checkpoints.CheckpointError, match='is not a checkpoint of this project, or was edited'):
+        checkpoints.load_checkpoint(path)
+    try:
+        checkpoints.load_checkpoint(path)
+    except checkpoints.CheckpointError as e:
+        assert said in str(e), str(e)
