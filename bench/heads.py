@@ -200,6 +200,28 @@ def print_table(rows):
               + ('' if len(set(trained)) < 2 else ': not one protocol, the precision moves the figures too'))
         for r in sorted((r for r in group if r.get('failed')), key=lambda r: (r['run'], r['seed'])):
             print('\nfailed: %s, seed %d: %s' % (r['run'], r['seed'], r['failed']))
+        if len(seeds) > 1:
+            print_paired(group, keys[1:], order)
+
+
+def print_paired(group, keys, order):
+    """Each run against softmax, seed by seed (the seeds are paired: the same seed draws the same batches and
+    initial weights): the mean of the differences and its 95% interval (Student's t over the seeds)."""
+    from scipy import stats
+    base = {r['seed']: r for r in group if r['run'] == 'softmax' and not r.get('failed')}
+    print('\nagainst softmax, seed by seed: mean difference [95% interval]\n')
+    print('| run | seeds | ' + ' | '.join(title for _, title in keys) + ' |')
+    print('|---|---|' + '---|' * len(keys))
+    for name in order:
+        mine = [r for r in group if r['run'] == name and not r.get('failed') and r['seed'] in base]
+        if name == 'softmax' or len(mine) < 2:
+            continue
+        cells = []
+        for key, _ in keys:
+            d = np.array([r[key] - base[r['seed']][key] for r in mine])
+            half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
+            cells.append('%+.4f [%+.4f, %+.4f]' % (d.mean(), d.mean() - half, d.mean() + half))
+        print('| %s | %d | %s |' % (name, len(mine), ' | '.join(cells)))
 
 
 def cost(rounds=5, steps=20):

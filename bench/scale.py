@@ -96,8 +96,8 @@ def write_folder(root, labels, images, ext='.jpg'):
 
 class Peak(object):
     """The peak resident memory of a process (its high-water mark, VmHWM, as last read) and of it and its
-    children together (their resident memory summed, sampled every ``every`` seconds: a run's decoding
-    workers are processes of their own), from /proc."""
+    children together (their proportional set sizes summed, sampled every ``every`` seconds: a run's decoding
+    workers are processes of their own, forked from it, whose pages it shares), from /proc."""
 
     def __init__(self, pid, every=0.2):
         self.pid, self.every, self.peak, self.own, self.done = pid, every, 0, 0, False
@@ -116,9 +116,9 @@ class Peak(object):
                 pass
         return pids
 
-    def _read(self, pid, field):
+    def _read(self, pid, field, name='status'):
         try:
-            with open('/proc/%d/status' % pid) as f:
+            with open('/proc/%d/%s' % (pid, name)) as f:
                 return next(int(line.split()[1]) for line in f if line.startswith(field + ':')) * 1024
         except (OSError, StopIteration):
             return 0
@@ -126,7 +126,7 @@ class Peak(object):
     def _watch(self):
         while not self.done:
             self.own = max(self.own, self._read(self.pid, 'VmHWM'))
-            self.peak = max(self.peak, sum(self._read(p, 'VmRSS') for p in self._tree()))
+            self.peak = max(self.peak, sum(self._read(p, 'Pss', 'smaps_rollup') for p in self._tree()))
             time.sleep(self.every)
 
     def stop(self):

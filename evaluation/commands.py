@@ -134,7 +134,7 @@ def export(runs, rt, data_for, folder):
         parts = [(data.test_x, data.classes[data.test_y.asnumpy().astype(int)], False)]
         if data.held_x is not None:
             parts.append((data.held_x, data.held_y.asnumpy().astype(int), True))
-        features = np.concatenate([f.asnumpy() for x, _, _ in parts for _, f in predict.feature_blocks(net, x)])
+        features = np.concatenate([f.asnumpy() for x, _, _ in parts for _, f in predict.feature_blocks(net, x, scores=False)])
         labels = np.concatenate([y for _, y, _ in parts])
         held = np.concatenate([np.full(len(y), h) for _, y, h in parts])
         target = os.path.join(folder, files.prefix)

@@ -11,26 +11,27 @@ DISTANCES = 1 << 24  # distances computed at once (64 MB of float32): queries pe
 KDTREE_MAX_DIM = 16  # beyond this a KD-tree is no faster than brute force
 
 
-def feature_blocks(net, x, block=BLOCK, batch_size=1000):
+def feature_blocks(net, x, block=BLOCK, batch_size=1000, scores=True):
     """(class scores, features) of the images of ``x`` (an NDArray, or imagesets.images.InMemory or
     Streamed), block after block of at most ``block`` images in order, each the forward passes of
-    ``batch_size`` images concatenated on x's context."""
+    ``batch_size`` images concatenated on x's context. ``scores`` False: the argmax of the scores instead,
+    taken batch by batch (a block of scores is block x classes numbers: 4 GB at 100,000 classes)."""
     chunks = x.chunks(batch_size) if hasattr(x, 'chunks') else (
         x[start:start + batch_size] for start in range(0, x.shape[0], batch_size))
-    scores, features, count = [], [], 0
+    outs, features, count = [], [], 0
     for chunk in chunks:
         s, f = net(chunk)
         # Python runs a signal handler only between MXNet's waits: waiting for each batch lets
         # Ctrl-C or SIGTERM stop an evaluation within a batch, not after the whole set.
         f.wait_to_read()
-        scores.append(s)
+        outs.append(s if scores else predict_softmax(s))
         features.append(f)
         count += f.shape[0]
         if count >= block:
-            yield nd.concat(*scores, dim=0), nd.concat(*features, dim=0)
-            scores, features, count = [], [], 0
-    if scores:
-        yield nd.concat(*scores, dim=0), nd.concat(*features, dim=0)
+            yield nd.concat(*outs, dim=0), nd.concat(*features, dim=0)
+            outs, features, count = [], [], 0
+    if outs:
+        yield nd.concat(*outs, dim=0), nd.concat(*features, dim=0)
 
 
 def reference_sample(n, seed):
@@ -44,7 +45,7 @@ def reference_sample(n, seed):
 def features_of(net, x, keep):
     """The features of the images ``keep`` (sorted indices) of ``x``, as numpy, block by block."""
     kept, start = [], 0
-    for _, features in feature_blocks(net, x):
+    for _, features in feature_blocks(net, x, scores=False):
         kept += _kept(features, keep, start)
         start += features.shape[0]
     return np.concatenate(kept)
@@ -71,12 +72,12 @@ def accuracies(net, x, labels, methods, centers=None, gallery=None, gallery_labe
     block by block: no more than BLOCK images' features are held at once. 'center' needs ``centers``,
     'knn' a ``gallery`` of features with ``gallery_labels``."""
     correct, kept, start = dict.fromkeys(methods, 0), [], 0
-    for scores, features in feature_blocks(net, x):
+    for by_softmax, features in feature_blocks(net, x, scores=False):
         n = features.shape[0]
         y = labels[start:start + n]
         for method in methods:
             if method == 'softmax':
-                pred = predict_softmax(scores)
+                pred = by_softmax
             elif method == 'center':
                 pred = predict_center(features, centers)
             else:

@@ -97,13 +97,14 @@ def _open_own(spec):
                  'one of a class of two or more; seeded: the same for every run) (--test_split)'
                  % (spec.data_dir, len(positions[1]), len(train.labels), spec.test_split)]
     else:
-        positions = [np.arange(len(source.splits[s].labels)) for s in ('train', 'test')]
+        positions = [np.arange(len(source.splits[s].labels), dtype=np.int32) for s in ('train', 'test')]
         notes = []
     splits = []
     for split, used, limit in zip(('train', 'test'), positions, (spec.train_samples, spec.test_samples)):
+        labels = source.splits[split].labels
         if limit is not None and limit < len(used):
             used = np.sort(np.random.RandomState(SPLIT_SEED).choice(used, limit, replace=False))
-        splits.append((used, source.splits[split].labels[used]))
+        splits.append((used, labels if len(used) == len(labels) else labels[used]))  # (all: no copy)
     facts = records.Facts(source.kind, source.classes, source.ids, len(positions[0]), len(positions[1]),
                           source.fingerprint)
     notes = [n for n in [source.skipped.line()] + source.notes + notes if n]
@@ -120,7 +121,7 @@ def held_out(labels, share, seed=SPLIT_SEED):
     k = np.where(counts >= 2, np.clip(np.round(share * counts), 1, np.maximum(counts - 1, 1)), 0)
     rank = np.arange(len(labels)) - np.repeat(np.cumsum(counts) - counts, counts)
     test = rank < np.repeat(k, counts)
-    return np.sort(grouped[~test]), np.sort(grouped[test])
+    return np.sort(grouped[~test]).astype(np.int32), np.sort(grouped[test]).astype(np.int32)
 
 
 def verification_sets(spec):

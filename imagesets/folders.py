@@ -39,7 +39,7 @@ def open_folder(root):
             files = _images(os.path.join(top, c), skipped)
             listing += ['%s/%s/%s\t%d' % (split, c, name, size) for name, size in files]
             paths += [os.path.join(top, c, name) for name, _ in files]
-            labels.append(np.full(len(files), ids[nfc(c)], np.int64))
+            labels.append(np.full(len(files), ids[nfc(c)], np.int32))
         splits[split] = Split(split, 'folder', paths, np.concatenate(labels), top, None)
     return Listing(classes, list(range(len(classes))), splits, skipped, [], digest('\n'.join(listing)))
 

@@ -132,7 +132,7 @@ class Streamed(object):
     (0: in this process)."""
 
     def __init__(self, split, items, channels, size, mean, std, ctx, workers):
-        self.split, self.items = split, np.asarray(items, np.int64)
+        self.split, self.items = split, np.asarray(items)  # (int32 positions: 4 bytes an image)
         self.channels, self.size, self.mean, self.std = channels, tuple(size), mean, std
         self.ctx, self.workers = ctx, workers
 
@@ -169,7 +169,7 @@ class Streamed(object):
         return self.batches([range(start, min(start + size, n)) for start in range(0, n, size)])
 
     def subset(self, indices):
-        return Streamed(self.split, self.items[np.asarray(indices, np.int64)], self.channels, self.size, self.mean,
+        return Streamed(self.split, self.items[np.asarray(indices)], self.channels, self.size, self.mean,
                         self.std, self.ctx, self.workers)
 
     def statistics(self, limit=60000, seed=0, chunk=500):

@@ -12,7 +12,7 @@ IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.jpe', '.jfif', '.bmp', '.dib', '.
 SPLITS = ('train', 'test')
 
 Split = collections.namedtuple('Split', 'name kind items labels path keys')
-# items: image paths (folder) or record offsets in the .rec (recordio); labels: int64 dense class ids;
+# items: image paths (folder) or record offsets in the .rec (recordio); labels: int32 dense class ids;
 # keys: the records' keys in the .idx (recordio), for naming one
 
 # What a folder or a .rec was found to hold: class names, the labels they carry in the files, the splits

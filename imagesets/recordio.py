@@ -45,7 +45,7 @@ def open_recordio(root):
         notes.append('labels %s mapped to classes 0..%d' % (few(ids), len(ids) - 1))
     splits = dict.fromkeys(SPLITS)
     for split, (keys, offsets, labels) in found.items():
-        splits[split] = Split(split, 'recordio', offsets, np.searchsorted(ids, labels).astype(np.int64),
+        splits[split] = Split(split, 'recordio', offsets, np.searchsorted(ids, labels).astype(np.int32),
                               os.path.join(root, split + '.rec'), keys)
     sizes = [os.path.getsize(os.path.join(root, s + ext)) for s in found for ext in ('.rec', '.idx')]
     return Listing(['class %d' % v for v in ids], ids.tolist(), splits, Skipped(), notes,

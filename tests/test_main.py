@@ -143,3 +143,8 @@ def test_help_shows_every_default():
         shown = parser._get_formatter()._get_help_string(action) or ''
         assert 'default' in shown, action.option_strings
     assert '--epochs EPOCHS' in text and 'default: ' in text
+
+
+def test_compare_of_one_run_is_refused_with_what_to_name():
+    rc, out, err = main('--compare', '--prefix', 'softmax', '--use_gpu', 'False')
+    assert rc == 2 and '--compare --prefix softmax: name two runs or more' in err and 'Traceback' not in err

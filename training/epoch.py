@@ -21,10 +21,25 @@ from training.step import steps_per_pass, train_step
 
 SYNC_EVERY = 50    # steps between reading the running sums back (a sync point)
 
-# order: the epoch's images, pass after pass; batches: the positions in ``order`` of each step's global
-# batch; places: this worker's slice of each (both Steps); shifts: one (dx, dy) per position (on the
-# device), or None
+# order: the epoch's images, pass after pass (int32); batches: the positions in ``order`` of each step's
+# global batch; places: this worker's slice of each (both Steps); shifts: a Shifts, or None
 Plan = collections.namedtuple('Plan', 'order batches places shifts')
+
+
+class Shifts(object):
+    """One (dx, dy) per position of an epoch's order, drawn from its generator a global batch at a time, in
+    order: the same numbers as drawing them all at once (the generator's stream is the same), without an
+    array of them all."""
+
+    def __init__(self, rng, most):
+        self.rng, self.most, self.drawn = rng, most, 0
+
+    def of(self, batch, place):
+        """The shifts of the positions ``place`` (numpy, within ``batch``, the step's global batch)."""
+        assert batch[0] == self.drawn, 'shifts are drawn in the order of the steps'
+        drawn = self.rng.randint(-self.most, self.most + 1, size=(len(batch), 2))
+        self.drawn += len(batch)
+        return drawn[place - batch[0]]
 
 
 class Steps(object):
@@ -43,14 +58,13 @@ class Steps(object):
         return self.make(b)
 
 
-def plan_epoch(optim, n, passes, epoch, workers, rank, ctx):
+def plan_epoch(optim, n, passes, epoch, workers, rank):
     """The Plan of ``epoch``: its order and shifts depend only on (seed, epoch), so a resumed run
     sees the same batches as one that was never stopped."""
     rng = np.random.RandomState([optim.seed, epoch])
-    order = np.concatenate([rng.permutation(n) for _ in range(passes)])
-    shifts = None
-    if optim.shift:  # one offset per place in the epoch's order, also from (seed, epoch)
-        shifts = nd.array(rng.randint(-optim.shift, optim.shift + 1, size=(len(order), 2)), ctx=ctx)
+    order = np.concatenate([rng.permutation(n).astype(np.int32) for _ in range(passes)])
+    # one offset per place in the epoch's order, also from (seed, epoch), after the order
+    shifts = Shifts(rng, optim.shift) if optim.shift else None
     bs, steps = optim.batch_size * workers, steps_per_pass(len(order), optim.batch_size, workers)
     batches = Steps(steps, lambda b: np.arange(b * bs, min((b + 1) * bs, len(order))))
     places = Steps(steps, lambda b: np.array_split(batches[b], workers)[rank]) if workers > 1 else batches
@@ -58,27 +72,37 @@ def plan_epoch(optim, n, passes, epoch, workers, rank, ctx):
 
 
 class Gathered(object):
-    """What an epoch keeps of the features its steps compute, in memory set by REFERENCE, not by the
-    set's size: the latest feature of each image of ``reference`` (sorted image indices) and, where
-    the reference leaves images out, each class's sum and count of features, for the class means."""
+    """What an epoch keeps of the features its steps compute, in memory set by the reference's size, not
+    by the set's: the latest feature of each image of ``reference`` (sorted image indices), written into
+    one (len(reference), d) array as the steps compute them, and, where the reference leaves images out,
+    each class's sum and count of features, for the class means."""
 
     def __init__(self, n, reference, num_classes):
         self.reference, self.num_classes = reference, num_classes
-        self.row = np.full(n, -1, np.int64)
-        self.row[reference] = np.arange(len(reference))
         self.covers = len(reference) == n
-        self.feats, self.rows, self.pending = [], [], []
+        self.seen = np.zeros(len(reference), bool)
+        self.features, self.pending = None, []
         self.sums, self.counts = None, np.zeros(num_classes)
+
+    def rows_of(self, images):
+        """(the reference rows of those of ``images`` in the reference, their places in ``images``)."""
+        if self.covers:
+            return images, np.arange(len(images))
+        rows = np.searchsorted(self.reference, images)
+        inside = np.flatnonzero(self.reference[np.minimum(rows, len(self.reference) - 1)] == images)
+        return rows[inside], inside
 
     def add(self, images, features, labels):
         """The features (device array) the step computed for ``images`` (numpy), labelled ``labels``."""
-        rows = self.row[images]
-        keep = rows >= 0
-        if keep.all():
-            self.feats.append(features)
-        elif keep.any():
-            self.feats.append(nd.take(features, nd.array(np.flatnonzero(keep), ctx=features.context)))
-        self.rows.append(rows[keep])
+        if self.features is None:
+            self.features = nd.zeros((len(self.reference), features.shape[1]), ctx=features.context)
+        rows, at = self.rows_of(images)
+        rows, last = latest(rows)  # an image twice in one step (a pass ends within it): its later feature
+        if len(rows):
+            ctx = features.context
+            self.features[nd.array(rows, ctx=ctx, dtype='int32')] = nd.take(
+                features, nd.array(at[last], ctx=ctx, dtype='int32'))
+            self.seen[rows] = True
         if not self.covers:
             self.pending.append((features, labels))
 
@@ -94,10 +118,12 @@ class Gathered(object):
 
     def latest(self):
         """(reference rows seen, their features as last computed, on the device), or (empty, None)."""
-        if not self.feats:
-            return np.zeros(0, np.int64), None
-        rows, at = latest(np.concatenate(self.rows))
-        return rows, nd.take(nd.concat(*self.feats, dim=0), nd.array(at, ctx=self.feats[0].context, dtype='int32'))
+        rows = np.flatnonzero(self.seen)
+        if not len(rows):
+            return rows, None
+        if len(rows) == len(self.reference):
+            return rows, self.features
+        return rows, nd.take(self.features, nd.array(rows, ctx=self.features.context, dtype='int32'))
 
 
 def latest(seen):
@@ -114,7 +140,7 @@ def train_epoch(stage, rt, data, epoch, drawing):
     correct predictions over this worker's images, as numpy; their number; the Gathered features;
     the seconds spent drawing)."""
     optim, ctx, workers = stage.optim, rt.ctxs[0], rt.num_workers
-    plan = plan_epoch(optim, data.train_x.shape[0], stage.passes, epoch, workers, rt.rank, ctx)
+    plan = plan_epoch(optim, data.train_x.shape[0], stage.passes, epoch, workers, rt.rank)
     steps = len(plan.batches)
     gathered = Gathered(data.train_x.shape[0], stage.reference, stage.arch.num_classes)
     # Running sums and per-batch losses stay on the device: reading them back is a sync point, so it
@@ -154,8 +180,8 @@ def one_step(stage, rt, data, plan, b, x, step, gathered):
         counts = nd.one_hot(nd.take(data.train_y, nd.array(plan.order[plan.batches[b]], ctx=ctx, dtype='int32')),
                             stage.arch.num_classes).sum(axis=0)
     if plan.shifts is not None:
-        x = utils.random_shift(x, plan.shifts[int(plan.places[b][0]):int(plan.places[b][-1]) + 1], data.background,
-                               stage.optim.shift)
+        shifts = nd.array(plan.shifts.of(plan.batches[b], plan.places[b]), ctx=ctx)
+        x = utils.random_shift(x, shifts, data.background, stage.optim.shift)
     stage.set_step(step)
     loss_sum, sums, features = 0, 0, []
     for loss, l_s, l_c, scores, feats, y_dev in train_step(

@@ -44,6 +44,8 @@ def test_the_test_command_gives_each_method(checkpoint, capsys):
     assert set(results) == {'softmax', 'center', 'knn'} and all(0 <= v <= 1 for v in results.values())
     out = capsys.readouterr().out
     assert 'test unit (epoch 1): knn (k=3) accuracy' in out
+    # which stage it measured, and how to measure another
+    assert 'the first stage after epoch 1 (its second stage: --prefix unit-second; the last epoch: --checkpoint last)' in out
     # the same softmax accuracy by hand
     _, net, _ = commands.network(ckpt, [mx.cpu()])
     pred = net(loaded.test_x.x)[0].asnumpy().argmax(axis=1)

@@ -4,6 +4,7 @@ other encodings. Each is read as it is or refused in one line naming the file.""
 import io
 import os
 import pickle
+import re
 import struct
 
 import numpy as np
@@ -291,3 +292,14 @@ def test_images_in_another_layout_are_named_with_the_one_that_reads(tmp_path):
     (other / 'notes').mkdir(parents=True)
     (other / 'notes' / 'a.txt').write_text('no images')
     assert sources.layout_hint(str(other)) is None and sources.kind_of(str(other)) is None
+
+
+def test_a_broken_image_is_said_in_plain_words_and_no_decoder_talks(capfd):
+    """A PNG cut short and an empty file: the project's line says why, and no decoder prints its own
+    (libpng's "libpng error: ..." on stderr, MXNet's "len > 0" check)."""
+    whole = png(digits(1, 0)[0][0])
+    for blob, said in ((whole[:len(whole) // 2], 'the file is cut short'), (b'', 'is empty (0 bytes)')):
+        with pytest.raises(DataError, match=re.escape(said)):
+            decode.decode(blob, 1, (16, 16), 'x.png')
+    err = capfd.readouterr().err
+    assert 'libpng' not in err and 'len > 0' not in err, err
