@@ -74,12 +74,14 @@ def plan_epoch(optim, n, passes, epoch, workers, rank):
 class Gathered(object):
     """What an epoch keeps of the features its steps compute, in memory set by the reference's size, not
     by the set's: the latest feature of each image of ``reference`` (sorted image indices), written into
-    one (len(reference), d) array as the steps compute them, and, where the reference leaves images out,
-    each class's sum and count of features, for the class means."""
+    one (len(reference), d) array as the steps compute them, and, where the reference leaves images out
+    and ``class_sums`` (softmax alone: no centers), each class's sum and count of features, for the class
+    means."""
 
-    def __init__(self, n, reference, num_classes):
+    def __init__(self, n, reference, num_classes, class_sums=True):
         self.reference, self.num_classes = reference, num_classes
         self.covers = len(reference) == n
+        self.class_sums = class_sums and not self.covers
         self.seen = np.zeros(len(reference), bool)
         self.features, self.pending = None, []
         self.sums, self.counts = None, np.zeros(num_classes)
@@ -103,7 +105,7 @@ class Gathered(object):
             self.features[nd.array(rows, ctx=ctx, dtype='int32')] = nd.take(
                 features, nd.array(at[last], ctx=ctx, dtype='int32'))
             self.seen[rows] = True
-        if not self.covers:
+        if self.class_sums:
             self.pending.append((features, labels))
 
     def flush(self):
@@ -142,7 +144,7 @@ def train_epoch(stage, rt, data, epoch, drawing):
     optim, ctx, workers = stage.optim, rt.ctxs[0], rt.num_workers
     plan = plan_epoch(optim, data.train_x.shape[0], stage.passes, epoch, workers, rt.rank)
     steps = len(plan.batches)
-    gathered = Gathered(data.train_x.shape[0], stage.reference, stage.arch.num_classes)
+    gathered = Gathered(data.train_x.shape[0], stage.reference, stage.arch.num_classes, stage.center_loss is None)
     # Running sums and per-batch losses stay on the device: reading them back is a sync point, so it
     # happens every SYNC_EVERY batches (and where a frame is drawn), not every batch.
     sums = nd.zeros((3,), ctx=ctx)            # softmax loss, center loss, correct predictions
