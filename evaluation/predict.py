@@ -58,12 +58,13 @@ def _kept(features, keep, start):
 
 
 def forward_all(net, x, batch_size=1000):
-    """Class scores and features of every image of ``x``, concatenated on x's context: for sets whose
-    features are bounded (a sample, a pair list), not for a whole training set."""
-    blocks = list(feature_blocks(net, x, block=x.shape[0] or 1, batch_size=batch_size))
+    """(the softmax predictions, the features) of every image of ``x``, concatenated on x's context: for
+    sets whose features are bounded (a sample, a pair list), not for a whole training set. No scores: at
+    100,000 classes those of 10,000 images would take 4 GB."""
+    blocks = list(feature_blocks(net, x, block=x.shape[0] or 1, batch_size=batch_size, scores=False))
     if len(blocks) == 1:
         return blocks[0]
-    return nd.concat(*[s for s, _ in blocks], dim=0), nd.concat(*[f for _, f in blocks], dim=0)
+    return nd.concat(*[p for p, _ in blocks], dim=0), nd.concat(*[f for _, f in blocks], dim=0)
 
 
 def accuracies(net, x, labels, methods, centers=None, gallery=None, gallery_labels=None, k=10, keep=None):

@@ -7,8 +7,9 @@ import secrets
 
 
 def atomic_write(path, data):
-    """Write ``data`` (bytes) to ``path`` whole. An OSError names ``path``, the file the user knows,
-    not the temporary one, with the operating system's reason."""
+    """Write ``data`` (bytes, or an iterable of bytes written one after the other, so that a large file
+    need not be held whole in memory) to ``path`` whole. An OSError names ``path``, the file the user
+    knows, not the temporary one, with the operating system's reason."""
     directory = os.path.dirname(os.path.abspath(path))
     while True:
         tmp = os.path.join(directory, '.%s.%s.tmp' % (os.path.basename(path), secrets.token_hex(4)))
@@ -21,7 +22,8 @@ def atomic_write(path, data):
             raise OSError(e.errno, e.strerror, path)
     try:
         with os.fdopen(fd, 'wb') as f:
-            f.write(data)
+            for part in ([data] if isinstance(data, (bytes, bytearray)) else data):
+                f.write(part)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -91,17 +91,17 @@ def save_checkpoint(path, net, centers, meta, trainers=None):
 
 
 def params_bytes(arrays):
-    """The bytes ``mx.nd.save(path, arrays)`` would write, built in memory: the file is then written
-    whole by atomic_write, whose failure says the operating system's reason (MXNet's own writer says
-    only "FileStream.Write incomplete")."""
+    """The bytes ``mx.nd.save(path, arrays)`` would write, made one array at a time (a class layer of
+    100,000 classes is 200 MB: the file is never held whole), for atomic_write, whose failure says the
+    operating system's reason (MXNet's own writer says only "FileStream.Write incomplete")."""
     names = list(arrays)
-    parts = [struct.pack('<QQQ', LIST_MAGIC, 0, len(names))]
-    parts += [bytes(arrays[k].__getstate__()['handle']) for k in names]  # MXNDArraySaveRawBytes: each array
-    parts.append(struct.pack('<Q', len(names)))
+    yield struct.pack('<QQQ', LIST_MAGIC, 0, len(names))
+    for k in names:
+        yield bytes(arrays[k].__getstate__()['handle'])  # MXNDArraySaveRawBytes: each array
+    yield struct.pack('<Q', len(names))
     for k in names:
         name = k.encode()
-        parts += [struct.pack('<Q', len(name)), name]
-    return b''.join(parts)
+        yield struct.pack('<Q', len(name)) + name
 
 
 def _bytes_array(blob):

@@ -238,9 +238,9 @@ def draw_within(stage, data, epoch, steps_done, gathered, train_acc):
     rows, feats = gathered.latest()
     plotted = stage.plot_rows[rows]
     stage.drawn[plotted[plotted >= 0]] = feats.asnumpy()[plotted >= 0]
-    scores, test_feat = predict.forward_all(stage.net, stage.test_drawn)
+    predicted, test_feat = predict.forward_all(stage.net, stage.test_drawn)
     test_y = stage.test_drawn_y
-    test_acc = float((scores.asnumpy().argmax(axis=1) == test_y).mean())
+    test_acc = float((predicted.asnumpy().astype(np.int64) == test_y).mean())
     known = ~np.isnan(stage.drawn[:, 0])
     if stage.center_loss is not None:
         centers = stage.center_loss.centers.weight.list_data()[0].asnumpy()
