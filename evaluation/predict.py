@@ -23,8 +23,8 @@ def feature_blocks(net, x, block=BLOCK, batch_size=1000, scores=True):
         s, f = net(chunk)
         # Python runs a signal handler only between MXNet's waits: waiting for each batch lets
         # Ctrl-C or SIGTERM stop an evaluation within a batch, not after the whole set.
-        f.wait_to_read()
         outs.append(s if scores else predict_softmax(s))
+        outs[-1].wait_to_read()  # (it needs f: this batch done, its class scores freed, before the next)
         features.append(f)
         count += f.shape[0]
         if count >= block:
@@ -108,8 +108,13 @@ def predict_center(features, centers):
     rows = max(1, DISTANCES // max(centers.shape[0], 1))
     if features.shape[0] <= rows:
         return nd.argmin(_sq_dists(features, centers), axis=1)
-    return nd.concat(*[nd.argmin(_sq_dists(features[s:s + rows], centers), axis=1)
-                       for s in range(0, features.shape[0], rows)], dim=0)
+    nearest = []
+    for s in range(0, features.shape[0], rows):
+        nearest.append(nd.argmin(_sq_dists(features[s:s + rows], centers), axis=1))
+        # MXNet queues operations without waiting: unawaited, every chunk's distance matrix would be
+        # alive at once (3 GB for 10,000 queries against 50,000 centers), the bound undone.
+        nearest[-1].wait_to_read()
+    return nd.concat(*nearest, dim=0)
 
 
 def predict_knn(features, gallery, gallery_labels, k, chunk=1024):
@@ -157,4 +162,5 @@ def class_means(features, labels, num_classes):
         onehot = nd.one_hot(labels[start:start + rows], num_classes)                  # (rows, K)
         sums = sums + nd.dot(onehot, features[start:start + rows], transpose_a=True)  # (K, d)
         counts = counts + onehot.sum(axis=0)
+        sums.wait_to_read()  # one chunk's one-hot matrix alive at a time (see predict_center)
     return sums / nd.maximum(counts, 1).reshape((-1, 1))

@@ -38,3 +38,15 @@ def test_class_means_and_accuracy():
     means = evaluation.class_means(nd.array(f), nd.array(y), 3).asnumpy()
     np.testing.assert_allclose(means, [[1, 1], [5, 0], [0, 0]])
     assert evaluation.accuracy(nd.array([0, 1, 1, 0]), nd.array(y)) == 0.5
+
+
+def test_chunked_nearest_center_and_class_means_match_brute_force(monkeypatch):
+    # many classes: the distance and one-hot matrices are built a few query rows at a time
+    monkeypatch.setattr(evaluation, 'DISTANCES', 40)
+    rng = np.random.RandomState(3)
+    f, c, y = rng.randn(103, 4), rng.randn(9, 4), rng.randint(0, 9, 103)
+    ref = np.argmin(((f[:, None, :] - c[None]) ** 2).sum(-1), axis=1)
+    np.testing.assert_array_equal(evaluation.predict_center(nd.array(f), nd.array(c)).asnumpy(), ref)
+    means = np.array([f[y == k].mean(0) if (y == k).any() else np.zeros(4) for k in range(9)])
+    np.testing.assert_allclose(evaluation.class_means(nd.array(f), nd.array(y), 9).asnumpy(), means, rtol=1e-5,
+                               atol=1e-6)
