@@ -8,7 +8,7 @@ unless the flags say otherwise, into a folder of its own (``--keep DIR`` to keep
 ``first`` is ``--train --center_loss``, ``second`` is ``--second_train`` from it, ``softmax``
 is ``--train`` alone. The flags after ``--`` go to every stage; ``--second`` and
 ``--softmax`` add flags to that stage only. Prints, per stage, every epoch's test
-accuracies, the first epoch (images, seconds) at which each floor held (train.FLOORS:
+accuracies, the first epoch (images, seconds) at which each floor held (training/floors.py:
 first stage softmax >= 0.992 and nearest center >= 0.989; second stage nearest center
 >= 0.990; softmax run softmax >= 0.991), whether the last epoch holds them all, and one
 Markdown row for the docs; ``--log FILE`` appends the figures as a JSON line.

@@ -29,15 +29,10 @@ from runs.files import RunFiles
 from runs.meta import Epoch, Meta, Run
 from runs.records import Arch, Center, Optim, Output, plural
 from training import epoch as epochs
+from training import floors
 from training.schedule import Schedule
 from training.step import Objective, passes_per_epoch, steps_per_pass
 
-# This project's targets on MNIST (2-D features), as test accuracies: the first epoch at
-# which a stage reaches each is its time to accuracy, in the metrics JSON and its last line.
-FLOORS = {'softmax': {'softmax': 0.991},
-          'softmax + center loss': {'softmax': 0.992, 'center': 0.989},
-          'center loss only': {'center': 0.990}}
-FLOOR_DATASETS = ('mnist',)
 FITTED = 0.9  # a stage whose last training accuracy is below this has not fit its images: it says so
 
 
@@ -100,7 +95,7 @@ class Stage:
 
     @property
     def title(self):
-        """The stage's loss: a key of FLOORS and the metrics' record."""
+        """The stage's loss: a key of training.floors.FLOORS and the metrics' record."""
         if self.kind == 'second':
             return 'center loss only'
         return 'softmax + center loss' if self.center_loss is not None else 'softmax'
@@ -354,19 +349,6 @@ def report(stage, record, n):
                      for name, r in record.pairs.items()), record.time, n / record.train_time))
 
 
-def time_to_floors(stage, dataset):
-    """{'softmax >= 0.992': {'epoch', 'images', 'seconds'} or None, ...}: the first epoch of the
-    stage's history at which each of its floors (FLOORS) held; {} where none apply."""
-    if dataset not in FLOOR_DATASETS or stage.arch.holdout:
-        return {}
-    reached = {}
-    for method, floor in FLOORS[stage.title].items():
-        first = next((h for h in stage.history if h.accuracy(method) >= floor), None)
-        reached['%s >= %g' % (method, floor)] = None if first is None else dict(
-            epoch=first.epoch, images=first.images, seconds=first.seconds)
-    return reached
-
-
 def save_epoch(stage, rt, data, record, centers, dataset):
     """The last checkpoint (with optimizer states, to resume), the best one when it improved, the metrics."""
     improved = record.accuracy(stage.metric) > stage.best
@@ -382,7 +364,8 @@ def save_epoch(stage, rt, data, record, centers, dataset):
     write_json(stage.files.metrics, dict(
         prefix=stage.files.prefix, stage=stage.kind, loss=stage.title, cpu=compat.cpu_name(),
         precision=rt.precision, images_per_epoch=data.train_x.shape[0] * stage.passes,
-        floors=time_to_floors(stage, dataset), epochs=[h.to_json() for h in stage.history]))
+        floors=floors.time_to_floors(stage.title, stage.history, dataset, stage.arch.holdout),
+        epochs=[h.to_json() for h in stage.history]))
 
 
 def finish_stage(stage, rt, dataset):
@@ -398,8 +381,9 @@ def finish_stage(stage, rt, dataset):
         frames_mod.make_gifs(files, stage.optim.epochs)
         pictures.plot_curves(files.curves, stage.history, '%s: %s' % (files.prefix, stage.shown))
         print('pictures: %s, %s' % (', '.join(files.gif(s) for s in ('train', 'test')), files.curves))
+    held = floors.time_to_floors(stage.title, stage.history, dataset, stage.arch.holdout)
     reached = ['%s %s' % (floor, 'not reached' if at is None else 'at epoch %d (%d images, %.0f s)' % (
-        at['epoch'], at['images'], at['seconds'])) for floor, at in time_to_floors(stage, dataset).items()]
+        at['epoch'], at['images'], at['seconds'])) for floor, at in held.items()]
     print('best %s %.4f; %scheckpoints: %s, %s'
           % ('mean verification accuracy' if stage.metric == 'pairs' else 'test accuracy (%s)' % stage.metric,
              stage.best, 'time to accuracy: %s; ' % ', '.join(reached) if reached else '',
