@@ -117,13 +117,14 @@ def predict_center(features, centers):
     return nd.concat(*nearest, dim=0)
 
 
-def predict_knn(features, gallery, gallery_labels, k, chunk=1024):
+def predict_knn(features, gallery, gallery_labels, k, chunk=None):
     """Majority label of the k nearest gallery features (ties: the smaller label).
 
     On the CPU with low-dimensional features (the 2-D maps of the paper) a
     KD-tree finds the neighbours, far faster than sorting the full distance
     matrix (bench/speed.py times it). Elsewhere (a GPU, wide features)
-    distances are computed in chunks of ``chunk`` queries, so memory stays at
+    distances are computed in chunks of ``chunk`` queries (default: as many as
+    keep the chunk's distances under DISTANCES), so memory stays at
     chunk x len(gallery). The vote counts the k labels of each query, whatever
     the number of classes.
     """
@@ -134,6 +135,7 @@ def predict_knn(features, gallery, gallery_labels, k, chunk=1024):
         _, nearest = cKDTree(gallery.asnumpy()).query(features.asnumpy(), k=k, workers=-1)
         nearest = nearest.reshape(len(nearest), k)
     else:
+        chunk = chunk or max(1, DISTANCES // gallery.shape[0])
         nearest = np.concatenate([nd.topk(_sq_dists(features[start:start + chunk], gallery), axis=1, k=k,
                                           ret_typ='indices', is_ascend=True).asnumpy().astype(np.int64)
                                   for start in range(0, features.shape[0], chunk)])

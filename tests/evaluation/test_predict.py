@@ -40,7 +40,7 @@ def test_class_means_and_accuracy():
     assert evaluation.accuracy(nd.array([0, 1, 1, 0]), nd.array(y)) == 0.5
 
 
-def test_chunked_nearest_center_and_class_means_match_brute_force(monkeypatch):
+def test_chunked_nearest_center_knn_and_class_means_match_brute_force(monkeypatch):
     # many classes: the distance and one-hot matrices are built a few query rows at a time
     monkeypatch.setattr(evaluation, 'DISTANCES', 40)
     rng = np.random.RandomState(3)
@@ -50,3 +50,9 @@ def test_chunked_nearest_center_and_class_means_match_brute_force(monkeypatch):
     means = np.array([f[y == k].mean(0) if (y == k).any() else np.zeros(4) for k in range(9)])
     np.testing.assert_allclose(evaluation.class_means(nd.array(f), nd.array(y), 9).asnumpy(), means, rtol=1e-5,
                                atol=1e-6)
+    # k-NN in 40-D (no KD-tree) against a gallery of 103: one query row at a time
+    q = rng.randn(11, 40)
+    g, gy = rng.randn(103, 40), rng.randint(0, 9, 103)
+    nearest = np.argsort(((q[:, None, :] - g[None]) ** 2).sum(-1), axis=1)[:, :3]
+    ref = np.array([np.argmax(np.bincount(gy[row], minlength=9)) for row in nearest])
+    np.testing.assert_array_equal(evaluation.predict_knn(nd.array(q), nd.array(g), nd.array(gy), 3).asnumpy(), ref)
