@@ -34,7 +34,9 @@ WARMUP, STEPS = 3, 6   # training steps per candidate: not timed, then timed per
 ROUNDS = 3             # rounds of the two candidates in turn
 PAUSE = 0.3            # seconds between turns, so that one's OpenMP threads stop spinning before the other runs
 FAR = 2.0              # a first epoch at under 1/FAR or over FAR times the cached rate forgets the entry
-SPREAD = 1.25          # a candidate whose rounds differ by more than this (fastest / slowest): not cached
+CHECK_STEPS = 50       # a first epoch shorter than this is no rate to check against (the graph is built in it)
+SPREAD = FAR           # a candidate whose rounds differ by more than this (fastest / slowest): not cached
+                       # (2 idle cores of a VM: 1.1x to 1.8x at 6 steps a round; a busy machine: 2x and more)
 CACHE_ENV = 'CENTER_LOSS_CACHE'
 CACHE_FILE = 'precision.json'
 CANDIDATES = ('float32', 'bfloat16')
@@ -158,11 +160,19 @@ def spread_of(rounds):
     return max(max(r) / max(min(r), 1e-9) for r in rounds.values())
 
 
+def split_choice(rounds):
+    """True when the rounds taken in turn disagree on the choice: bfloat16 at RULE times float32 or more
+    in one round and under it in another (the two of a round saw the same machine; rounds that disagree
+    saw it change)."""
+    ratios = [b / max(f, 1e-9) for b, f in zip(rounds['bfloat16'], rounds['float32'])]
+    return min(ratios) < RULE <= max(ratios)
+
+
 def choose(spec, measure=measure_in_turn, path=None):
     """The Choice for ``spec`` (model, act, batch_size, feature_size, num_classes) on this CPU: from the
     cache when this machine and setting were measured before, else measured, and cached when the rounds
-    of each candidate agree within SPREAD (else the machine was busier in some rounds than in others: the
-    choice is used for this run only, and the next run measures again)."""
+    agree on the choice and each candidate's within SPREAD (else the machine was busier in some rounds
+    than in others: the choice is used for this run only, and the next run measures again)."""
     path = cache_path() if path is None else path
     key = cache_key(spec)
     entry = read_cache(path).get(key)
@@ -177,7 +187,7 @@ def choose(spec, measure=measure_in_turn, path=None):
     rounds = measure(spec)
     rates, spread = {p: median(rounds[p]) for p in CANDIDATES}, spread_of(rounds)
     when = time.strftime('%Y-%m-%d %H:%M:%S')
-    if spread > SPREAD:
+    if spread > SPREAD or split_choice(rounds):
         return Choice(decide(rates), rates, 'unsure', key, when, spread)
     entries = read_cache(path)  # re-read: another run may have written meanwhile
     entries[key] = dict(rates=rates, rounds=rounds, choice=decide(rates), measured=when)
@@ -190,18 +200,21 @@ def describe(choice):
     rates = 'bfloat16 %.0f, float32 %.0f images/s' % (choice.rates['bfloat16'], choice.rates['float32'])
     sure = '' if choice.spread is None else ', rounds within %.0f%%' % (100 * (choice.spread - 1))
     if choice.how == 'unsure':
-        return ('measured now: %s, but a candidate\'s rounds differ by %.0f%% (over %.0f%%: the machine was busy): '
-                'not cached, the next run measures again' % (rates, 100 * (choice.spread - 1), 100 * (SPREAD - 1)))
+        why = 'a candidate\'s rounds differ by %.0f%% (over %.0f%%' % (100 * (choice.spread - 1), 100 * (SPREAD - 1)) \
+            if choice.spread > SPREAD else 'its rounds disagree on the choice (%.2fx' % RULE
+        return ('measured now: %s, but %s: the machine was busy): not cached, the next run measures again'
+                % (rates, why))
     return '%s: %s%s (bfloat16 only when %.2fx float32)' % (
         'measured now' if choice.how == 'measured' else 'cached, measured %s' % choice.when, rates, sure, RULE)
 
 
-def check_cached(choice, precision, seen, path=None):
-    """After a run's first epoch, trained at ``seen`` images/s in ``precision``: when the cached ``choice``
+def check_cached(choice, precision, seen, steps, path=None):
+    """After a run's first epoch of ``steps`` steps, trained at ``seen`` images/s in ``precision``: when the
+    epoch was long enough to say (CHECK_STEPS: the first steps build the graph) and the cached ``choice``
     is far from it (under 1/FAR or over FAR times its rate: it was measured while the machine was busier or
     idler than now, or the cache is stale), the line to print, and the cache entry is forgotten so that the
     next run measures again; else None."""
-    if choice is None or choice.how != 'cached':
+    if choice is None or choice.how != 'cached' or steps < CHECK_STEPS:
         return None
     cached = choice.rates[precision]
     if cached / FAR <= seen <= cached * FAR:

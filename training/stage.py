@@ -234,7 +234,7 @@ def run_stage(stage, rt, data, dataset):
         sums, seen, gathered, frame_time = epochs.train_epoch(stage, rt, data, epoch, output.plotting)
         train_time = time.time() - tic - frame_time
         if epoch == len(stage.history) + 1 and rt.rank == 0:
-            note = precision.check_cached(rt.cached, rt.precision, n / train_time)
+            note = precision.check_cached(rt.cached, rt.precision, n / train_time, stage.schedule.steps)
             if note:
                 print(note)
         if rt.rank != 0:  # every worker trains its slice of each batch; the first evaluates, saves and draws
