@@ -51,7 +51,7 @@ def test_a_folder_and_its_recordio_train_the_same_steps(same_images, trained):
         results[name] = last_params(str(tmp / ('run-' + name)))
     (pf, mf), (pr, mr) = results['folder'], results['rec']
     assert mf.run.data.dataset == 'images' and mf.run.arch.image_size == (16, 16)
-    assert mf.run.arch.channels == 1
+    assert mf.run.arch.channels == 1 and mr.run.arch == mf.run.arch  # the same network from either source
     for k in pf:
         np.testing.assert_allclose(pr[k], pf[k], rtol=1e-5, atol=1e-6, err_msg=k)
     assert mf.history[-1].test_acc_softmax > 0.9  # three easy classes: chance is 1/3
