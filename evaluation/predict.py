@@ -97,6 +97,11 @@ def _sq_dists(a, b):
             + nd.sum(b * b, axis=1).reshape((1, -1)))
 
 
+def _rows(columns):
+    """How many query rows keep a matrix of ``columns`` columns (distances, one-hot labels) under DISTANCES."""
+    return max(1, DISTANCES // max(columns, 1))
+
+
 def predict_softmax(scores):
     return nd.argmax(scores, axis=1)
 
@@ -105,10 +110,7 @@ def predict_center(features, centers):
     """Label of the nearest center (Euclidean), in chunks of queries that keep the distance matrix
     under DISTANCES entries however many centers there are."""
     centers = centers.as_in_context(features.context)
-    rows = max(1, DISTANCES // max(centers.shape[0], 1))
-    if features.shape[0] <= rows:
-        return nd.argmin(_sq_dists(features, centers), axis=1)
-    nearest = []
+    rows, nearest = _rows(centers.shape[0]), []
     for s in range(0, features.shape[0], rows):
         nearest.append(nd.argmin(_sq_dists(features[s:s + rows], centers), axis=1))
         # MXNet queues operations without waiting: unawaited, every chunk's distance matrix would be
@@ -135,7 +137,7 @@ def predict_knn(features, gallery, gallery_labels, k, chunk=None):
         _, nearest = cKDTree(gallery.asnumpy()).query(features.asnumpy(), k=k, workers=-1)
         nearest = nearest.reshape(len(nearest), k)
     else:
-        chunk = chunk or max(1, DISTANCES // gallery.shape[0])
+        chunk = chunk or _rows(gallery.shape[0])
         nearest = np.concatenate([nd.topk(_sq_dists(features[start:start + chunk], gallery), axis=1, k=k,
                                           ret_typ='indices', is_ascend=True).asnumpy().astype(np.int64)
                                   for start in range(0, features.shape[0], chunk)])
@@ -158,7 +160,7 @@ def accuracy(pred, labels):
 def class_means(features, labels, num_classes):
     """Mean feature of each class (zeros for a class with no sample): (K, d). The one-hot matrix of the
     labels is built for chunks of rows that keep it under DISTANCES entries, whatever the classes."""
-    rows = max(1, DISTANCES // max(num_classes, 1))
+    rows = _rows(num_classes)
     sums = counts = 0
     for start in range(0, features.shape[0], rows):
         onehot = nd.one_hot(labels[start:start + rows], num_classes)                  # (rows, K)

@@ -304,12 +304,12 @@ def measure_of(stage, data):
 
 def sizes(stage):
     """What the class layer and the centers take, which the number of classes sets."""
-    def mb(params):  # (kB below a tenth of a MB: MNIST's are a few hundred bytes)
+    def size_of(params):  # (kB below a tenth of a MB: MNIST's are a few hundred bytes)
         size = sum(int(np.prod(p.shape)) * 4 for p in params)
         return '%.1f MB' % (size / 1e6) if size >= 1e5 else '%.1f kB' % (size / 1e3)
-    text = 'class layer %s' % mb(stage.net.output.collect_params().values())
+    text = 'class layer %s' % size_of(stage.net.output.collect_params().values())
     if stage.center_loss is not None:
-        text += ', centers %s' % mb(stage.center_loss.collect_params().values())
+        text += ', centers %s' % size_of(stage.center_loss.collect_params().values())
     return '%s (%d classes x %d-D, float32; with their gradients and optimizer states, up to 3x that)' % (
         text, stage.arch.num_classes, stage.arch.feature_size)
 
