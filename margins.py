@@ -158,9 +158,13 @@ class SphereFace(_CosineHead):
     monotone decreasing on [0, pi] (cos(m theta) is the Chebyshev polynomial T_m of cos(theta)). As in
     the paper, psi is brought in gradually: the target's logit is ‖x‖ (lambda cos(theta_y) +
     psi(theta_y)) / (1 + lambda), lambda = max(lambda_min, base (1 + gamma t)^-power) at iteration t
-    (the paper's code: base 1000, gamma 0.12, power 1, lambda_min 5). The trainer (or your loop) calls
-    ``anneal(t)`` before each step; lambda is a parameter of the block that takes no gradient, so a
-    hybridized graph sees each new value.
+    (the paper's code: base 1000, gamma 0.12, power 1, lambda_min 5, over 28,000 iterations; lambda
+    reaches its floor at iteration 1,659, 6% of them). The trainer (or your loop) calls
+    ``anneal(t, T)`` before each step, T the run's iterations: t is counted on the paper's scale,
+    t * 28,000 / T, so that lambda reaches its floor at the same 6% of any run's length (``anneal(t)``:
+    the paper's schedule by iteration, whose floor comes late in a short run and never in one under
+    1,659 steps). lambda is a parameter of the block that takes no gradient, so a hybridized graph sees
+    each new value.
 
     Parameters
     ----------
@@ -181,13 +185,18 @@ class SphereFace(_CosineHead):
             self.lmbd = self.params.get('lmbd', shape=(1,), init=mx.init.Constant(self.lambda_at(0)),
                                         grad_req='null', differentiable=False)
 
-    def lambda_at(self, iteration):
+    ITERATIONS = 28000  # the paper's code's run (sphereface_solver.prototxt's max_iter)
+
+    def lambda_at(self, iteration, iterations=None):
         base, gamma, power, lambda_min = self._anneal
+        if iterations:  # the paper's schedule stretched (or shrunk) to a run of ``iterations``
+            iteration = iteration * self.ITERATIONS / float(iterations)
         return max(lambda_min, base * (1.0 + gamma * iteration) ** -power)
 
-    def anneal(self, iteration):
-        """Set lambda for iteration ``iteration`` (0 for the first step)."""
-        value = mx.nd.array([self.lambda_at(iteration)])
+    def anneal(self, iteration, iterations=None):
+        """Set lambda for iteration ``iteration`` (0 for the first step) of a run of ``iterations``
+        (None: the paper's schedule by iteration)."""
+        value = mx.nd.array([self.lambda_at(iteration, iterations)])
         for data in self.lmbd.list_data():
             data[:] = value.as_in_context(data.context)
 

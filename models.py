@@ -21,16 +21,17 @@ LEAKY_SLOPE = 0.2
 class PReLU(nn.HybridBlock):
     """Per-channel PReLU (He et al. 2015), the paper's activation.
 
-    y = max(x, 0) + a_c * min(x, 0), with one learned slope a_c per channel.
+    y = max(x, 0) + a_c * min(x, 0), with one learned slope a_c per channel, computed as
 
-    The slopes are applied as a depthwise 1x1 convolution, which goes through
-    oneDNN: on the CPU that is faster than MXNet's own
-    ``LeakyReLU(act_type='prelu')`` or a broadcast multiply (docs/speed.md,
-    and bench/step_speed.py measure them).
+        y = a_c * x + (1 - a_c) * max(x, 0)
 
-    Under bfloat16 mixed precision (main.py --precision) the convolution before
-    it hands over bfloat16, and MXNet's elementwise kernels are slow on that
-    type: the input is cast to float32 first (a no-op in float32).
+    (the same function: x where x > 0, a_c * x elsewhere; the same gradients), each product a
+    depthwise 1x1 convolution. Why: every operator then is one of oneDNN's (convolution, ReLU, sum),
+    so the network's activations keep oneDNN's blocked layout from one convolution to the next.
+    MXNet's own ``LeakyReLU(act_type='prelu')``, or max(x, 0) + a * (x - max(x, 0)) with MXNet's
+    elementwise subtraction, each reorder every activation to the plain layout and back, forward and
+    backward (``python bench/step_speed.py`` times them; docs/speed.md). In bfloat16 (main.py
+    --precision) the convolutions take bfloat16 too, as the network's do.
     """
 
     def __init__(self, channels, spatial=True, alpha=0.25, **kwargs):
@@ -42,15 +43,14 @@ class PReLU(nn.HybridBlock):
                                          init=init.Constant(alpha))
 
     def hybrid_forward(self, F, x, alpha):
-        x = F.amp_cast(x, dtype='float32')
-        pos = F.relu(x)
-        neg = x - pos                                             # min(x, 0)
-        if self._spatial:  # depthwise 1x1 convolution: a_c * neg on channel c
-            scaled = F.Convolution(neg, alpha, kernel=(1, 1), num_filter=self._channels,
-                                   num_group=self._channels, no_bias=True)
-        else:
-            scaled = F.broadcast_mul(neg, alpha)
-        return pos + scaled
+        pos = F.Activation(x, act_type='relu')                    # max(x, 0)
+        if not self._spatial:  # after a dense layer: a broadcast product, no layout to keep
+            return pos + F.broadcast_mul(x - pos, alpha)
+
+        def channelwise(data, scale):  # scale_c * data on channel c
+            return F.Convolution(data, scale, kernel=(1, 1), num_filter=self._channels,
+                                 num_group=self._channels, no_bias=True)
+        return channelwise(x, alpha) + channelwise(pos, 1 - alpha)
 
 
 def activation(kind, channels, spatial=True):

@@ -14,9 +14,11 @@ its second stage; NormFace, SphereFace, CosFace, ArcFace; ArcFace + center loss.
 and prints one Markdown table: for each run, at its last checkpoint (``--checkpoint last``: the epoch the
 test set would pick is a choice made on test images, and on 5,000 of them a tie of a few images), the
 test accuracy on the trained classes (softmax: the head's own argmax), AUC and TAR at FAR 1e-3 by cosine
-on pairs of the held-out classes, precision at 1, R-precision and MAP@R, each as the mean and the spread
-(half the range) over the seeds. Runs already in ``--work`` are reused, and one stopped within its
-training is resumed (``main.py --resume``; Ctrl-C or SIGTERM stops the run being trained too, which keeps
+on pairs of the held-out classes, precision at 1, R-precision and MAP@R ranked by cosine, each as the mean
+and the spread (half the range) over the seeds; with several seeds, each run's paired differences against
+softmax; then, for the runs whose features are not normalised (softmax, center loss, SphereFace), the
+retrieval figures ranked by Euclidean distance (pytorch-metric-learning's default) beside the cosine ones.
+Runs already in ``--work`` are reused, and one stopped within its training is resumed (``main.py --resume``; Ctrl-C or SIGTERM stops the run being trained too, which keeps
 its last epoch), so an interrupted table continues where it stopped. ``--runs`` picks runs by prefix
 (softmax, center-loss, center-loss-second, normface, sphereface, cosface, arcface, arcface-center), so that
 two processes can share a table; each logged row carries its CPU and commit, and ``--from`` joins logs.
@@ -59,6 +61,8 @@ RUNS = [('softmax', 'softmax', []),
         ('ArcFace', 'arcface', ['--head', 'arcface']),
         ('ArcFace + center loss', 'arcface-center', ['--head', 'arcface', '--center_loss'])]
 PREFIXES = tuple(prefix for _, prefix, _ in RUNS)
+# the runs whose features the head does not normalise (models.normalises): softmax's, center loss's, SphereFace's
+UNNORMALISED = ('softmax', 'softmax + center loss', 'center loss, second stage', 'SphereFace')
 HELD_OUT = ['--holdout', '5,6,7,8,9']
 
 
@@ -142,7 +146,8 @@ def table_row(args, dataset, seed, folder, where, run, tag):
     # the precision the run trained in (a run reused from --work may predate the flag given)
     return dict(run=name, precision=metrics.get('precision', 'float32'), epoch=result['epoch'],
                 accuracy=epoch[0]['test_acc_softmax'], center_accuracy=epoch[0]['test_acc_center'],
-                auc=result['cosine']['auc'], tar=result['cosine']['tar_at_far_0.001'], **result['cosine']['retrieval'])
+                auc=result['cosine']['auc'], tar=result['cosine']['tar_at_far_0.001'], **result['cosine']['retrieval'],
+                **{'euclidean_' + k: v for k, v in result['euclidean'].get('retrieval', {}).items() if k != 'queries'})
 
 
 def trained_runs(ckpt):
@@ -202,6 +207,28 @@ def print_table(rows):
             print('\nfailed: %s, seed %d: %s' % (r['run'], r['seed'], r['failed']))
         if len(seeds) > 1:
             print_paired(group, keys[1:], order)
+        print_euclidean(group, order)
+
+
+def print_euclidean(group, order):
+    """Retrieval ranked by Euclidean distance, pytorch-metric-learning's default, beside the cosine one, for
+    the runs whose features are not normalised (on normalised ones the two rank alike)."""
+    keys = ['precision_at_1', 'r_precision', 'map_at_r']
+    raw = [name for name in order if name.split(' (')[0] in UNNORMALISED
+           and any('euclidean_map_at_r' in r for r in group if r['run'] == name)]
+    if not raw:
+        return
+    print('\nretrieval by Euclidean distance / by cosine, runs with unnormalised features: mean +- half the range\n')
+    print('| run | seeds | ' + ' | '.join('%s (Euclidean / cosine)' % k for k in ('P@1', 'R-precision', 'MAP@R')) + ' |')
+    print('|---|---|' + '---|' * len(keys))
+    for name in raw:
+        mine = [r for r in group if r['run'] == name and 'euclidean_map_at_r' in r]
+        cells = []
+        for key in keys:
+            pair = [np.array([r[prefix + key] for r in mine]) for prefix in ('euclidean_', '')]
+            cells.append(' / '.join('%.4f +- %.4f' % (v.mean(), np.ptp(v) / 2) if len(v) > 1 else '%.4f' % v[0]
+                                    for v in pair))
+        print('| %s | %d | %s |' % (name, len(mine), ' | '.join(cells)))
 
 
 def print_paired(group, keys, order):

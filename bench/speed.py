@@ -3,6 +3,8 @@
     python bench/speed.py            # a 10,000-image slice of MNIST (about two minutes on 2 cores)
     python bench/speed.py --full     # the whole training set
     python bench/speed.py --prelu    # also LeNet++ with PReLU, ours and PyTorch's
+    python bench/speed.py --torch ~/torch-venv/bin/python   # PyTorch from a Python of its own
+    python bench/speed.py --prelu --rounds 3   # the like-for-like pairs timed 3 times each, in turn: medians
 
 Every contender runs in a process of its own (MXNet's mixed precision and the
 thread count are per process), on the same images, batch 128, LeNet++ with
@@ -16,7 +18,8 @@ times one epoch:
 - original-style (bench/original_style.py): the original Gluon port's recipe,
   started without OMP_NUM_THREADS so MXNet keeps its default thread count, as
   the original did;
-- PyTorch (bench/pytorch_lenet.py, when torch is installed): PReLU in float32,
+- PyTorch (bench/pytorch_lenet.py, when torch is installed here or ``--torch`` names a Python that
+  has it): PReLU in float32,
   the reference the speed targets were set against, and the same activation
   and precision as ours (LeakyReLU, bfloat16 autocast).
 Then the ratios; each contender's arithmetic rate (FLOP_PER_IMAGE, the
@@ -125,7 +128,7 @@ def ours(slice_path, precision, act, shift):
     test_img, test_lbl = utils.load_split(utils.find_data('mnist', download=False), 'test')
     test_img, test_lbl = test_img[:n // 6], test_lbl[:n // 6]   # MNIST's 10,000 : 60,000
     raw = data_mod.Raw(records.Data('mnist', slice_path), None, slice_path, utils.CLASS_NAMES['mnist'],
-                       (1, (28, 28)), (images, labels), (test_img, test_lbl), None, [])
+                       (1, (28, 28)), (images, labels), (test_img, test_lbl), None, [], [])
     with contextlib.redirect_stdout(io.StringIO()):  # its "data:" line
         data = data_mod.load(raw, run.arch, rt)
     stage = stage_mod.build_stage('first', run, rt, data, RunFiles(tmp, tmp, 'bench'), None)
@@ -192,6 +195,11 @@ def main():
     p.add_argument('--samples', type=number(int, at_least=BATCH, at_most=60000), default=10000,
                    help='training images without --full (a batch at least)')
     p.add_argument('--prelu', action='store_true', help='also time LeNet++ with PReLU (ours and PyTorch)')
+    p.add_argument('--rounds', type=number(int, at_least=1), default=1,
+                   help='time the like-for-like pairs (ours and PyTorch, same activation and precision) this many '
+                        'times each, in turn, and take the medians (a VM\'s rate drifts by 30%% between runs)')
+    p.add_argument('--torch', metavar='PYTHON', default=None,
+                   help='a Python interpreter that has PyTorch (default: this one, if it has torch)')
     p.add_argument('--ours', nargs=4, metavar=('SLICE', 'PRECISION', 'ACT', 'SHIFT'), help=argparse.SUPPRESS)
     p.add_argument('--eval', action='store_true', help=argparse.SUPPRESS)
     p.add_argument('--matmul', action='store_true', help=argparse.SUPPRESS)
@@ -205,7 +213,9 @@ def main():
         print(json.dumps(evaluation_times()))
     else:
         n = 60000 if args.full else args.samples
-        rows = contenders(write_slice(n), args.prelu)
+        if args.torch and not os.access(args.torch, os.X_OK):
+            p.error('--torch: %s is not an executable Python' % args.torch)
+        rows = contenders(write_slice(n), args.prelu, args.torch, args.rounds)
         report(rows, n, args.prelu)
 
 
@@ -226,7 +236,7 @@ def write_slice(n):
     return slice_path
 
 
-def contenders(slice_path, prelu):
+def contenders(slice_path, prelu, torch_python=None, rounds=1):
     """{name: the child's figures} of every contender, each in a process of its own."""
     me = [sys.executable, os.path.abspath(__file__)]
     rows = {}
@@ -240,17 +250,38 @@ def contenders(slice_path, prelu):
     env = {k: v for k, v in os.environ.items() if k != 'OMP_NUM_THREADS'}
     rows['original'] = child([sys.executable, os.path.join(HERE, 'original_style.py'), slice_path], env=env)
     import importlib.util
-    if importlib.util.find_spec('torch') is not None:
-        torch_cmd = [sys.executable, os.path.join(HERE, 'pytorch_lenet.py'), slice_path]
+    if torch_python or importlib.util.find_spec('torch') is not None:
+        torch_cmd = [torch_python or sys.executable, os.path.join(HERE, 'pytorch_lenet.py'), slice_path]
         rows['torch-prelu'] = child(torch_cmd + ['--act', 'prelu'])
         rows['torch-same'] = child(torch_cmd + ['--act', 'leaky'] + (
             ['--bf16'] if rows['ours']['precision'] == 'bfloat16' else []))
         if prelu:
             rows['torch-prelu-same'] = child(torch_cmd + ['--act', 'prelu'] + (
                 ['--bf16'] if rows['ours-prelu']['precision'] == 'bfloat16' else []))
+        pairs = [(('ours', me + ['--ours', slice_path, rows['ours']['precision'], 'leaky', '0']),
+                  ('torch-same', torch_cmd + ['--act', 'leaky'] + (['--bf16'] if rows['ours']['precision'] == 'bfloat16'
+                                                                  else [])))]
+        if prelu:
+            pairs.append((('ours-prelu', me + ['--ours', slice_path, rows['ours-prelu']['precision'], 'prelu', '0']),
+                          ('torch-prelu-same', torch_cmd + ['--act', 'prelu'] + (
+                              ['--bf16'] if rows['ours-prelu']['precision'] == 'bfloat16' else []))))
+        for pair in pairs if rounds > 1 else []:
+            rows.update(alternated(pair, rows, rounds))
     rows['peak'] = child(me + ['--matmul'])
     rows['eval'] = child(me + ['--eval'])
     return rows
+
+
+def alternated(pair, rows, rounds):
+    """The two contenders of ``pair`` timed again until each has ``rounds`` rates (the first pass's, then in
+    turn, the order flipped each round), so that a drift of the machine's rate slows both alike: each one's
+    row with the median of its rates."""
+    import statistics
+    rates = {name: [rows[name]['loop']] for name, _ in pair}
+    for r in range(rounds - 1):
+        for name, cmd in (pair if r % 2 else pair[::-1]):
+            rates[name].append(child(cmd)['loop'])
+    return {name: dict(rows[name], loop=statistics.median(rates[name]), loops=rates[name]) for name, _ in pair}
 
 
 def report(rows, n, prelu):
@@ -264,6 +295,10 @@ def report(rows, n, prelu):
         gflops = rate * FLOP_PER_IMAGE / 1e9
         print('%-44s %6.0f images/s training loop (%4.0f GFLOP/s, %.2f of the peak)%s'
               % (name, rate, gflops, gflops / peak['gflops'], rest))
+    for name, row in rows.items():
+        if 'loops' in row:  # the rows of --rounds: each round said, the median used below
+            print('%s, %d rounds in turn: %s images/s (median %.0f)'
+                  % (name, len(row['loops']), ', '.join('%.0f' % r for r in row['loops']), row['loop']))
     line('ours, leaky, %s, no shifts' % prec, o['loop'], ', %6.0f whole epoch' % o['epoch'])
     line('ours at the defaults (+ 2-px shifts)', rows['ours-defaults']['loop'],
          ', %6.0f whole epoch' % rows['ours-defaults']['epoch'])
@@ -280,7 +315,7 @@ def report(rows, n, prelu):
             line('PyTorch, prelu, %s' % ('bfloat16 autocast' if rows['ours-prelu']['precision'] == 'bfloat16'
                                          else 'float32'), rows['torch-prelu-same']['loop'])
     else:
-        print('PyTorch: not installed (pip install torch==2.13.0)')
+        print('PyTorch: not installed (pip install torch, or --torch PYTHON)')
     ratios(rows, prelu)
     print('evaluation of 10,000 test features against 60,000: nearest center %.3fs, k-NN (k=10) %.3fs (target 2s)'
           % (rows['eval']['center'], rows['eval']['knn']))

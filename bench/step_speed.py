@@ -1,9 +1,11 @@
 """Images/s of one hybridized LeNet++ training step (softmax + center loss) per activation.
 
-    python bench/step_speed.py [--batch_size 128] [--steps 40] [--acts leaky,prelu,prelu-op,relu]
+    python bench/step_speed.py [--batch_size 128] [--steps 40] [--acts leaky,prelu,prelu-sub,prelu-op,relu]
 
-'prelu' is models.PReLU (slopes applied as a depthwise 1x1 convolution);
-'prelu-op' is MXNet's own LeakyReLU(act_type='prelu') operator, for comparison.
+'prelu' is models.PReLU (a * x + (1 - a) * max(x, 0), each product a depthwise 1x1 convolution: oneDNN's
+operators only); for comparison, the same function written two other ways: 'prelu-sub', max(x, 0) +
+a * (x - max(x, 0)) with MXNet's elementwise subtraction, and
+'prelu-op', MXNet's own LeakyReLU(act_type='prelu') operator.
 Batches are random tensors already on the device, so this times the step alone.
 """
 import argparse
@@ -21,7 +23,7 @@ from mxnet.gluon import nn  # noqa: E402
 import models  # noqa: E402
 from center_loss import CenterLoss  # noqa: E402
 
-ACTS = models.ACTIVATIONS + ('prelu-op',)
+ACTS = models.ACTIVATIONS + ('prelu-sub', 'prelu-op')
 
 
 class OpPReLU(nn.HybridBlock):
@@ -34,10 +36,17 @@ class OpPReLU(nn.HybridBlock):
         return F.LeakyReLU(x, gamma=alpha, act_type='prelu')
 
 
+class SubPReLU(models.PReLU):
+    def hybrid_forward(self, F, x, alpha):
+        pos = F.relu(x)
+        return pos + F.Convolution(x - pos, alpha, kernel=(1, 1), num_filter=self._channels,
+                                   num_group=self._channels, no_bias=True)
+
+
 def step_speed(act, batch_size, steps, ctx):
     saved = models.PReLU
-    if act == 'prelu-op':
-        models.PReLU, act = OpPReLU, 'prelu'
+    if act in ('prelu-op', 'prelu-sub'):
+        models.PReLU, act = {'prelu-op': OpPReLU, 'prelu-sub': SubPReLU}[act], 'prelu'
     try:
         net = models.LeNetPlus(act=act)
     finally:
@@ -72,7 +81,7 @@ def main():
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--batch_size', type=number(int, above=0), default=128)
     p.add_argument('--steps', type=number(int, above=0), default=40)
-    p.add_argument('--acts', type=listed(ACTS), default='leaky,prelu,prelu-op,relu')
+    p.add_argument('--acts', type=listed(ACTS), default='leaky,prelu,prelu-sub,prelu-op,relu')
     args = p.parse_args()
     ctx = mx.gpu(0) if mx.context.num_gpus() else mx.cpu()
     print('mxnet %s, %s, OMP_NUM_THREADS=%s, batch %d' % (mx.__version__, ctx, os.environ.get('OMP_NUM_THREADS'),

@@ -260,11 +260,12 @@ def open_set_auroc(known, held, centers, metric, scores=1 << 24):
 
 # --------------------------------------------------------------------------- retrieval
 
-def retrieval(features, labels, chunk=512):
-    """Precision at 1, R-precision and MAP@R by cosine similarity, as pytorch-metric-learning's
-    AccuracyCalculator defines them (Musgrave et al., A Metric Learning Reality Check, 2020): each
-    image queries all the others; R is the number of the others of its class; the ranking is by
-    cosine, highest first (ties kept in the images' order).
+def retrieval(features, labels, metric='cosine', chunk=512):
+    """Precision at 1, R-precision and MAP@R, as pytorch-metric-learning's AccuracyCalculator defines
+    them (Musgrave et al., A Metric Learning Reality Check, 2020): each image queries all the others;
+    R is the number of the others of its class; the ranking is by ``metric`` (cosine, highest first,
+    or Euclidean distance, nearest first: that library's default, on the features as
+    given; the two rank alike on normalised features), ties kept in the images' order.
 
         precision@1  share of queries whose nearest other image is of their class
         R-precision  mean over queries of (images of its class among the first R) / R
@@ -274,14 +275,21 @@ def retrieval(features, labels, chunk=512):
     """
     labels = np.asarray(labels)
     f = np.asarray(features, np.float64)
-    f = f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
+    if metric == 'cosine':
+        f = f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
+        scores = lambda q: f[q] @ f.T  # noqa: E731
+    elif metric == 'euclidean':  # minus the squared distance without the query's own norm: the same order
+        norms = (f * f).sum(axis=1)
+        scores = lambda q: 2 * (f[q] @ f.T) - norms[None, :]  # noqa: E731
+    else:
+        raise ValueError('unknown metric %r: choose from %s' % (metric, ', '.join(METRICS)))
     counts = {c: n for c, n in zip(*np.unique(labels, return_counts=True))}
     r_all = np.array([counts[c] - 1 for c in labels])
     top = int(r_all.max()) if len(labels) else 0
     p1, r_prec, map_r = [], [], []
     for start in range(0, len(labels), chunk):
         rows = np.arange(start, min(start + chunk, len(labels)))
-        s = f[rows] @ f.T
+        s = scores(rows)
         s[np.arange(len(rows)), rows] = -np.inf                       # not itself
         order = np.argsort(-s, axis=1, kind='stable')[:, :max(top, 1)]
         hits = labels[order] == labels[rows, None]                     # (queries, top)

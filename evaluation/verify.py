@@ -47,7 +47,8 @@ def verify(runs, rt, data_for, out_dir, dataset):
             if data.held_x is not None:
                 result[metric]['open_set_auroc'] = verification.open_set_auroc(known, features, centers.asnumpy(),
                                                                                metric)
-        result['cosine']['retrieval'] = verification.retrieval(features, labels)
+        for metric in verification.METRICS:
+            result[metric]['retrieval'] = verification.retrieval(features, labels, metric)
         head = '%d test images of %s, %d pairs (%d same-class)' % (
             len(labels), which, result['cosine']['pairs'], result['cosine']['same_class_pairs'])
         return result, head, 'pairs of %d test images of %s' % (len(labels), which), 'LFW-style %d pairs' % (
@@ -97,10 +98,10 @@ def _verify_runs(runs, rt, measure, out_dir, dataset, names, extra):
                      ' / '.join('%g' % f for f in verification.FARS), folds_name, r[folds_key]['accuracy_mean'],
                      r[folds_key]['accuracy_std'],
                      '  open-set AUROC %.4f' % r['open_set_auroc'] if 'open_set_auroc' in r else ''))
-        if 'retrieval' in result['cosine']:
-            r = result['cosine']['retrieval']
-            print('  retrieval by cosine, each of %d images against the others: precision@1 %.4f  R-precision %.4f  '
-                  'MAP@R %.4f' % (r['queries'], r['precision_at_1'], r['r_precision'], r['map_at_r']))
+        for metric in (m for m in verification.METRICS if 'retrieval' in result[m]):
+            r = result[metric]['retrieval']
+            print('  retrieval by %s, each of %d images against the others: precision@1 %.4f  R-precision %.4f  '
+                  'MAP@R %.4f' % (metric, r['queries'], r['precision_at_1'], r['r_precision'], r['map_at_r']))
         json_path, roc_path = files.output(names[0]), files.output(names[1])
         with saved(out_dir, NO_CHECKPOINT_CHANGED):
             write_json(json_path, result)

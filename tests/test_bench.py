@@ -30,7 +30,7 @@ BAD = [
     ('heads', ['--table', '--extra', '--lr abc'], "heads.py: --extra: error: argument --lr: expected a float"),
     ('heads', ['--table', '--extra', '--bogus 1'], 'heads.py: --extra: error: unrecognized arguments: --bogus 1'),
     ('speed', ['--samples', '0'], '--samples: must be 128 or more'),
-    ('step_speed', ['--acts', 'leaky,swish'], "--acts: 'swish' is not one of prelu, leaky, relu, prelu-op"),
+    ('step_speed', ['--acts', 'leaky,swish'], "--acts: 'swish' is not one of prelu, leaky, relu, prelu-sub, prelu-op"),
     ('workers', ['--workers', '1,0'], '--workers: must be > 0'),
     ('workers', ['--workers', '4', '--batch_size', '2'], '--batch_size 2 is split over the workers'),
     ('time_to_accuracy', ['--stages', 'first,third'], "--stages: 'third' is not one of first, second, softmax"),
@@ -74,3 +74,22 @@ def test_a_log_is_read_back_as_written(tmp_path):
         runlog.read([log])
     stamp = runlog.provenance()
     assert set(stamp) == {'cpu', 'cores', 'commit'} and stamp['cores'] >= 1
+
+
+@pytest.mark.parametrize('act', ['prelu', 'leaky'])
+def test_speed_times_our_loop_on_a_slice(tmp_path, act):
+    """bench/speed.py's contender 'ours' (a child process of the bench) trains on a slice and reports its
+    rates: the code the speed table's rows come from runs against the trainer as it is."""
+    import numpy as np
+    import utils
+    images, labels = utils.load_split(utils.find_data('mnist', download=False), 'train')
+    n = 24 * 128  # the bench's 20 warm-up batches and a few timed ones
+    slice_path = str(tmp_path / 'slice.npz')
+    np.savez(slice_path, images=images[:n], labels=labels[:n])
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, 'bench', 'speed.py'), '--ours', slice_path, 'float32',
+                           act, '0'], stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    row = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert row['precision'] == 'float32' and row['why'] == 'asked for'
+    assert row['loop'] > 0 and row['epoch'] > 0 and row['ratio'] >= 1.0

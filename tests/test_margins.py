@@ -137,6 +137,11 @@ def test_sphereface_lambda_anneals_as_the_paper():
     head = margins.SphereFace(10, 2)
     assert [head.lambda_at(t) for t in (0, 1, 100)] == pytest.approx([1000, 1000 / 1.12, 1000 / 13])
     assert head.lambda_at(10 ** 6) == 5.0 and head.scale is None and head.margin == 4
+    # stretched to a run's length: the paper's lambda at the same share of its 28,000 iterations
+    assert head.lambda_at(1000, 28000) == head.lambda_at(1000)
+    assert head.lambda_at(150, 2800) == pytest.approx(1000 / (1 + 0.12 * 1500))
+    floor = [t for t in range(2800) if head.lambda_at(t, 2800) == 5.0][0]  # the paper's: 1,659 of 28,000
+    assert floor == 166 and head.lambda_at(1659) == 5.0 and head.lambda_at(1658) > 5.0
     with pytest.raises(ValueError, match='whole margin'):
         margins.SphereFace(10, 2, margin=1.5)
 

@@ -115,7 +115,7 @@ class Stage:
         if self.schedule.kind == 'onecycle' and self.optim.optimizer == 'sgd':
             self.trainer.optimizer.momentum = self.schedule.momentum_at(step)
         if self.kind == 'first' and isinstance(self.net.output, margins.SphereFace):
-            self.net.output.anneal(step)
+            self.net.output.anneal(step, self.schedule.total)  # its floor at 6% of the stage, as the paper's
 
 
 def build_stage(kind, run, rt, data, files, source):

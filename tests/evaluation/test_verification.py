@@ -169,15 +169,17 @@ def test_map_at_r_rewards_the_order_within_the_first_r():
     assert only(np.array([q, near, mid, far]), np.array([0, 0, 1, 0])) == first
 
 
-def test_retrieval_equals_a_loop_over_queries():
+@pytest.mark.parametrize('metric', v.METRICS)
+def test_retrieval_equals_a_loop_over_queries(metric):
     rng = np.random.RandomState(3)
-    f, labels = rng.randn(120, 6), rng.randint(0, 5, 120)
-    r = v.retrieval(f, labels, chunk=17)
+    f, labels = rng.randn(120, 6) * rng.uniform(0.1, 10, (120, 1)), rng.randint(0, 5, 120)  # norms apart
+    r = v.retrieval(f, labels, metric, chunk=17)
     fn = f / np.linalg.norm(f, axis=1, keepdims=True)
+    far = {'cosine': lambda i, j: -(fn[i] @ fn[j]), 'euclidean': lambda i, j: np.linalg.norm(f[i] - f[j])}[metric]
     p1, rp, mapr = [], [], []
     for i in range(len(f)):
         others = [j for j in range(len(f)) if j != i]
-        ranked = sorted(others, key=lambda j: (-(fn[i] @ fn[j]), j))
+        ranked = sorted(others, key=lambda j: (far(i, j), j))
         hits = [labels[j] == labels[i] for j in ranked]
         big_r = int(sum(labels == labels[i]) - 1)
         if not big_r:
@@ -187,6 +189,20 @@ def test_retrieval_equals_a_loop_over_queries():
         mapr.append(sum(sum(hits[:k + 1]) / (k + 1) for k in range(big_r) if hits[k]) / big_r)
     assert r['precision_at_1'] == pytest.approx(np.mean(p1)) and r['r_precision'] == pytest.approx(np.mean(rp))
     assert r['map_at_r'] == pytest.approx(np.mean(mapr)) and r['queries'] == len(p1)
+
+
+def test_retrieval_by_distance_and_by_cosine_part_on_raw_features_only():
+    """On features of one norm the two rankings agree; on raw ones they differ: b is a's nearest by
+    distance, c (near a's direction, ten times as far out) by angle."""
+    f = np.array([[1.0, 0.0], [0.8, 0.6], [1.0, 0.05], [-1.0, 0.0]])
+    labels = np.array([0, 1, 0, 1])
+    unit = f / np.linalg.norm(f, axis=1, keepdims=True)
+    assert v.retrieval(unit, labels, 'euclidean') == pytest.approx(v.retrieval(unit, labels, 'cosine'))
+    raw = f * np.array([[1.0], [1.0], [10.0], [1.0]])
+    assert v.retrieval(raw, labels, 'cosine')['precision_at_1'] == 0.75  # a -> c, b -> c, c -> a, d -> b
+    assert v.retrieval(raw, labels, 'euclidean')['precision_at_1'] == 0.5  # a -> b, b -> a, c -> a, d -> b
+    with pytest.raises(ValueError, match='unknown metric'):
+        v.retrieval(f, labels, 'manhattan')
 
 
 def test_verify_refuses_too_few_images_before_any_figure():
