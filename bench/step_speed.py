@@ -36,7 +36,13 @@ class OpPReLU(nn.HybridBlock):
         return F.LeakyReLU(x, gamma=alpha, act_type='prelu')
 
 
-class SubPReLU(models.PReLU):
+class SubPReLU(nn.HybridBlock):
+    def __init__(self, channels, spatial=True, **kwargs):
+        super(SubPReLU, self).__init__(**kwargs)
+        self._channels = channels
+        with self.name_scope():
+            self.alpha = self.params.get('alpha', shape=(channels, 1, 1, 1), init=mx.init.Constant(0.25))
+
     def hybrid_forward(self, F, x, alpha):
         pos = F.relu(x)
         return pos + F.Convolution(x - pos, alpha, kernel=(1, 1), num_filter=self._channels,

@@ -93,3 +93,13 @@ def test_speed_times_our_loop_on_a_slice(tmp_path, act):
     row = json.loads(proc.stdout.strip().splitlines()[-1])
     assert row['precision'] == 'float32' and row['why'] == 'asked for'
     assert row['loop'] > 0 and row['epoch'] > 0 and row['ratio'] >= 1.0
+
+
+def test_step_speed_times_every_way_of_writing_prelu():
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, 'bench', 'step_speed.py'), '--steps', '2',
+                           '--batch_size', '8'], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          universal_newlines=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rates = dict(line.split()[:2] for line in proc.stdout.splitlines()[1:])
+    assert sorted(rates) == sorted(['leaky', 'prelu', 'prelu-sub', 'prelu-op', 'relu'])
+    assert all(float(r) > 0 for r in rates.values())
