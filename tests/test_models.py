@@ -69,3 +69,19 @@ def test_default_activation_is_the_trainers():
     net = models.LeNetPlus()
     acts = [b for b in net.body if b.__class__.__name__ == 'LeakyReLU']
     assert len(acts) == 6 and Arch().act == 'leaky'
+
+
+def test_prelu_network_trains_end_to_end(tmp_path):
+    """main.py --act prelu: the hybridized network trains (the loss falls, every slope moves off its 0.25)
+    and the checkpoint records the activation."""
+    from helpers import QUICK, dirs, run_main
+    from runs import checkpoints
+    rc, out, err = run_main('--train', '--act', 'prelu', '--epochs', '2', '--precision', 'float32', '--prefix', 'p',
+                            *QUICK, *dirs(tmp_path))
+    assert rc == 0, err
+    ckpt = checkpoints.load_checkpoint(str(tmp_path / 'ckpt' / 'p-last.params'))
+    assert ckpt.meta.run.arch.act == 'prelu'
+    slopes = [v.asnumpy() for k, v in ckpt.arrays.items() if k.endswith('alpha')]
+    assert len(slopes) == 6 and all(np.abs(a - 0.25).max() > 1e-4 for a in slopes)
+    losses = [e.loss_softmax for e in ckpt.meta.history]
+    assert len(losses) == 2 and losses[1] < losses[0], losses
