@@ -218,7 +218,9 @@ def print_euclidean(group, order):
            and any('euclidean_map_at_r' in r for r in group if r['run'] == name)]
     if not raw:
         return
-    print('\nretrieval by Euclidean distance / by cosine, runs with unnormalised features: mean +- half the range\n')
+    several = len({r['seed'] for r in group if r['run'] in raw}) > 1
+    print('\nretrieval by Euclidean distance / by cosine, runs with unnormalised features%s\n'
+          % (': mean +- half the range over the seeds' if several else ''))
     print('| run | seeds | ' + ' | '.join('%s (Euclidean / cosine)' % k for k in ('P@1', 'R-precision', 'MAP@R')) + ' |')
     print('|---|---|' + '---|' * len(keys))
     for name in raw:

@@ -173,6 +173,26 @@ def test_the_table_joins_logs_and_counts_a_run_once(tmp_path, capsys):
     assert proc.returncode == 0 and '32-D features (seed 42)\n' in proc.stdout and 'over seeds' not in proc.stdout
 
 
+def test_the_euclidean_table_shows_the_runs_whose_features_are_raw(capsys):
+    """Retrieval by Euclidean distance beside cosine for softmax, center loss and SphereFace (their --extra
+    variants too), not for the heads that normalise (there the two rank alike); rows logged before the
+    Euclidean figures are left out of it."""
+    bench = load_bench('heads')
+    row = dict(dataset='mnist', seed=42, feature_size=32, precision='float32', accuracy=0.99, auc=0.8, tar=0.1,
+               precision_at_1=0.9, r_precision=0.6, map_at_r=0.5, euclidean_precision_at_1=0.8,
+               euclidean_r_precision=0.7, euclidean_map_at_r=0.4)
+    rows = [dict(row, run='softmax'), dict(row, run='SphereFace (--lr 0.01)', euclidean_map_at_r=0.3),
+            dict(row, run='ArcFace'), dict(row, run='softmax + center loss', seed=7),
+            {k: v for k, v in dict(row, run='center loss, second stage').items() if not k.startswith('euclidean')}]
+    bench.print_table(rows)
+    table = capsys.readouterr().out.split('retrieval by Euclidean distance / by cosine')[1]
+    lines = [line for line in table.splitlines() if line.startswith('| ') and not line.startswith('| run')]
+    assert [line.split(' | ')[0][2:] for line in lines] == ['softmax', 'softmax + center loss',
+                                                         'SphereFace (--lr 0.01)']
+    assert lines[0].split(' | ')[2:] == ['0.8000 / 0.9000', '0.7000 / 0.6000', '0.4000 / 0.5000 |']
+    assert lines[2].endswith('| 0.3000 / 0.5000 |')
+
+
 def test_the_table_runs_logs_a_failed_run_and_files_a_fix_apart(tmp_path):
     """bench/heads.py --table end to end on a slice (--extra carries the slice's flags): rows logged with
     their run names, a run that diverges logged as failed and listed under the table, the compared figure;
@@ -192,6 +212,7 @@ def test_the_table_runs_logs_a_failed_run_and_files_a_fix_apart(tmp_path):
     assert [r['run'] for r in rows] == ['softmax (%s)' % tiny, 'NormFace (%s)' % tiny,
                                         'softmax (%s --lr 1e12)' % tiny]
     assert all(0 <= r['auc'] <= 1 and 0 <= r['map_at_r'] <= 1 and r['precision'] == 'float32' for r in rows[:2])
+    assert all(0 <= r['euclidean_map_at_r'] <= 1 for r in rows[:2])  # both rankings logged for every run
     assert '--precision float32' in out  # pinned, whatever main.py's auto would pick on this CPU
     assert 'the loss became' in rows[2]['failed'] and 'failed: softmax (%s --lr 1e12), seed 1: error:' % tiny in out
     assert '| 0 (1 failed) |' in out
