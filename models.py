@@ -28,9 +28,9 @@ class PReLU(nn.HybridBlock):
     (the same function: x where x > 0, a_c * x elsewhere; the same gradients), each product a
     depthwise 1x1 convolution. Why: every operator then is one of oneDNN's (convolution, ReLU, sum),
     so the network's activations keep oneDNN's blocked layout from one convolution to the next.
-    MXNet's own ``LeakyReLU(act_type='prelu')``, or max(x, 0) + a * (x - max(x, 0)) with MXNet's
-    elementwise subtraction, each reorder every activation to the plain layout and back, forward and
-    backward (``python bench/step_speed.py`` times them; docs/speed.md). In bfloat16 (main.py
+    Written max(x, 0) + a * (x - max(x, 0)), MXNet's elementwise subtraction reorders every activation
+    to the plain layout and back, forward and backward; MXNet's own ``LeakyReLU(act_type='prelu')`` is
+    slower still (``python bench/step_speed.py`` times the three; docs/speed.md). In bfloat16 (main.py
     --precision) the convolutions take bfloat16 too, as the network's do.
     """
 
