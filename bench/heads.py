@@ -18,8 +18,9 @@ on pairs of the held-out classes, precision at 1, R-precision and MAP@R ranked b
 and the spread (half the range) over the seeds; with several seeds, each run's paired differences against
 softmax; then, for the runs whose features are not normalised (softmax, center loss, SphereFace), the
 retrieval figures ranked by Euclidean distance (pytorch-metric-learning's default) beside the cosine ones.
-Runs already in ``--work`` are reused, and one stopped within its training is resumed (``main.py --resume``; Ctrl-C or SIGTERM stops the run being trained too, which keeps
-its last epoch), so an interrupted table continues where it stopped. ``--runs`` picks runs by prefix
+Runs already in ``--work`` are reused, and one stopped within its training is resumed (``main.py
+--resume``; Ctrl-C or SIGTERM stops the run being trained too, which keeps its last epoch), so an
+interrupted table continues where it stopped. ``--runs`` picks runs by prefix
 (softmax, center-loss, center-loss-second, normface, sphereface, cosface, arcface, arcface-center), so that
 two processes can share a table; each logged row carries its CPU and commit, and ``--from`` joins logs.
 Each dataset and seed ends with

@@ -251,20 +251,18 @@ def contenders(slice_path, prelu, torch_python=None, rounds=1):
     rows['original'] = child([sys.executable, os.path.join(HERE, 'original_style.py'), slice_path], env=env)
     import importlib.util
     if torch_python or importlib.util.find_spec('torch') is not None:
-        torch_cmd = [torch_python or sys.executable, os.path.join(HERE, 'pytorch_lenet.py'), slice_path]
-        rows['torch-prelu'] = child(torch_cmd + ['--act', 'prelu'])
-        rows['torch-same'] = child(torch_cmd + ['--act', 'leaky'] + (
-            ['--bf16'] if rows['ours']['precision'] == 'bfloat16' else []))
-        if prelu:
-            rows['torch-prelu-same'] = child(torch_cmd + ['--act', 'prelu'] + (
-                ['--bf16'] if rows['ours-prelu']['precision'] == 'bfloat16' else []))
+        def torch_cmd(act, precision):  # PyTorch's LeNet++ with ``act``, under bfloat16 autocast where ours is
+            return [torch_python or sys.executable, os.path.join(HERE, 'pytorch_lenet.py'), slice_path,
+                    '--act', act] + (['--bf16'] if precision == 'bfloat16' else [])
+        rows['torch-prelu'] = child(torch_cmd('prelu', 'float32'))
+        # the like-for-like pairs: ours and PyTorch's, the same activation and precision
         pairs = [(('ours', me + ['--ours', slice_path, rows['ours']['precision'], 'leaky', '0']),
-                  ('torch-same', torch_cmd + ['--act', 'leaky'] + (['--bf16'] if rows['ours']['precision'] == 'bfloat16'
-                                                                  else [])))]
+                  ('torch-same', torch_cmd('leaky', rows['ours']['precision'])))]
         if prelu:
             pairs.append((('ours-prelu', me + ['--ours', slice_path, rows['ours-prelu']['precision'], 'prelu', '0']),
-                          ('torch-prelu-same', torch_cmd + ['--act', 'prelu'] + (
-                              ['--bf16'] if rows['ours-prelu']['precision'] == 'bfloat16' else []))))
+                          ('torch-prelu-same', torch_cmd('prelu', rows['ours-prelu']['precision']))))
+        for _, (name, cmd) in pairs:
+            rows[name] = child(cmd)
         for pair in pairs if rounds > 1 else []:
             rows.update(alternated(pair, rows, rounds))
     rows['peak'] = child(me + ['--matmul'])
