@@ -26,7 +26,7 @@ from cli import flags, start
 from cli.flags import STAGE_DEFAULTS  # noqa: F401  (each stage's defaults, for callers)
 from devices.parallel import setup_workers
 from devices.runtime import get_contexts, gpu_cards, setup_runtime
-from evaluation import commands, verify
+from evaluation import commands, embed, export, restore, verify
 from faults.errors import EXIT_DIVERGED, EXIT_INT, EXIT_IO, EXIT_PIPE, EXIT_TERM, EXIT_USAGE  # noqa: F401
 from faults.errors import Diverged, UserError, stdout_closed  # (the statuses: main's, for callers)
 from faults.signals import stopped, stops_handled
@@ -53,6 +53,8 @@ def run(args, given, command):
     files = RunFiles(args.ckpt_dir, args.out_dir, command.prefix)
     if workers[1] == 0:  # rank 0 alone writes
         prepare_folders(args, command, files)
+    if args.export_model or args.embed or args.match:
+        return use_network(args, devices, workers, files)
     source = start.starting_checkpoint(args, command, files)
     if command.verify and args.pairs and not (command.training or command.test or command.compare or args.export):
         return verify_pairs(args, command, devices, workers, files, source)  # the pair list holds its own images
@@ -61,7 +63,7 @@ def run(args, given, command):
     for note in raw.notes:
         print('data: %s' % note)
     arch = start.arch_record(args, raw, source)
-    first = start.stage_records(args, given, 'first', source) if command.train else None
+    first = start.stage_records(args, given, 'first', source, arch) if command.train else None
     rt = setup_runtime(args.precision, devices, workers, arch, first[0].batch_size if first else args.batch_size,
                        source, command.resume, command.training, args.kvstore)
     print('mxnet %s (%s build), context %s%s, precision %s (%s), OMP_NUM_THREADS=%s'
@@ -96,6 +98,10 @@ def prepare_folders(args, command, files):
         writable_folder(args.out_dir, '--out_dir')
     if args.export:
         writable_folder(args.export, '--export')
+    if args.export_model:
+        writable_folder(args.export_model, '--export_model')
+    if args.embed:
+        writable_folder(args.out_dir, '--out_dir')
 
 
 def files_for(files, output):
@@ -113,7 +119,7 @@ def train_second(args, given, command, files, source, run, rt, loaded):
         source = load_checkpoint(*files.second_start(args.checkpoint,
                                                      command.resume and os.path.isfile(second.last)))
     recorded = source.meta.run.optim, source.meta.run.center
-    optim, center, output = start.stage_records(args, given, 'second', source,
+    optim, center, output = start.stage_records(args, given, 'second', source, run.arch,
                                                 recorded if None not in recorded else None)
     stage = build_stage('second', Run(run.arch, run.data, run.facts, optim, center, output), rt, loaded,
                         files_for(second, output), source)
@@ -163,6 +169,20 @@ def compare(args, command, rt, source, data_for, spec):
     commands.compare(read[args.checkpoint], rt, data_for, args.out_dir, spec.dataset, args.seed, args.checkpoint)
     if command.several:
         commands.side_by_side(read['last'], rt, data_for, args.out_dir, spec.dataset, args.seed)
+
+
+def use_network(args, devices, workers, files):
+    """--export_model, --embed and --match: a checkpoint's network alone, no training data, in float32
+    (what an exported network computes)."""
+    source = load_checkpoint(files.checkpoint(args.checkpoint), files.hint())
+    rt = setup_runtime('float32', devices, workers, source.meta.run.arch, args.batch_size, source, False, False)
+    _, net, _ = restore.network(source, rt.ctxs)
+    if args.export_model:
+        export.export_model(source, files, net, args.export_model)
+    if args.embed:
+        embed.embed(source, files, net, args.embed, rt.ctxs[0])
+    if args.match:
+        embed.match(source, files, net, args.match, args.far, args.threshold, rt.ctxs[0])
 
 
 def verify_pairs(args, command, devices, workers, files, source):

@@ -1,183 +1,63 @@
-"""Networks that return (class scores, features): LeNet++ of the paper, the original port's small
-LeNet and the model zoo's ResNets; a new run's network (runs.records.Arch) from the flags and the
-data, checked, and built."""
+"""The networks, as a table a user reads: each name ``--model`` takes and the family that builds it
+(model_zoo/, one file a family); ``get_model(name, ...)``; and a new run's network (runs.records.Arch)
+from the flags and the data, checked, and built.
+
+| name | family | for |
+|---|---|---|
+| ``lenet++`` | model_zoo/lenet.py | the paper's MNIST network (its 2-D features drawn) |
+| ``lenet`` | model_zoo/lenet.py | the original Gluon port's small LeNet |
+| ``resnet18`` ... ``resnet152_v2`` | model_zoo/resnet.py | the Gluon model zoo's ResNets, any image size |
+| ``iresnet18/34/50/100`` | model_zoo/iresnet.py | insightface's IR-ResNets, 112x112 faces |
+| ``mobilefacenet`` | model_zoo/mobilefacenet.py | MobileFaceNet (Chen et al. 2018), 112x112 faces, small machines |
+
+Every network returns (class scores, features) and has ``embedder()``: the features alone, for export.
+"""
 import dataclasses
 import math
 
 from devices import compat  # noqa: F401  (before mxnet)
 
 import mxnet as mx
-from mxnet import init, nd
-from mxnet.gluon import nn
+from mxnet import nd
 
 import margins
 from faults.errors import UserError
-from runs.records import ACTIVATIONS, HEADS, Arch, flag_value
-# This project's slope, with which its results (docs/results.md) were made. The original
-# Gluon port's LeNet++ uses LeakyReLU(alpha=0.01); the two were not compared.
-LEAKY_SLOPE = 0.2
-
-
-class PReLU(nn.HybridBlock):
-    """Per-channel PReLU (He et al. 2015), the paper's activation.
-
-    y = max(x, 0) + a_c * min(x, 0), with one learned slope a_c per channel, computed as
-
-        y = a_c * x + (1 - a_c) * max(x, 0)
-
-    (the same function: x where x > 0, a_c * x elsewhere; the same gradients), each product a
-    depthwise 1x1 convolution. Why: every operator then is one of oneDNN's (convolution, ReLU, sum),
-    so the network's activations keep oneDNN's blocked layout from one convolution to the next.
-    Written max(x, 0) + a * (x - max(x, 0)), MXNet's elementwise subtraction reorders every activation
-    to the plain layout and back, forward and backward; MXNet's own ``LeakyReLU(act_type='prelu')`` is
-    slower still (``python bench/step_speed.py`` times the three; docs/speed.md). In bfloat16 (main.py
-    --precision) the convolutions take bfloat16 too, as the network's do.
-    """
-
-    def __init__(self, channels, spatial=True, alpha=0.25, **kwargs):
-        super(PReLU, self).__init__(**kwargs)
-        self._channels = channels
-        self._spatial = spatial
-        with self.name_scope():
-            self.alpha = self.params.get('alpha', shape=(channels, 1, 1, 1) if spatial else (1, channels),
-                                         init=init.Constant(alpha))
-
-    def hybrid_forward(self, F, x, alpha):
-        pos = F.Activation(x, act_type='relu')                    # max(x, 0)
-        if not self._spatial:  # after a dense layer: a broadcast product, no layout to keep
-            return pos + F.broadcast_mul(x - pos, alpha)
-
-        def channelwise(data, scale):  # scale_c * data on channel c
-            return F.Convolution(data, scale, kernel=(1, 1), num_filter=self._channels,
-                                 num_group=self._channels, no_bias=True)
-        return channelwise(x, alpha) + channelwise(pos, 1 - alpha)
-
-
-def activation(kind, channels, spatial=True):
-    if kind == 'prelu':
-        return PReLU(channels, spatial)
-    if kind == 'leaky':
-        return nn.LeakyReLU(LEAKY_SLOPE)
-    if kind == 'relu':
-        return nn.Activation('relu')
-    raise ValueError('activation must be one of %s, got %r' % (ACTIVATIONS, kind))
-
-
-class _Net(nn.HybridBlock):
-    """Body -> Dense(feature_size) = features -> class layer = scores: a Dense layer (softmax), or a
-    margin head of margins.py (``head``: (name, scale, margin)), whose scores without labels are its
-    scaled cosines; step.Objective gives it the labels for the training loss.
-
-    A head that compares normalised features (all but plain softmax and SphereFace without a scale)
-    makes the network's features the normalised ones: the center loss, the nearest center, k-NN, the
-    pictures and --verify then see what the head sees. (On raw features the center loss would pull
-    their norms towards its centers, near 0, where the head's normalisation has no bound on its
-    gradient: ArcFace + center loss became NaN in its first steps.)"""
-
-    def hybrid_forward(self, F, x):
-        features = self.embedding(self.body(x))
-        if normalises(self.output):
-            features = F.L2Normalization(features, mode='instance')
-        return self.output(features), features
-
-
-class LeNetPlus(_Net):
-    """LeNet++ of Wen et al. (2016), Table 1 / Fig. 2 of the paper.
-
-    Three stages of two 5x5 convolutions (32, 64, 128 channels, padding 2),
-    each stage followed by 2x2 max pooling, then a dense layer to
-    ``feature_size`` (2 in the paper, to draw it) and the class layer.
-
-    Parameters
-    ----------
-    classes : int
-    feature_size : int
-    act : {'leaky', 'prelu', 'relu'}, default 'leaky'
-        'prelu' is the paper's. 'leaky' (slope 0.2) is this project's default:
-        faster than PReLU on the CPU, and the results of docs/results.md were made with
-        it. The original Gluon port's LeNet++ is this network with
-        LeakyReLU(0.01).
-    """
-
-    def __init__(self, classes=10, feature_size=2, act='leaky', head=None, **kwargs):
-        super(LeNetPlus, self).__init__(**kwargs)
-        with self.name_scope():
-            self.body = nn.HybridSequential(prefix='')
-            for channels in (32, 64, 128):
-                for _ in range(2):
-                    self.body.add(nn.Conv2D(channels, kernel_size=5, padding=2),
-                                  activation(act, channels))
-                self.body.add(nn.MaxPool2D(pool_size=2, strides=2))
-            self.body.add(nn.Flatten())
-            self.embedding = nn.Dense(feature_size)
-            self.output = class_layer(classes, feature_size, head)
-
-
-class LeNet(_Net):
-    """The small LeNet of the original Gluon port, as its ``lenet.py`` has it:
-    5x5 conv (20), 2x2 max pool, 5x5 conv (50), 2x2 max pool, then a dense
-    layer to the features and one to the classes (ReLU after the convolutions
-    by default, as there)."""
-
-    def __init__(self, classes=10, feature_size=2, act='relu', head=None, **kwargs):
-        super(LeNet, self).__init__(**kwargs)
-        with self.name_scope():
-            self.body = nn.HybridSequential(prefix='')
-            self.body.add(nn.Conv2D(20, kernel_size=5), activation(act, 20),
-                          nn.MaxPool2D(pool_size=2, strides=2),
-                          nn.Conv2D(50, kernel_size=5), activation(act, 50),
-                          nn.MaxPool2D(pool_size=2, strides=2),
-                          nn.Flatten())
-            self.embedding = nn.Dense(feature_size)
-            self.output = class_layer(classes, feature_size, head)
-
-
-class ResNet(_Net):
-    """A ResNet of Gluon's model zoo (He et al. 2016), randomly initialised (nothing is downloaded),
-    as the body: its convolutions and global average pooling, then a dense layer to
-    ``feature_size`` (the embedding center loss acts on) and the class layer.
-
-    Images smaller than 64 pixels get the zoo's "thumbnail" stem (one 3x3 convolution, no
-    pooling), as for CIFAR; larger ones its ImageNet stem (7x7 stride 2, then max pooling).
-    """
-
-    def __init__(self, classes=10, feature_size=2, version=1, layers=18, thumbnail=False, head=None, **kwargs):
-        super(ResNet, self).__init__(**kwargs)
-        from mxnet.gluon.model_zoo import vision
-        with self.name_scope():
-            self.body = vision.get_resnet(version, layers, pretrained=False, thumbnail=thumbnail).features
-            self.embedding = nn.Dense(feature_size)
-            self.output = class_layer(classes, feature_size, head)
-
+from model_zoo import iresnet, mobilefacenet
+from model_zoo.layers import ACTIVATIONS, LEAKY_SLOPE, PReLU, activation, class_layer, normalises  # noqa: F401
+from model_zoo.lenet import LeNet, LeNetPlus
+from model_zoo.resnet import ResNet
+from runs.records import HEADS, Arch, flag_value
 
 MODELS = {'lenet++': LeNetPlus, 'lenet': LeNet}
 MODELS.update(('resnet%d%s' % (layers, '' if version == 1 else '_v2'), (version, layers))
               for version in (1, 2) for layers in (18, 34, 50, 101, 152))
+MODELS.update(('iresnet%d' % layers, layers) for layers in sorted(iresnet.DEPTHS))
+MODELS['mobilefacenet'] = mobilefacenet.MobileFaceNet
+# The face networks: they take faces as insightface normalises them, (x - 127.5) / 128 (as
+# (mean, std) of pixels scaled to [0, 1]), and default to 512-D features, a random mirror and no shift.
+FACE_MODELS = tuple(name for name in MODELS if name.startswith('iresnet')) + ('mobilefacenet',)
+FACE_NORMALISATION = (127.5 / 255, 128 / 255.0)
+FACE_FEATURES = 512
 
 
-def normalises(layer):
-    """Whether the class layer ``layer`` compares normalised features."""
-    return not isinstance(layer, nn.Dense) and layer.scale is not None
-
-
-def class_layer(classes, feature_size, head=None):
-    """A Dense layer of ``classes`` outputs (``head`` None or ('softmax', ...)), or the margin head
-    ``head`` = (name, scale, margin) of margins.py."""
-    if head is None or head[0] == 'softmax':
-        return nn.Dense(classes)
-    name, scale, margin = head
-    return margins.HEADS[name](classes, feature_size, scale=scale, margin=margin)
+def is_face(model):
+    return model in FACE_MODELS
 
 
 def get_model(name, classes, feature_size, act, size=28, head=None):
-    """The network ``name`` for images of ``size`` pixels (the smaller side); ``act`` is LeNet's, ``head``
-    the class layer's (class_layer)."""
+    """The network ``name`` for images of ``size`` pixels (an int, the smaller side, or (height, width));
+    ``act`` is LeNet's, ``head`` the class layer's (class_layer)."""
     if name not in MODELS:
         raise ValueError('model must be one of %s, got %r' % (sorted(MODELS), name))
+    shape = tuple(size) if isinstance(size, (tuple, list)) else (size, size)
     if name.startswith('resnet'):
         version, layers = MODELS[name]
         return ResNet(classes=classes, feature_size=feature_size, version=version, layers=layers,
-                      thumbnail=size < 64, head=head)
+                      thumbnail=min(shape) < 64, head=head)
+    if name.startswith('iresnet'):
+        return iresnet.IResNet(classes=classes, feature_size=feature_size, layers=MODELS[name], head=head)
+    if name == 'mobilefacenet':
+        return mobilefacenet.MobileFaceNet(classes=classes, feature_size=feature_size, image_size=shape, head=head)
     return MODELS[name](classes=classes, feature_size=feature_size, act=act, head=head)
 
 
@@ -189,7 +69,12 @@ ARCH_FLAGS = [f.name for f in dataclasses.fields(Arch)]
 
 def min_image_size(model):
     """The smallest side a network of ``model`` takes: LeNet++'s three 2x2 poolings need 8 pixels,
-    the original LeNet's two 5x5 convolutions without padding 16; a ResNet pools globally."""
+    the original LeNet's two 5x5 convolutions without padding 16, the face networks' four halvings 16
+    (1 pixel left: they are made for 112); a ResNet pools globally."""
+    if model.startswith('iresnet'):
+        return iresnet.MIN_SIZE
+    if model == 'mobilefacenet':
+        return mobilefacenet.MIN_SIZE
     return 16 if model == 'lenet' else 8
 
 
@@ -230,6 +115,13 @@ def new_arch(given, total_classes, shape):
     values = dict(given, channels=shape[0], image_size=tuple(shape[1]), scale=scale, margin=margin)
     if values.get('num_classes') is None:  # one output per class of the dataset
         values['num_classes'] = total_classes
+    if is_face(values.get('model')):  # the architecture's PReLU, and the field's 512-D features by default
+        if values.get('act') not in (None, 'prelu'):
+            raise UserError('--act %s: %s\'s activation is PReLU, as its paper\'s; drop --act'
+                            % (values['act'], values['model']))
+        values['act'] = 'prelu'
+        if values.get('feature_size') is None:
+            values['feature_size'] = FACE_FEATURES
     arch = Arch(**{k: values[k] for k in ARCH_FLAGS if values.get(k) is not None})
     smallest = min_image_size(arch.model)
     if min(arch.image_size) < smallest:
@@ -259,7 +151,7 @@ def check_arch(arch, given, path):
 def build_net(arch, ctxs):
     """The network of ``arch`` on ``ctxs``, initialised and hybridized (checkpoints.restore_net
     puts a checkpoint's weights in it)."""
-    net = get_model(arch.model, arch.num_classes, arch.feature_size, arch.act, min(arch.image_size),
+    net = get_model(arch.model, arch.num_classes, arch.feature_size, arch.act, tuple(arch.image_size),
                     (arch.head, arch.scale, arch.margin))
     net.initialize(mx.init.Xavier(magnitude=2.24), ctx=ctxs)
     # settle deferred shapes so a checkpoint can be checked

@@ -174,6 +174,12 @@ def split_classes(num_classes, holdout):
     return trained, mapping
 
 
+def random_mirror(x, flips):
+    """Each image of ``x`` (B, C, H, W) mirrored left to right where ``flips`` (B,) is 1, as it is elsewhere:
+    one select on x's device."""
+    return nd.where(flips, nd.flip(x, axis=3), x)
+
+
 def random_shift(x, shifts, background, max_shift):
     """Translate each image of ``x`` (B, C, H, W) by its own whole-pixel offset.
 

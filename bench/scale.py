@@ -4,7 +4,7 @@ laid out as insightface distributes its training sets (train.rec, train.idx, pro
     python bench/scale.py --memory 50000,200000,1000000   # peak memory of a 1-epoch run, 512-D features
     python bench/scale.py --open 1000000 --files 100000   # time to open a .rec of N records, a folder of N files
     python bench/scale.py --classes 50000                 # 2 images a class: 1 epoch, --second_train, --test, --verify
-    python bench/scale.py --resnet 256                    # ResNet-50, 512-D, 112x112: memory and time per step
+    python bench/scale.py --resnet 32 [--model iresnet50]  # a face network, 512-D, 112x112: memory, time a step
 
 Each prints its figures with the CPU and the commit; the sets are written under --work (default: a
 temporary folder, removed after) and reused when they are there.
@@ -226,9 +226,9 @@ def classes(work, identities):
                  mb(own), mb(together), '; ' + sizes[0] if sizes else ''), flush=True)
 
 
-def resnet_steps(batch, num_classes, head, steps=3):
+def resnet_steps(batch, num_classes, head, model='iresnet50', steps=3):
     """In this process: (images/s of the median of ``steps`` training steps, peak memory in bytes) of
-    ResNet-50 with 512-D features and center loss on 112x112 colour images, its class layer ``head``
+    ``model`` with 512-D features and center loss on 112x112 colour images, its class layer ``head``
     ('softmax' or 'arcface') over ``num_classes`` classes, batch ``batch``, float32, on the CPU."""
     from devices import compat  # noqa: F401  (before mxnet)
     import mxnet as mx
@@ -238,7 +238,8 @@ def resnet_steps(batch, num_classes, head, steps=3):
     from runs.records import Arch
     from training.step import Objective, train_step
     scale, margin = models.head_values(head, None, None)
-    arch = Arch('resnet50', 'leaky', 512, num_classes, (), 3, (112, 112), head, scale, margin)
+    arch = Arch(model, 'prelu' if models.is_face(model) else 'leaky', 512, num_classes, (), 3, (112, 112), head,
+                scale, margin)
     net = models.build_net(arch, [mx.cpu()])
     closs = CenterLoss(num_classes, 512)
     closs.initialize(ctx=mx.cpu())
@@ -258,35 +259,38 @@ def resnet_steps(batch, num_classes, head, steps=3):
     return batch / float(np.median(times[1:])), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def resnet(batch):
-    """The worked example's figures on this CPU: ResNet-50, 512-D, 112x112, center loss, with softmax and
-    with ArcFace, at the class counts of CASIA-WebFace (10,572) and MS1M (85,742), each in a process of its
-    own; and what an epoch of each set would take at that rate."""
+def resnet(batch, model):
+    """The worked example's figures on this CPU: ``model`` (the face networks' IR-ResNet-50 by default), 512-D,
+    112x112, center loss, with softmax and with ArcFace, at the class counts of CASIA-WebFace (10,572) and MS1M
+    (85,742), each in a process of its own; and what an epoch of each set would take at that rate."""
     for head in ('softmax', 'arcface'):
         for num_classes, images, name in ((10572, 490623, 'CASIA-WebFace'), (85742, 5822653, 'MS1M')):
             out = subprocess.run([sys.executable, os.path.abspath(__file__), '--resnet_child', str(batch),
-                                  str(num_classes), head], check=True, stdout=subprocess.PIPE,
+                                  str(num_classes), head, model], check=True, stdout=subprocess.PIPE,
                                  universal_newlines=True).stdout.strip().splitlines()[-1]
             rate, peak = map(float, out.split())
-            print('ResNet-50 512-D 112x112 + center loss, %s over %d classes (%s), batch %d: %.1f images/s, peak '
-                  '%s; an epoch of %d images: %.1f h on this CPU' % (head, num_classes, name, batch, rate, mb(peak),
-                                                                     images, images / rate / 3600), flush=True)
+            print('%s 512-D 112x112 + center loss, %s over %d classes (%s), batch %d: %.1f images/s, peak '
+                  '%s; an epoch of %d images: %.1f h on this CPU' % (model, head, num_classes, name, batch, rate,
+                                                                     mb(peak), images, images / rate / 3600),
+                  flush=True)
 
 
 def main():
     from cli.flags import Parser, listed, number
+    from runs.records import MODELS
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--memory', type=listed(number(int, at_least=1000)), help='set sizes, in records')
     p.add_argument('--open', type=number(int, at_least=1000), help='records of the .rec opened')
     p.add_argument('--files', type=number(int, at_least=1000), default=100000, help='files of the folder opened')
     p.add_argument('--classes', type=number(int, at_least=10), help='identities of 2 images each')
-    p.add_argument('--resnet', type=number(int, at_least=1), help='batch of the ResNet-50 steps timed')
+    p.add_argument('--resnet', type=number(int, at_least=1), help='batch of the face network\'s steps timed')
+    p.add_argument('--model', choices=MODELS, default='iresnet50', help='the network --resnet times')
     p.add_argument('--work', default=None, help='where the sets are written (default: a temporary folder)')
-    p.add_argument('--resnet_child', nargs=3, help=argparse.SUPPRESS)
+    p.add_argument('--resnet_child', nargs=4, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.resnet_child:
         return print('%f %d' % resnet_steps(int(args.resnet_child[0]), int(args.resnet_child[1]),
-                                            args.resnet_child[2]))
+                                            *args.resnet_child[2:]))
     if not (args.memory or args.open or args.classes or args.resnet):
         p.error('nothing to measure: --memory, --open, --classes or --resnet')
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -309,7 +313,7 @@ def measure(args, work):
     if args.classes:
         classes(work, args.classes)
     if args.resnet:
-        resnet(args.resnet)
+        resnet(args.resnet, args.model)
 
 
 if __name__ == '__main__':

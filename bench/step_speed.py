@@ -21,6 +21,7 @@ from mxnet import autograd, gluon, nd  # noqa: E402
 from mxnet.gluon import nn  # noqa: E402
 
 import models  # noqa: E402
+from model_zoo import layers  # noqa: E402
 from center_loss import CenterLoss  # noqa: E402
 
 ACTS = models.ACTIVATIONS + ('prelu-sub', 'prelu-op')
@@ -50,13 +51,13 @@ class SubPReLU(nn.HybridBlock):
 
 
 def step_speed(act, batch_size, steps, ctx):
-    saved = models.PReLU
+    saved = layers.PReLU  # what model_zoo.layers.activation builds
     if act in ('prelu-op', 'prelu-sub'):
-        models.PReLU, act = {'prelu-op': OpPReLU, 'prelu-sub': SubPReLU}[act], 'prelu'
+        layers.PReLU, act = {'prelu-op': OpPReLU, 'prelu-sub': SubPReLU}[act], 'prelu'
     try:
         net = models.LeNetPlus(act=act)
     finally:
-        models.PReLU = saved
+        layers.PReLU = saved
     net.initialize(mx.init.Xavier(magnitude=2.24), ctx=ctx)
     net.hybridize(static_alloc=True, static_shape=True)
     closs = CenterLoss(10, 2)

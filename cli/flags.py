@@ -7,6 +7,7 @@ import copy
 import math
 import os
 
+from evaluation.verification import FARS
 from runs.records import ACTIVATIONS, DATASETS, EVAL_METHODS, HEADS, MODELS, OPTIMIZERS, SCHEDULES, UPDATES
 
 KVSTORES = ('device', 'local', 'dist_sync', 'dist_device_sync')
@@ -135,7 +136,7 @@ def build_parser(description):
     _what_to_do(p)
     _files(p)
     _optimisation(p, stage_default)
-    for group in (_center_loss, _network, _evaluation, _device):
+    for group in (_center_loss, _network, _evaluation, _use, _device):
         group(p)
     return p
 
@@ -235,14 +236,21 @@ def _optimisation(p, stage_default):
     opt.add_argument('--lr_factor', type=POSITIVE, default=0.1, help='see --lr_step')
     opt.add_argument('--wd', type=NON_NEGATIVE, default=5e-4, help='weight decay')
     opt.add_argument('--seed', type=NON_NEGATIVE_INT, default=42, help='initial weights, batch order, shifts')
-    opt.add_argument('--shift', type=NON_NEGATIVE_INT, default=2,
-                     help='augment: translate each training image by up to N pixels each way (0: off)')
+    opt.add_argument('--shift', type=NON_NEGATIVE_INT, default=None,
+                     help='augment: translate each training image by up to N pixels each way (0: off; default: '
+                          '2, and 0 for the face networks, as insightface trains)')
+    opt.add_argument('--mirror', type=str2bool, default=None,
+                     help='augment: mirror a random half of the training images left to right (default: True for '
+                          'the face networks, iresnet* and mobilefacenet, as insightface trains; False for the '
+                          'others: a mirrored digit or letter is another character); recorded')
 
 
 def _center_loss(p):
     """The center loss's lambda, alpha and update."""
     cl = p.add_argument_group('center loss')
-    cl.add_argument('--lmbd', type=NON_NEGATIVE, default=1.0, help='lambda: weight of the center loss')
+    cl.add_argument('--lmbd', type=NON_NEGATIVE, default=None,
+                    help='lambda: weight of the center loss (default: 1.0; 0.003 for the face networks, the '
+                         'paper\'s for faces)')
     cl.add_argument('--lmbd_warmup', type=NON_NEGATIVE, default=0.0,
                     help='epochs over which the pull of the center loss on the features grows from 0 to lmbd '
                          '(the centers learn at alpha from the start)')
@@ -303,6 +311,28 @@ def _evaluation(p):
                     help='at least this many frames in each GIF: with fewer epochs, frames are drawn within them')
 
 
+def _use(p):
+    """A trained network used on other images, or exported."""
+    use = p.add_argument_group('a trained network out of the trainer (alone; the checkpoint of --prefix and '
+                               '--checkpoint)')
+    use.add_argument('--export_model', default=None, metavar='DIR',
+                     help='write the embedding network (no class layer) to DIR as <prefix>-symbol.json and '
+                          '<prefix>-0000.params (gluon.SymbolBlock.imports), <prefix>.onnx and <prefix>.json (what '
+                          'it takes and gives): it takes pixels 0..255 and normalises them itself; each file is '
+                          'checked against the trainer on a batch')
+    use.add_argument('--embed', nargs='+', default=None, metavar='PATH',
+                     help='the features of these image files and folders (walked; an image\'s class is its '
+                          'folder\'s name), in <out_dir>/<prefix>-embeddings/: embeddings.npz, tensors.tsv, '
+                          'metadata.tsv')
+    use.add_argument('--match', nargs=2, default=None, metavar='IMAGE',
+                     help='compare two images: their cosine similarity and "same" or "different" at the '
+                          'threshold --verify recorded for this checkpoint at --far, one line')
+    use.add_argument('--far', type=float, choices=FARS, default=1e-3,
+                     help='--match: the false accept rate whose threshold decides')
+    use.add_argument('--threshold', type=number(float), default=None,
+                     help='--match: decide at this cosine similarity instead (default: the one --verify recorded)')
+
+
 def _device(p):
     """Devices, workers and precision."""
     dev = p.add_argument_group('device')
@@ -336,11 +366,18 @@ def parse(description, argv):
         p.error('--allow_changes lets --resume change the run it continues: add --resume')
     if args.export and not (args.test or args.verify):
         p.error('--export writes the features of --test or --verify: add one of them')
-    if not (args.train or args.second_train or args.test or args.verify or args.compare or args.resume):
-        p.error('nothing to do: pass --train [--center_loss], --second_train, --test, --verify, --compare or --resume')
+    use = [flag for flag in ('export_model', 'embed', 'match') if getattr(args, flag) is not None]
+    others = [flag for flag in ('train', 'second_train', 'test', 'verify', 'compare', 'resume') if getattr(args, flag)]
+    if use and others:
+        p.error('--%s uses a trained checkpoint alone: run it after --%s, not with it' % (use[0], others[0]))
+    if (args.threshold is not None or '--far' in argv) and not args.match:
+        p.error('--%s is for --match' % ('threshold' if args.threshold is not None else 'far'))
+    if not (use or others):
+        p.error('nothing to do: pass --train [--center_loss], --second_train, --test, --verify, --compare, --resume, '
+                '--export_model, --embed or --match')
     prefixes = named_prefixes(args.prefix)
     if len(prefixes) > 1:
-        if args.train or args.second_train or args.test or args.resume:
+        if args.train or args.second_train or args.test or args.resume or use:
             p.error('--prefix %s: several prefixes only with --verify and/or --compare alone' % args.prefix)
         if len(set(prefixes)) != len(prefixes):
             p.error('--prefix %s names a run twice' % args.prefix)

@@ -12,7 +12,7 @@ from evaluation.commands import COMPARED
 from faults.errors import DataError, UserError
 from imagesets import dataset
 from imagesets.pairs import read_pairs
-from models import ARCH_FLAGS, check_arch, new_arch
+from models import ARCH_FLAGS, check_arch, is_face, new_arch
 from runs import records
 from runs.checkpoints import load_checkpoint
 from runs.files import NOTHING_TO_RESUME, RunFiles
@@ -23,7 +23,7 @@ OUTPUT = [f.name for f in dataclasses.fields(records.Output)]
 DATA = [f.name for f in dataclasses.fields(records.Data)]
 # What --allow_changes cannot change either: the batches a resumed run sees, the optimizer whose state
 # it continues, the steps of its epochs, and whether and how its centers learn.
-FIXED = ('batch_size', 'seed', 'optimizer', 'min_epoch_steps', 'shift', 'center_loss', 'center_update')
+FIXED = ('batch_size', 'seed', 'optimizer', 'min_epoch_steps', 'shift', 'mirror', 'center_loss', 'center_update')
 # What a resumed run takes from its checkpoint unless given, and may change without --allow_changes: where
 # its pictures go and whether it draws them (a GIF then holds the frames drawn there and then).
 FREE = ('out_dir', 'plotting')
@@ -81,11 +81,17 @@ def resumed_records(args, given, source, kinds):
             for name in kinds}
 
 
-def stage_records(args, given, kind, source, first=None):
+# The defaults that depend on the network: (for the face networks, for the others). Faces: insightface's
+# augmentation (a mirror, no shift) and the paper's lambda for faces (Wen et al. 2016, Sec. 4: 0.003 with
+# 512-D features, whose squared distances to their centers are hundreds, where LeNet++'s 2-D are units).
+BY_NETWORK = {'shift': (0, 2), 'mirror': (True, False), 'lmbd': (0.003, 1.0)}
+
+
+def stage_records(args, given, kind, source, arch, first=None):
     """(records.Optim, records.Center, records.Output) of a stage of ``kind``: a resumed stage's are what
     it recorded, with the flags given that change them (resumed_records); a new stage's are the flags',
-    with the stage's defaults for the schedule, and a second stage takes the rest from ``first``, the
-    first stage's Optim and Center."""
+    with the stage's defaults for the schedule and those of ``arch``'s network (BY_NETWORK), and
+    a second stage takes the rest from ``first``, the first stage's Optim and Center."""
     if args.resume and source is not None and source.path.endswith('-last.params'):
         kinds = {'optim': (records.Optim, OPTIM), 'center': (records.Center, CENTER)}
         if source.meta.run.output is not None:  # (recorded since the records of a run had one)
@@ -100,6 +106,7 @@ def stage_records(args, given, kind, source, first=None):
         values.update(records.to_json(first[0]), **records.to_json(first[1]))
         values.update({k: getattr(args, k) for k in OPTIM + CENTER if k in given})
     values.update({k: defaults[k] for k in STAGE_FLAGS if k not in given})
+    values.update({k: BY_NETWORK[k][0 if is_face(arch.model) else 1] for k in BY_NETWORK if values[k] is None})
     values['center_loss'] = kind == 'second' or bool(values['center_loss'])
     return (records.Optim(**{k: values[k] for k in OPTIM}), records.Center(**{k: values[k] for k in CENTER}),
             output_record(args))

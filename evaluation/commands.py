@@ -49,9 +49,11 @@ def test(ckpt, rt, data, eval_method=None, knn_k=10):
               % (name, ckpt.meta.epoch, method if method != 'knn' else 'knn (k=%d)' % knn_k, found[method]))
     for set_name, r in verify.verification_sets(net, arch, ckpt.meta.normalisation, data.pair_lists,
                                                 rt.ctxs[0]).items():
-        print('test %s (epoch %d): %s 10-fold accuracy %.4f+-%.4f (threshold %.3f)'
-              % (name, ckpt.meta.epoch, set_name, r['accuracy'], r['std'], r['threshold']))
+        print('test %s (epoch %d): %s 10-fold accuracy %.4f+-%.4f (threshold %.3f), flip test %.4f+-%.4f '
+              '(threshold %.3f)' % (name, ckpt.meta.epoch, set_name, r['accuracy'], r['std'], r['threshold'],
+                                    r['accuracy_flip'], r['std_flip'], r['threshold_flip']))
         found[set_name] = r['accuracy']
+        found[set_name + '_flip'] = r['accuracy_flip']
     print('test %s: %d test images in %.1fs' % (name, data.test_x.shape[0], time.time() - tic))
     return found
 

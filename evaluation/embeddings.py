@@ -1,7 +1,8 @@
-"""Embeddings written out, to be looked at or used elsewhere: a run's test features with their labels
-and class names, as a NumPy ``.npz`` and as the two files TensorBoard's Embedding Projector loads
-(``tensors.tsv``, one feature vector a line; ``metadata.tsv``, a header line, then the label, the class
-name and whether the class was held out of training, a line an image)."""
+"""Embeddings written out, to be looked at or used elsewhere, as a NumPy ``.npz`` and as the two files
+TensorBoard's Embedding Projector loads (``tensors.tsv``, one feature vector a line; ``metadata.tsv``, a
+header line, then a line an image): a run's test features with their labels, class names and whether
+the class was held out of training (``export``), or the features of any image files with their paths
+and folders' names (``export_images``)."""
 import io
 import os
 
@@ -26,6 +27,22 @@ def export(folder, features, labels, class_names, held_out):
                                          for lbl, name, held in zip(labels, names, held_out)]
     atomic_write(paths[2], ('\n'.join(rows) + '\n').encode('utf-8', 'backslashreplace'))
     return paths
+
+
+def export_images(folder, features, paths, classes, normalised):
+    """Write the ``features`` (n, d) of the image files ``paths`` (each of class ``classes``, its folder's
+    name) into ``folder``: embeddings.npz (features, paths, classes, normalised), tensors.tsv and
+    metadata.tsv (a header line, then the path and the class, a line an image). Returns the paths."""
+    os.makedirs(folder, exist_ok=True)
+    features = np.asarray(features, np.float32)
+    buf = io.BytesIO()
+    np.savez(buf, features=features, paths=np.array(paths), classes=np.array(classes), normalised=bool(normalised))
+    written = [os.path.join(folder, f) for f in ('embeddings.npz', 'tensors.tsv', 'metadata.tsv')]
+    atomic_write(written[0], buf.getvalue())
+    atomic_write(written[1], ''.join('\t'.join('%.7g' % v for v in row) + '\n' for row in features).encode())
+    rows = ['path\tclass'] + ['%s\t%s' % (_cell(p), _cell(c)) for p, c in zip(paths, classes)]
+    atomic_write(written[2], ('\n'.join(rows) + '\n').encode('utf-8', 'backslashreplace'))
+    return written
 
 
 def _cell(text):

@@ -127,6 +127,16 @@ def eer(same, diff):
     return float(best)
 
 
+def at_fars(same, diff):
+    """{'tar_at_far_F': TAR, 'threshold_at_far_F': the threshold (accept s > it)} at each FAR F of FARS: the
+    threshold is what a user of the features accepts pairs above to keep that false accept rate."""
+    found = {}
+    for far in FARS:
+        tar, _, threshold = tar_at_far(same, diff, far)
+        found.update({'tar_at_far_%g' % far: tar, 'threshold_at_far_%g' % far: threshold})
+    return found
+
+
 def roc_curve(same, diff, fars=ROC_FARS):
     """TAR at each FAR of ``fars``, as tar_at_far reads it."""
     return [tar_at_far(same, diff, f)[0] for f in fars]
@@ -213,8 +223,7 @@ def verify(features, labels, metric):
     same, diff = pair_scores(features, labels, metric)
     result = {'pairs': len(same) + len(diff), 'same_class_pairs': len(same), 'auc': auc(same, diff),
               'eer': eer(same, diff)}
-    for far in FARS:
-        result['tar_at_far_%g' % far] = tar_at_far(same, diff, far)[0]
+    result.update(at_fars(same, diff))
     result['roc'] = {'far': ROC_FARS.tolist(), 'tar': roc_curve(same, diff)}
     del same, diff
     f = np.asarray(features, np.float64)
@@ -235,8 +244,7 @@ def verify_pairs(features, pairs, same, fold, metric):
     if not len(pos) or not len(neg):
         raise ValueError('the pair list needs same and different pairs; it has %d and %d' % (len(pos), len(neg)))
     result = {'pairs': len(scores), 'same_class_pairs': len(pos), 'auc': auc(pos, neg), 'eer': eer(pos, neg)}
-    for far in FARS:
-        result['tar_at_far_%g' % far] = tar_at_far(pos, neg, far)[0]
+    result.update(at_fars(pos, neg))
     result['roc'] = {'far': ROC_FARS.tolist(), 'tar': roc_curve(pos, neg)}
     accuracies, thresholds = fold_results(scores, np.asarray(same), fold=np.asarray(fold))
     # (as insightface's verification callback reports a set: the mean accuracy of the folds, its spread,

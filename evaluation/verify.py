@@ -60,13 +60,14 @@ def verify_pairs(runs, rt, pair_list, out_dir, dataset, set_name=None):
     """--verify --pairs FILE, or --verify on the verification sets of a run's data (``set_name``, the set's
     name in the output files' names): the figures of each run's best checkpoint on a pair list (LFW's
     pairs.txt, or an insightface .bin: imagesets.pairs.PairList): AUC, EER, TAR at FAR and the accuracy
-    of each of its folds at the threshold best on the other folds."""
+    of each of its folds at the threshold best on the other folds, of the features and of the flip
+    test's (``flip``: each image's features plus its mirror's, as insightface reports a set)."""
     def measure(ckpt, arch, net, centers):
-        features = pair_features(net, arch, ckpt.meta.normalisation, pair_list, rt.ctxs[0])
-        result = dict(images=len(pair_list.images))
+        features, flipped = pair_features(net, arch, ckpt.meta.normalisation, pair_list, rt.ctxs[0])
+        result = dict(images=len(pair_list.images), flip={})
         for metric in verification.METRICS:
-            result[metric] = verification.verify_pairs(features, pair_list.pairs, pair_list.same, pair_list.folds,
-                                                       metric)
+            for into, f in ((result, features), (result['flip'], flipped)):
+                into[metric] = verification.verify_pairs(f, pair_list.pairs, pair_list.same, pair_list.folds, metric)
         head = '%s: %d pairs (%d same) of %d images' % (pair_list.name, len(pair_list.same),
                                                              int(pair_list.same.sum()), len(pair_list.images))
         folds = '%d-fold accuracy' % result['cosine']['folds']['folds']
@@ -91,13 +92,15 @@ def _verify_runs(runs, rt, measure, out_dir, dataset, names, extra):
         result = dict(prefix=files.prefix, checkpoint=ckpt.path, epoch=ckpt.meta.epoch, **extra)
         result.update(figures)
         print('verify %s (epoch %d): %s, %.1fs' % (files.prefix, result['epoch'], head, time.time() - tic))
-        for metric in verification.METRICS:
-            r = result[metric]
-            print('  %-9s AUC %.4f  EER %.4f  TAR %s at FAR %s  %s %.4f +- %.4f%s'
-                  % (metric, r['auc'], r['eer'], ' / '.join('%.4f' % r['tar_at_far_%g' % f] for f in verification.FARS),
-                     ' / '.join('%g' % f for f in verification.FARS), folds_name, r[folds_key]['accuracy_mean'],
-                     r[folds_key]['accuracy_std'],
-                     '  open-set AUROC %.4f' % r['open_set_auroc'] if 'open_set_auroc' in r else ''))
+        for label, figures in (('', result), ('flip ', result.get('flip'))):
+            for metric in (verification.METRICS if figures else ()):
+                r = figures[metric]
+                print('  %-14s AUC %.4f  EER %.4f  TAR %s at FAR %s  %s %.4f +- %.4f%s'
+                      % (label + metric, r['auc'], r['eer'],
+                         ' / '.join('%.4f' % r['tar_at_far_%g' % f] for f in verification.FARS),
+                         ' / '.join('%g' % f for f in verification.FARS), folds_name, r[folds_key]['accuracy_mean'],
+                         r[folds_key]['accuracy_std'],
+                         '  open-set AUROC %.4f' % r['open_set_auroc'] if 'open_set_auroc' in r else ''))
         for metric in (m for m in verification.METRICS if 'retrieval' in result[m]):
             r = result[metric]['retrieval']
             print('  retrieval by %s, each of %d images against the others: precision@1 %.4f  R-precision %.4f  '
@@ -123,25 +126,38 @@ def roc_curves(result, label='', color=''):
              result[metric]['roc']['tar'], color + style) for metric, style in zip(verification.METRICS, ('-', '--'))]
 
 
-def pair_features(net, arch, normalisation, pair_list, ctx, chunk=256):
-    """Features of every image of ``pair_list``, decoded and normalised as the checkpoint's training images."""
+def pair_features(net, arch, normalisation, pair_list, ctx):
+    """(features, flip-test features) of every image of ``pair_list``, decoded and normalised as the
+    checkpoint's training images; the flip test's are the sum of the image's features and its mirror's
+    (insightface's verification, its "Accuracy-Flip")."""
+    return image_features(net, arch, normalisation, pair_list.images, ctx, '--pairs', flip=True)
+
+
+def image_features(net, arch, normalisation, images, ctx, flag, flip=False, chunk=256):
+    """The features of ``images`` ([(how an error names it, its encoded bytes or None, its path)]), decoded
+    at the network's size and normalised as its training images were; with ``flip``, (features, the flip
+    test's). A file that cannot be read or decoded is one DataError that begins with ``flag``."""
     mean, std = normalisation
-    out = []
-    for start in range(0, len(pair_list.images), chunk):
+    out, flipped = [], []
+    for start in range(0, len(images), chunk):
         pixels = []
-        for where, blob, path in pair_list.images[start:start + chunk]:
+        for where, blob, path in images[start:start + chunk]:
             if blob is None:
                 try:
                     with open(path, 'rb') as f:
                         blob = f.read()
                 except OSError as e:
-                    raise DataError('--pairs: cannot read %s (%s)' % (path, e.strerror or e))
+                    raise DataError('%s: cannot read %s (%s)' % (flag, path, e.strerror or e))
             try:
                 pixels.append(decode(blob, arch.channels, arch.image_size, where))
             except DataError as e:
-                raise DataError('--pairs: %s' % e)
-        out.append(net(normalise(nd.array(np.stack(pixels), ctx=ctx, dtype='uint8'), mean, std))[1].asnumpy())
-    return np.concatenate(out)
+                raise DataError('%s: %s' % (flag, e))
+        x = normalise(nd.array(np.stack(pixels), ctx=ctx, dtype='uint8'), mean, std)
+        plain = net(x)[1]
+        out.append(plain.asnumpy())
+        if flip:
+            flipped.append((plain + net(nd.flip(x, axis=3))[1]).asnumpy())
+    return (np.concatenate(out), np.concatenate(flipped)) if flip else np.concatenate(out)
 
 
 def sampled_features(net, x, seed=0):
@@ -151,13 +167,16 @@ def sampled_features(net, x, seed=0):
 
 
 def verification_sets(net, arch, normalisation, pair_lists, ctx):
-    """{name: {'accuracy', 'std', 'threshold'}} of each verification set ([(name, imagesets.pairs.PairList)]),
-    as insightface's verification callback reports one after each epoch: the 10-fold accuracy by cosine,
-    its spread over the folds, and the mean threshold the folds were judged at."""
+    """{name: {'accuracy', 'std', 'threshold', and the same of the flip test: 'accuracy_flip', ...}} of each
+    verification set ([(name, imagesets.pairs.PairList)]), as insightface's verification callback reports
+    one after each epoch: the 10-fold accuracy by cosine, its spread over the folds, and the mean
+    threshold the folds were judged at, of the features and of the flip test's."""
     found = {}
     for name, pair_list in pair_lists:
-        features = pair_features(net, arch, normalisation, pair_list, ctx)
-        folds = verification.verify_pairs(features, pair_list.pairs, pair_list.same, pair_list.folds,
-                                          'cosine')['folds']
-        found[name] = dict(accuracy=folds['accuracy_mean'], std=folds['accuracy_std'], threshold=folds['threshold'])
+        found[name] = {}
+        for features, suffix in zip(pair_features(net, arch, normalisation, pair_list, ctx), ('', '_flip')):
+            folds = verification.verify_pairs(features, pair_list.pairs, pair_list.same, pair_list.folds,
+                                              'cosine')['folds']
+            found[name].update({'accuracy' + suffix: folds['accuracy_mean'], 'std' + suffix: folds['accuracy_std'],
+                                'threshold' + suffix: folds['threshold']})
     return found

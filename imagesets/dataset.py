@@ -14,6 +14,7 @@ import utils
 from faults.errors import DataError, UserError
 from imagesets import images, pairs, sources
 from imagesets.listed import few
+from models import FACE_NORMALISATION, is_face
 from runs import records
 from utils import DataNotFound
 
@@ -200,7 +201,9 @@ def image_shape(raw):
 def load(raw, arch, rt, decode_workers=1, normalisation=None):
     """Train and test images of the classes ``arch`` trains on, at its image size, normalised on the
     first device (held there for IDX files, streamed from disk for your own images), as a Loaded;
-    ``normalisation``: (mean, std) a checkpoint records, else those of the training images.
+    ``normalisation``: (mean, std) a checkpoint records, else the face networks' (x - 127.5) / 128 (as
+    insightface's, so that an exported network takes faces as the field's do), else those of the
+    training images.
 
     With held-out classes (arch.holdout) their training images are dropped here, before any batch is
     drawn; the other labels become 0..K-1 (``classes`` maps them back); their test images are apart,
@@ -208,6 +211,8 @@ def load(raw, arch, rt, decode_workers=1, normalisation=None):
     """
     classes, (train_img, train_lbl), (test_img, test_lbl), (held_img, held_lbl) = _trained_split(raw, arch)
     ctx = rt.ctxs[0]
+    if normalisation is None and is_face(arch.model):
+        normalisation = FACE_NORMALISATION
     if raw.own is None:
         # Normalise with the statistics of the images trained on, whatever the dataset.
         mean, std = normalisation or (float(train_img.mean() / 255.0), float(train_img.std() / 255.0))

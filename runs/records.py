@@ -24,7 +24,8 @@ EVAL_METHODS = ('softmax', 'center', 'knn')
 ACTIVATIONS = ('prelu', 'leaky', 'relu')
 HEADS = ('softmax', 'arcface', 'cosface', 'normface', 'sphereface')  # margins.HEADS and the plain class layer
 MODELS = ('lenet++', 'lenet') + tuple('resnet%d%s' % (layers, suffix) for suffix in ('', '_v2')
-                                      for layers in (18, 34, 50, 101, 152))
+                                      for layers in (18, 34, 50, 101, 152)) + \
+    tuple('iresnet%d' % layers for layers in (18, 34, 50, 100)) + ('mobilefacenet',)  # models.MODELS' names
 
 
 def _choice(value, choices, flag):
@@ -109,7 +110,9 @@ class Optim:
 
     ``warmup`` is in epochs; ``min_warmup_steps`` the fewest steps a warm-up lasts however short the
     epoch, ``min_epoch_steps`` the fewest steps an epoch lasts (a smaller set is passed over several
-    times an epoch): together they keep the defaults safe on a set of a few hundred images."""
+    times an epoch): together they keep the defaults safe on a set of a few hundred images. ``shift``
+    and ``mirror``: the augmentation (a random translation of up to ``shift`` pixels, a random
+    horizontal mirror of half the images); a checkpoint that records no mirror trained without."""
     epochs: int = 6
     batch_size: int = 64
     optimizer: str = 'sgd'
@@ -126,6 +129,7 @@ class Optim:
     wd: float = 5e-4
     shift: int = 2
     seed: int = 42
+    mirror: bool = False
 
     def __post_init__(self):
         _choice(self.lr_schedule, SCHEDULES, 'lr_schedule')

@@ -138,6 +138,44 @@ def digits(n, seed, size=16, colour=False, classes=3):
     return imgs, labels
 
 
+def jpeg(img, quality=90):
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format='JPEG', quality=quality)
+    return buf.getvalue()
+
+
+def faces(identities, per_identity, seed=0, size=112):
+    """Face-like colour images (uint8 (n, size, size, 3)) and their identities (0, 0, ..., 1, 1, ...): each
+    identity an oval of its own colour, with eyes, a nose and a mouth of its own sizes and places, left and
+    right alike (a mirrored face is the same person, as real ones are); each image that face moved by a few
+    pixels, lit anew and noised. What a test trains a face network on in seconds."""
+    rng = np.random.RandomState(seed)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    out, labels = [], []
+    for person in range(identities):
+        skin = rng.uniform(80, 230, 3)
+        eye_y, eye_dx, eye_r = rng.uniform(0.35, 0.45), rng.uniform(0.1, 0.2), rng.uniform(0.03, 0.07)
+        mouth_y, mouth_w, nose = rng.uniform(0.65, 0.75), rng.uniform(0.08, 0.2), rng.uniform(0.04, 0.1)
+        hair = rng.uniform(0, 80, 3)
+        for _ in range(per_identity):
+            dx, dy = rng.uniform(-0.04, 0.04, 2)
+            x, y = xx - dx, yy - dy
+            img = np.empty((size, size, 3), np.float32)
+            img[:] = rng.uniform(0, 255, 3)                                      # background
+            face = ((x - 0.5) / 0.33) ** 2 + ((y - 0.52) / 0.42) ** 2 < 1
+            img[face] = skin
+            img[face & (y < 0.22)] = hair
+            for side in (-1, 1):
+                img[(x - 0.5 - side * eye_dx) ** 2 + (y - eye_y) ** 2 < eye_r ** 2] = 20
+            img[face & (np.abs(x - 0.5) < nose / 3) & (y > eye_y) & (y < eye_y + nose * 2)] = skin * 0.7
+            img[face & (np.abs(x - 0.5) < mouth_w) & (np.abs(y - mouth_y) < 0.02)] = (150, 30, 40)
+            img = img * rng.uniform(0.8, 1.2) + rng.normal(0, 8, img.shape)
+            out.append(np.clip(img, 0, 255).astype(np.uint8))
+            labels.append(person)
+    return np.stack(out), np.array(labels)
+
+
 def write_folder(root, splits, names=('a', 'b', 'c')):
     for split, (imgs, labels) in splits.items():
         for i, (img, label) in enumerate(zip(imgs, labels)):

@@ -93,3 +93,10 @@ def test_random_shift_moves_whole_pixels_and_fills_background():
                     ref[i, :, yy, xx] = x[i, :, yy - dy, xx - dx]
     got = utils.random_shift(nd.array(x), nd.array(shifts), bg, 3).asnumpy()
     np.testing.assert_allclose(got, ref, atol=1e-5)
+
+
+def test_random_mirror_flips_the_images_flagged_left_to_right():
+    x = np.random.RandomState(4).rand(5, 3, 4, 6).astype(np.float32)
+    flags = np.array([1, 0, 0, 1, 1])
+    ref = np.where(flags[:, None, None, None] == 1, x[:, :, :, ::-1], x)
+    np.testing.assert_array_equal(utils.random_mirror(nd.array(x), nd.array(flags)).asnumpy(), ref)

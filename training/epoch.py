@@ -22,24 +22,34 @@ from training.step import steps_per_pass, train_step
 SYNC_EVERY = 50    # steps between reading the running sums back (a sync point)
 
 # order: the epoch's images, pass after pass (int32); batches: the positions in ``order`` of each step's
-# global batch; places: this worker's slice of each (both Steps); shifts: a Shifts, or None
-Plan = collections.namedtuple('Plan', 'order batches places shifts')
+# global batch; places: this worker's slice of each (both Steps); shifts, mirrors: a Draws each, or None
+Plan = collections.namedtuple('Plan', 'order batches places shifts mirrors')
 
 
-class Shifts(object):
-    """One (dx, dy) per position of an epoch's order, drawn from its generator a global batch at a time, in
-    order: the same numbers as drawing them all at once (the generator's stream is the same), without an
-    array of them all."""
+class Draws(object):
+    """One random value per position of an epoch's order (``draw(rng, n)``: n of them), drawn from its
+    generator a global batch at a time, in order: the same numbers as drawing them all at once (the
+    generator's stream is the same), without an array of them all."""
 
-    def __init__(self, rng, most):
-        self.rng, self.most, self.drawn = rng, most, 0
+    def __init__(self, rng, draw):
+        self.rng, self.draw, self.drawn = rng, draw, 0
 
     def of(self, batch, place):
-        """The shifts of the positions ``place`` (numpy, within ``batch``, the step's global batch)."""
-        assert batch[0] == self.drawn, 'shifts are drawn in the order of the steps'
-        drawn = self.rng.randint(-self.most, self.most + 1, size=(len(batch), 2))
+        """The values of the positions ``place`` (numpy, within ``batch``, the step's global batch)."""
+        assert batch[0] == self.drawn, 'augmentations are drawn in the order of the steps'
+        drawn = self.draw(self.rng, len(batch))
         self.drawn += len(batch)
         return drawn[place - batch[0]]
+
+
+def shifts(rng, most):
+    """(dx, dy) of each image, each within [-most, most] pixels."""
+    return Draws(rng, lambda r, n: r.randint(-most, most + 1, size=(n, 2)))
+
+
+def mirrors(rng):
+    """1 for each image mirrored (half of them, at random), else 0."""
+    return Draws(rng, lambda r, n: r.randint(0, 2, size=n))
 
 
 class Steps(object):
@@ -63,12 +73,14 @@ def plan_epoch(optim, n, passes, epoch, workers, rank):
     sees the same batches as one that was never stopped."""
     rng = np.random.RandomState([optim.seed, epoch])
     order = np.concatenate([rng.permutation(n).astype(np.int32) for _ in range(passes)])
-    # one offset per place in the epoch's order, also from (seed, epoch), after the order
-    shifts = Shifts(rng, optim.shift) if optim.shift else None
+    # one offset per place in the epoch's order, also from (seed, epoch), after the order; the mirrors
+    # from a stream of their own, so that a run without them draws the shifts it always drew
+    moved = shifts(rng, optim.shift) if optim.shift else None
+    mirrored = mirrors(np.random.RandomState([optim.seed, epoch, 1])) if optim.mirror else None
     bs, steps = optim.batch_size * workers, steps_per_pass(len(order), optim.batch_size, workers)
     batches = Steps(steps, lambda b: np.arange(b * bs, min((b + 1) * bs, len(order))))
     places = Steps(steps, lambda b: np.array_split(batches[b], workers)[rank]) if workers > 1 else batches
-    return Plan(order, batches, places, shifts)
+    return Plan(order, batches, places, moved, mirrored)
 
 
 class Gathered(object):
@@ -182,8 +194,10 @@ def one_step(stage, rt, data, plan, b, x, step, gathered):
         counts = nd.one_hot(nd.take(data.train_y, nd.array(plan.order[plan.batches[b]], ctx=ctx, dtype='int32')),
                             stage.arch.num_classes).sum(axis=0)
     if plan.shifts is not None:
-        shifts = nd.array(plan.shifts.of(plan.batches[b], plan.places[b]), ctx=ctx)
-        x = utils.random_shift(x, shifts, data.background, stage.optim.shift)
+        offsets = nd.array(plan.shifts.of(plan.batches[b], plan.places[b]), ctx=ctx)
+        x = utils.random_shift(x, offsets, data.background, stage.optim.shift)
+    if plan.mirrors is not None:
+        x = utils.random_mirror(x, nd.array(plan.mirrors.of(plan.batches[b], plan.places[b]), ctx=ctx))
     stage.set_step(step)
     loss_sum, sums, features = 0, 0, []
     for loss, l_s, l_c, scores, feats, y_dev in train_step(

@@ -287,9 +287,10 @@ def start_stage(stage, rt, data):
     passes = 'one pass over the %d training images' % n if stage.passes == 1 else \
         '%d passes over the %d training images: an epoch is at least %d steps' % (
             stage.passes, n, optim.min_epoch_steps)
-    print('%s stage "%s": %s, %s of %d steps (%s), %d steps in all; %s, batch %d, shifts up to %d px%s'
+    print('%s stage "%s": %s, %s of %d steps (%s), %d steps in all; %s, batch %d, shifts up to %d px%s%s'
           % (stage.kind, stage.files.prefix, stage.shown, plural(optim.epochs, 'epoch'), schedule.steps, passes,
-             schedule.total, schedule.describe(), optim.batch_size, optim.shift, text))
+             schedule.total, schedule.describe(), optim.batch_size, optim.shift,
+             ', a random half mirrored' if optim.mirror else '', text))
     print('the best checkpoint is picked on %s; %s' % (measure_of(stage, data), sizes(stage)))
 
 
@@ -346,8 +347,9 @@ def report(stage, record, n):
           % (stage.files.prefix, record.epoch, stage.optim.epochs, record.lr, loss(record.loss_softmax),
              loss(record.loss_center), record.train_acc, record.test_acc_softmax, record.test_acc_center,
              '  knn %.4f' % record.test_acc_knn if stage.metric == 'knn' else '',
-             ''.join('  %s %.4f+-%.4f (threshold %.3f)' % (name, r['accuracy'], r['std'], r['threshold'])
-                     for name, r in record.pairs.items()), record.time, n / record.train_time))
+             ''.join('  %s %.4f+-%.4f flip %.4f+-%.4f' % (name, r['accuracy'], r['std'], r['accuracy_flip'],
+                                                          r['std_flip']) for name, r in record.pairs.items()),
+             record.time, n / record.train_time))
 
 
 def save_epoch(stage, rt, data, record, centers, dataset):

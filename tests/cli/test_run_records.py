@@ -73,7 +73,7 @@ def test_resuming_an_earlier_versions_checkpoint_says_it_records_no_schedule(cap
     args, given = trainer.parse_args(['--train', '--resume', '--epochs', '4'])
     old = checkpoints.Checkpoint(path='ckpt/softmax-last.params', arrays={}, meta=meta_mod.from_json(
         {'format': 2, 'epoch': 1, 'model': 'lenet++', 'act': 'leaky', 'feature_size': 2, 'num_classes': 10}))
-    optim, center, _ = start.stage_records(args, given, 'first', old)
+    optim, center, _ = start.stage_records(args, given, 'first', old, old.meta.run.arch)
     assert optim.epochs == 4 and optim.lr == trainer.STAGE_DEFAULTS['first']['lr'] and not center.center_loss
     assert 'resume: ckpt/softmax-last.params records no schedule (an earlier version)' in capsys.readouterr().out
 

@@ -30,12 +30,26 @@ def last_params(folder):
     return {k: v.asnumpy() for k, v in ckpt.arrays.items() if k.startswith('net.') or k == 'centers'}, ckpt.meta
 
 
+def pack(*args):
+    """python -m cli.pack as a user runs it: (exit status, stdout, stderr)."""
+    import subprocess
+    import sys
+    from helpers import ROOT
+    proc = subprocess.run([sys.executable, '-m', 'cli.pack'] + list(args), cwd=ROOT, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, universal_newlines=True, timeout=300)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
 @pytest.fixture(scope='module')
 def trained(same_images):
-    """A first stage trained from the folder and from the RecordIO: {name: (exit, stdout, stderr)}."""
+    """A first stage trained from the folder, from the RecordIO and from the folder as cli.pack packs it in
+    insightface's layout: {name: (exit, stdout, stderr)}."""
     tmp, folder, rec = same_images
+    packed = pack('rec', folder, str(tmp / 'packed'))
+    assert packed[0] == 0, packed
     return {name: run('--train', '--center_loss', '--epochs', '2', '--data_dir', source, '--frames', '4', *FAST,
-                      *dirs(tmp / ('run-' + name))) for name, source in (('folder', folder), ('rec', rec))}
+                      *dirs(tmp / ('run-' + name)))
+            for name, source in (('folder', folder), ('rec', rec), ('packed', str(tmp / 'packed')))}
 
 
 def test_a_folder_and_its_recordio_train_the_same_steps(same_images, trained):
@@ -43,7 +57,7 @@ def test_a_folder_and_its_recordio_train_the_same_steps(same_images, trained):
     order, read from PNG files or from records, give the same batches, hence the same parameters."""
     tmp, folder, rec = same_images
     results = {}
-    for name, source in (('folder', folder), ('rec', rec)):
+    for name, source in (('folder', folder), ('rec', rec), ('packed', str(tmp / 'packed'))):
         rc, out, err = trained[name]
         assert rc == 0, err
         assert 'data: images from %s %s (3 classes, grey images of 16x16), 240 train / 60 test' % (
@@ -54,6 +68,12 @@ def test_a_folder_and_its_recordio_train_the_same_steps(same_images, trained):
     assert mf.run.arch.channels == 1 and mr.run.arch == mf.run.arch  # the same network from either source
     for k in pf:
         np.testing.assert_allclose(pr[k], pf[k], rtol=1e-5, atol=1e-6, err_msg=k)
+    # packed by cli.pack in insightface's layout (header, identity records, property): the same steps again
+    assert "train.rec: insightface's layout" in trained['packed'][1]
+    pp, mp = results['packed']
+    for k in pf:
+        np.testing.assert_allclose(pp[k], pf[k], rtol=1e-5, atol=1e-6, err_msg=k)
+    assert [h.test_acc_softmax for h in mp.history] == [h.test_acc_softmax for h in mf.history]
     assert mf.history[-1].test_acc_softmax > 0.9  # three easy classes: chance is 1/3
     out = tmp / 'run-folder' / 'out'
     assert os.path.getsize(str(out / 'center-loss-train.gif')) > 0
@@ -144,6 +164,29 @@ def test_pairs_txt_gives_the_figures_computed_directly(same_images, trained, tmp
             t = verification.best_threshold(s[listed.folds != k], listed.same[listed.folds != k])
             acc = ((s[listed.folds == k] >= t) == listed.same[listed.folds == k]).mean()
             assert direct['folds']['fold_accuracies'][k] == pytest.approx(acc)
+
+
+def test_a_bin_built_from_a_pairs_txt_gives_its_figures(same_images, trained, tmp_path):
+    """cli.pack bin writes a pairs.txt over a folder as insightface's .bin (10 folds: read back as 10 folds):
+    --verify on it gives the pairs.txt's figures, and the flip test's."""
+    tmp, folder = same_images[:2]
+    (tmp_path / 'pairs.txt').write_text(lfw_lines(10, 3))
+    rc, out, err = pack('bin', str(tmp_path / 'pairs.txt'), os.path.join(folder, 'test'), str(tmp_path / 'built.bin'))
+    assert rc == 0 and '60 pairs (30 same) of 120 images' in out, (out, err)
+    figures = {}
+    for name, given in (('txt', str(tmp_path / 'pairs.txt')), ('bin', str(tmp_path / 'built.bin'))):
+        rc, out, err = run('--verify', '--pairs', given, *FAST, *dirs(tmp / 'run-folder'))
+        assert rc == 0, err
+        figures[name] = json.load(open(str(tmp / 'run-folder' / 'out' / 'center-loss-pairs.json')))
+    for metric in verification.METRICS:
+        for part in (figures['txt'], figures['txt']['flip']):
+            other = figures['bin'] if part is figures['txt'] else figures['bin']['flip']
+            assert part[metric]['auc'] == other[metric]['auc']
+            assert part[metric]['folds']['fold_accuracies'] == other[metric]['folds']['fold_accuracies']
+            assert part[metric]['threshold_at_far_0.001'] == other[metric]['threshold_at_far_0.001']
+    assert pack('bin', str(tmp_path / 'pairs.txt'), os.path.join(folder, 'test'), str(tmp_path / 'x.txt'))[0] == 2
+    rc, out, err = pack('rec', str(tmp_path / 'nowhere'), str(tmp_path / 'p'))
+    assert rc == 2 and err.strip() == 'error: %s is not a folder' % (tmp_path / 'nowhere')
 
 
 def test_insightface_bin(same_images, trained, tmp_path):
