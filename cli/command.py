@@ -5,7 +5,8 @@ from typing import Tuple
 
 from cli.flags import named_prefixes
 from faults.errors import UserError
-from runs.files import RunFiles, interrupted
+from runs.checkpoints import load_checkpoint
+from runs.files import RunFiles, last_checkpoints
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,15 +50,28 @@ def of(args):
 
 
 def resumed(command, ckpt_dir, out_dir):
-    """--resume with no stage named: the command that continues the stage whose last checkpoint was
-    written last (of --prefix, when given)."""
+    """--resume with no stage named: the command that continues the newest stage (of --prefix, when given)
+    that stopped before its end, or whose end's GIFs and curves are missing (a full disk); UserError naming
+    the newest when every stage is complete."""
     named = command.prefix if command.prefixes else None
-    files = interrupted(ckpt_dir, out_dir, named)
-    if files is None:
-        raise UserError('--resume: no last checkpoint in %s%s: nothing to resume' % (
-            ckpt_dir, ' for --prefix %s' % named if named else ''))
-    return dataclasses.replace(command, train=not files.is_second, second_train=files.is_second,
-                               prefix=files.first().prefix)
+    found = last_checkpoints(ckpt_dir, out_dir, named)
+    where = '%s%s' % (ckpt_dir, ' for --prefix %s' % named if named else '')
+    if not found:
+        raise UserError('--resume: no last checkpoint in %s: nothing to resume' % where)
+    metas = []
+    for files in found:
+        meta = load_checkpoint(files.last).meta
+        metas.append(meta)
+        run = meta.run
+        if run.optim is None or len(meta.history) < run.optim.epochs or (
+                run.output is not None and run.output.plotting and
+                not RunFiles(ckpt_dir, run.output.out_dir, files.prefix).pictures_made()):
+            return dataclasses.replace(command, train=not files.is_second, second_train=files.is_second,
+                                       prefix=files.first().prefix)
+    newest = metas[0]
+    raise UserError('--resume: every stage in %s is complete (the newest, %s: %d of %d epochs): nothing to '
+                    'resume; --train or --second_train starts a stage' % (
+                        where, found[0].prefix, len(newest.history), newest.run.optim.epochs))
 
 
 def files_of(command, ckpt_dir, out_dir):

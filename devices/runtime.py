@@ -86,11 +86,12 @@ def choose_precision(asked, ctxs, arch, batch_size, source=None, resume=False, t
     if resume and recorded and asked not in ('auto', recorded):
         raise UserError('%s was trained in %s: resume it without --precision %s' % (source.path, recorded, asked))
     if asked == 'bfloat16' or (asked == 'auto' and recorded == 'bfloat16'):
+        if asked == 'auto' and not training and not (on_cpu and has_bf16):  # measuring: the weights are float32
+            return 'float32', '%s records bfloat16, which %s' % (
+                source.path, 'this CPU has no instructions for' if on_cpu else 'runs on the CPU only'), None
         if not on_cpu:
             raise UserError('--precision bfloat16 is for the CPU (oneDNN); on %s use float32' % ctxs[0])
         if not has_bf16:
-            if asked == 'auto' and not training:
-                return 'float32', '%s records bfloat16, which this CPU has no instructions for' % source.path, None
             raise UserError('this CPU has no bfloat16 instructions (avx512_bf16 or amx_bf16)%s: use --precision '
                             'float32' % (', and %s was trained in bfloat16' % source.path if recorded else ''))
         return 'bfloat16', 'asked for' if asked == 'bfloat16' else 'as %s records' % source.path, None

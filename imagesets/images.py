@@ -63,12 +63,12 @@ class InMemory(object):
 
 class _Batches(gluon.data.Dataset):
     """Item k: the images of ``index_lists[k]`` (positions among ``items`` of ``split``) decoded together in
-    the worker into one uint8 (n, C, H, W) array, normalised there to float32 when ``mean`` is given (the
-    same arithmetic, bit for bit, as on the device): a batch crosses to the training process in one piece."""
+    the worker into one uint8 (n, C, H, W) array: a batch crosses to the training process in one piece, as
+    bytes (a quarter of its float32 size), and is normalised there, on the device."""
 
-    def __init__(self, split, items, channels, size, index_lists, mean=None, std=None):
+    def __init__(self, split, items, channels, size, index_lists):
         self.split, self.items, self.channels, self.size = split, items, channels, size
-        self.index_lists, self.mean, self.std = index_lists, mean, std
+        self.index_lists = index_lists
 
     def __len__(self):
         return len(self.index_lists)
@@ -78,7 +78,7 @@ class _Batches(gluon.data.Dataset):
         pixels = np.empty((len(positions), self.channels) + self.size, np.uint8)
         for row, i in enumerate(positions):
             pixels[row] = self._one(int(self.items[int(i)]))
-        return pixels if self.mean is None else normalise(pixels, self.mean, self.std)
+        return pixels
 
     def _one(self, j):
         name = decode.item_name(self.split, j)
@@ -144,10 +144,9 @@ class Streamed(object):
     def context(self):
         return self.ctx
 
-    def _loader(self, index_lists, normalised=True):
-        """Each list's images, a batch at a time (uint8 pixels, or normalised float32 with ``normalised``)."""
-        dataset = _Batches(self.split, self.items, self.channels, self.size, index_lists,
-                           *((self.mean, self.std) if normalised else ()))
+    def _loader(self, index_lists):
+        """Each list's images, a batch at a time, as uint8 pixels."""
+        dataset = _Batches(self.split, self.items, self.channels, self.size, index_lists)
         if self.workers and not _HOOKED:
             os.register_at_fork(after_in_child=_worker_signals)
             _HOOKED.append(True)
@@ -158,8 +157,11 @@ class Streamed(object):
         return iter(loader)
 
     def batches(self, index_lists):
-        for images in self._loader(index_lists):
-            yield images.as_in_context(self.ctx)
+        # normalise() of the 256 pixel values, looked up: the same numbers, bit for bit, in one pass (a
+        # third of the time of its four passes: at 128 images of 112x112 the difference is 30 ms a batch)
+        table = nd.array(normalise(np.arange(256, dtype=np.uint8), self.mean, self.std), ctx=self.ctx)
+        for pixels in self._loader(index_lists):
+            yield nd.take(table, pixels.as_in_context(self.ctx))
 
     def take(self, indices):
         return next(self.batches([indices]))
@@ -179,7 +181,7 @@ class Streamed(object):
         pick = np.arange(n) if n <= limit else np.sort(np.random.RandomState(seed).choice(n, limit, replace=False))
         total, squares, count = 0.0, 0.0, 0
         lists = [pick[s:s + chunk] for s in range(0, len(pick), chunk)]
-        for pixels in self._loader(lists, normalised=False):
+        for pixels in self._loader(lists):
             v = pixels.asnumpy().astype(np.float64)
             total, squares, count = total + v.sum(), squares + (v * v).sum(), count + v.size
         mean = total / count

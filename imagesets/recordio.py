@@ -9,7 +9,7 @@ first record with no image whose header gives [first identity record, end of the
 the images are records 1 up to that, then one record per identity with the range of its images (not
 images: left out); a ``property`` file ``num_classes,height,width``. Labels need not be dense (0, 3,
 6, ...): the classes are the labels found, in order. What is held: the records' offsets, keys and
-labels as arrays (24 bytes a record)."""
+labels as arrays (20 bytes a record: int64 offsets and keys, int32 labels)."""
 import os
 import struct
 import warnings

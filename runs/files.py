@@ -152,15 +152,13 @@ def verify_path(out_dir, dataset):
     return os.path.join(out_dir, 'verify-%s.png' % dataset)
 
 
-def interrupted(ckpt_dir, out_dir, prefix=None):
-    """The RunFiles of the stage whose last checkpoint in ``ckpt_dir`` was written last (of the run
-    ``prefix``: its first or its second stage), or None when there is none."""
+def last_checkpoints(ckpt_dir, out_dir, prefix=None):
+    """The RunFiles of every stage with a last checkpoint in ``ckpt_dir`` (of the run ``prefix``: its first
+    and its second stage), the one written last first."""
     if prefix is not None:
         first = RunFiles(ckpt_dir, out_dir, prefix)
         found = [f.last for f in (first, first.second()) if os.path.isfile(f.last)]
     else:
         found = glob.glob(os.path.join(glob.escape(ckpt_dir), '*-last.params'))
-    if not found:
-        return None
-    newest = os.path.basename(max(found, key=os.path.getmtime))
-    return RunFiles(ckpt_dir, out_dir, newest[:-len('-last.params')])
+    return [RunFiles(ckpt_dir, out_dir, os.path.basename(path)[:-len('-last.params')])
+            for path in sorted(found, key=os.path.getmtime, reverse=True)]

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from mxnet import nd
 
+from faults.errors import UserError
 from runs import checkpoints
 from cli import start
 from runs import meta as meta_mod
@@ -204,3 +205,24 @@ def test_an_edited_checkpoint_is_refused_before_anything_trains(interrupted, tmp
                            "best 'high'")
         assert 'epoch' not in out
     assert open(last, 'rb').read() == before
+
+
+def test_resume_alone_continues_the_newest_stage_stopped_before_its_end(interrupted, tmp_path):
+    """--resume with no stage named skips a newer stage that is complete, and with nothing stopped says so."""
+    from cli import command as commands_of
+    import main as trainer
+    ckpt = tmp_path / 'ckpt'
+    ckpt.mkdir()
+    shutil.copy(str(interrupted / 'ckpt' / 'softmax-last.params'), str(ckpt / 'softmax-last.params'))
+    arrays = nd.load(str(ckpt / 'softmax-last.params'))
+    meta = json.loads(arrays['meta'].asnumpy().tobytes().decode())
+    meta['run']['optim']['epochs'], meta['prefix'] = 1, 'done'  # one epoch of one: complete, and newer
+    arrays['meta'] = nd.array(np.frombuffer(json.dumps(meta).encode(), np.uint8), dtype='uint8')
+    nd.save(str(ckpt / 'done-last.params'), arrays)
+    os.utime(str(ckpt / 'softmax-last.params'), (1, 1))
+    args, _ = trainer.parse_args(['--resume', '--ckpt_dir', str(ckpt)])
+    found = commands_of.resumed(commands_of.of(args), str(ckpt), 'out')
+    assert found.train and found.prefix == 'softmax'
+    os.remove(str(ckpt / 'softmax-last.params'))
+    with pytest.raises(UserError, match=r'every stage in .* is complete \(the newest, done: 1 of 1 epochs\)'):
+        commands_of.resumed(commands_of.of(args), str(ckpt), 'out')

@@ -130,6 +130,11 @@ def test_a_continued_stage_keeps_the_recorded_precision(monkeypatch):
     with pytest.raises(UserError, match='no bfloat16 instructions.*was trained in bfloat16'):
         choose(['--train', '--resume'], source=ckpt('bfloat16'))
     assert choose(['--test'], source=ckpt('bfloat16'))[0] == 'float32'  # evaluation only: it may
+    monkeypatch.setattr(compat, 'cpu_has_bf16', lambda flags=None: True)
+    assert choose(['--test'], ctxs=[mx.gpu(0)], source=ckpt('bfloat16')) == (
+        'float32', 'ck/center-loss-last.params records bfloat16, which runs on the CPU only')  # a GPU: it may too
+    with pytest.raises(UserError, match='for the CPU'):
+        choose(['--second_train'], ctxs=[mx.gpu(0)], source=ckpt('bfloat16'))
 
 
 def test_bfloat16_where_it_cannot_run_is_a_clear_error(monkeypatch):

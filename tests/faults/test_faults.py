@@ -348,5 +348,9 @@ def test_a_complete_run_whose_pictures_were_not_made_gets_them_on_resume(tmp_pat
     rc, stdout, err = run('--resume', '--use_gpu', 'False', *dirs(tmp_path))
     assert rc == 0 and 'its GIFs and curves were not made: drawing them from what it saved' in stdout, err
     assert all((out / name).stat().st_size > 0 for name in made)
-    rc, stdout, err = run('--resume', '--use_gpu', 'False', *dirs(tmp_path))
+    # --resume alone now finds nothing stopped before its end: one line, exit 2, naming the newest stage
+    assert_clean_error(run('--resume', '--use_gpu', 'False', *dirs(tmp_path)),
+                       'every stage in %s is complete (the newest, softmax: 1 of 1 epochs): nothing to resume'
+                       % (tmp_path / 'ckpt'))
+    rc, stdout, err = run('--train', '--resume', '--use_gpu', 'False', *dirs(tmp_path))  # the stage named: said
     assert rc == 0 and 'softmax is complete (1 epoch); nothing to resume' in stdout, err

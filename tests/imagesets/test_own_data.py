@@ -152,16 +152,23 @@ def test_pairs_txt_gives_the_figures_computed_directly(same_images, trained, tmp
     ckpt = checkpoints.load_checkpoint(str(tmp / 'run-folder' / 'ckpt' / 'center-loss-best.params'))
     import mxnet as mx
     arch, net, _ = commands.network(ckpt, [mx.cpu()])
-    features = verify.pair_features(net, arch, ckpt.meta.normalisation, listed, mx.cpu())
+    features, flipped = verify.pair_features(net, arch, ckpt.meta.normalisation, listed, mx.cpu())
     for metric in verification.METRICS:
         direct = verification.verify_pairs(features, listed.pairs, listed.same, listed.folds, metric)
         assert result[metric]['folds']['fold_accuracies'] == pytest.approx(direct['folds']['fold_accuracies'])
         assert result[metric]['auc'] == pytest.approx(direct['auc'])
-        # and by hand: each fold at the threshold best on the other nine
-        f = features.astype(np.float64)
-        s = verification.paired_similarity(f[listed.pairs[:, 0]], f[listed.pairs[:, 1]], metric)
+        flip = verification.verify_pairs(flipped, listed.pairs, listed.same, listed.folds, metric)
+        assert result['flip'][metric]['auc'] == pytest.approx(flip['auc'])
+        # and by hand, with numpy alone: each pair's score, each fold at the threshold best on the other nine
+        # (every threshold between two scores tried, the lowest of the best kept)
+        a, b = features[listed.pairs[:, 0]].astype(np.float64), features[listed.pairs[:, 1]].astype(np.float64)
+        s = (a * b).sum(1) / np.sqrt((a * a).sum(1) * (b * b).sum(1)) if metric == 'cosine' else \
+            -np.sqrt(((a - b) ** 2).sum(1))
         for k in range(10):
-            t = verification.best_threshold(s[listed.folds != k], listed.same[listed.folds != k])
+            train, same = s[listed.folds != k], listed.same[listed.folds != k]
+            cuts = np.concatenate([[-np.inf], (np.sort(np.unique(train))[1:] + np.sort(np.unique(train))[:-1]) / 2,
+                                   [np.inf]])
+            t = cuts[int(np.argmax([((train >= c) == same).mean() for c in cuts]))]
             acc = ((s[listed.folds == k] >= t) == listed.same[listed.folds == k]).mean()
             assert direct['folds']['fold_accuracies'][k] == pytest.approx(acc)
 
