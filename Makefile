@@ -34,6 +34,7 @@ PY := $(VENV)/bin/python
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: $(REQS)
+	@case "$$(uname -s)" in Linux) ;; *) echo "make: this project runs on Linux with Python 3.11 or 3.12 (README.md); this is $$(uname -s)" >&2; exit 2;; esac
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -r $(REQS) pytest
 	touch $@

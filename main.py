@@ -4,7 +4,7 @@
     python main.py --second_train          # stage 2: center loss alone, centers frozen
     python main.py --test                  # softmax, nearest-center and k-NN accuracy
     python main.py --verify                # open-set: pairs of unseen classes (with --holdout)
-    python main.py --resume                # continue the run interrupted last, exactly as it was
+    python main.py --resume                # continue the newest stage stopped before its end, exactly as it was
 """
 import os
 import sys
@@ -228,7 +228,7 @@ def main(argv=None):
     command = commands_of.of(args)
     with stops_handled():  # the first Ctrl-C or SIGTERM stops; the handling below is not broken into
         try:
-            if command.resume and not command.training:  # the stage interrupted last: a command of its own
+            if command.resume and not command.training:  # the newest stage stopped: a command of its own
                 command = commands_of.resumed(command, args.ckpt_dir, args.out_dir)
             run(args, given, command)
         except UserError as e:  # each kind with its status: bad input 2, a NaN loss 3, a failed write 74

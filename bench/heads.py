@@ -34,6 +34,11 @@ under the table. ``--extra "--lr 0.01"`` adds flags to the first stage of the ru
 for a head that does not train at the defaults, filed apart (prefix ``sphereface+lr-0.01``) and shown as a
 row of its own (``SphereFace (--lr 0.01)``), so the protocol's rows stay the defaults'.
 
+A log holds one JSON line a run: its dataset, seed, feature size (none logged: 32), run, CPU and commit (and
+the training's, where it differs); the epoch read; the trained classes' accuracy (softmax and nearest center); AUC and TAR by cosine on the held-out
+classes' pairs; precision at 1, R-precision and MAP@R by cosine and, for unnormalised features, by Euclidean
+distance; the queries; or, for a run that failed, main.py's last line.
+
 ``--cost`` times hybridized training steps (forward, backward, update) of LeNet++ with each class layer
 on one batch of 64 MNIST-sized images, the heads in turn, several rounds, and prints each head's median
 step time against softmax's.

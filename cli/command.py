@@ -1,5 +1,6 @@
 """What a command does and on which run, as a value of its own: the parsed flags are read, never
-written, so what ``--resume`` finds (the stage interrupted last) is a new Command, not flags changed."""
+written, so what ``--resume`` finds (the newest stage stopped before its end) is a new Command, not flags
+changed."""
 import dataclasses
 from typing import Tuple
 

@@ -160,8 +160,8 @@ def _what_to_do(p):
                            'each; held-out classes drawn as crosses')
     mode.add_argument('--resume', action='store_true',
                       help='continue the stage(s) from their last checkpoint (after Ctrl-C or a crash), exactly as '
-                           'it recorded them: alone, the run interrupted last; a flag that would change the run '
-                           'is refused')
+                           'it recorded them: alone, the newest stage stopped before its end (one line when every '
+                           'stage is complete); a flag that would change the run is refused')
     mode.add_argument('--allow_changes', action='store_true',
                       help='with --resume: let the schedule and center-loss flags given change the recorded run '
                            '(each change is said)')
@@ -276,7 +276,7 @@ def _network(p):
                      help='a margin head\'s margin m (default: its paper\'s: CosFace 0.35, ArcFace 0.5, '
                           'SphereFace 4)')
     net.add_argument('--num_classes', type=POSITIVE_INT, default=None,
-                     help='default 10, or the number of classes trained on with --holdout')
+                     help='outputs of the class layer (default: the data\'s classes, less those of --holdout)')
     net.add_argument('--holdout', type=class_ids, default=None,
                      help='class ids kept out of training, e.g. 5,6,7,8,9: both stages train on the other classes '
                           '(at least two), whose test images give the accuracy; --verify measures on the held-out '

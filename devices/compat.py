@@ -17,13 +17,30 @@ importable and fast on today's machines.
    architectures and no PTX; ``gpu_cards`` reads each card's compute capability
    through the CUDA runtime, and ``runs_cuda_build`` tells whether the build can
    run on it.
+0. First of all, the platform: Linux (the locks, the cores a process may use,
+   /proc/cpuinfo, the launcher's parent-death signal; mxnet 1.9.1's wheels) and
+   Python 3.8 or later. Anything else stops the import with ImportError, which
+   main.py says in one line (exit 2).
 """
 import ctypes
 import glob
 import os
 import sys
 
-import numpy as np
+PLATFORM = 'this project runs on Linux with Python 3.11 or 3.12 (README.md)'
+
+
+def check_platform(system=None, version=None):
+    """ImportError naming what this machine is, where it is not Linux with Python 3.8 or later."""
+    system = sys.platform if system is None else system
+    version = sys.version_info[:2] if version is None else version
+    if not system.startswith('linux') or tuple(version) < (3, 8):
+        raise ImportError('%s; this is %s with Python %s' % (PLATFORM, system, '.'.join(map(str, version))))
+
+
+check_platform()
+
+import numpy as np  # noqa: E402
 
 if 'bool' not in vars(np):  # deprecated (1.20-1.23) or removed (1.24+); asking would warn
     np.bool = bool

@@ -10,7 +10,7 @@ is stopped (none is left waiting in a reduction) and the exit status says so:
 the failed worker's own (128 + N for a worker killed by signal N), 124 on the
 time limit. SIGTERM or Ctrl-C to launch.py is passed on to every process, and
 it exits 143 or 130 once they have stopped. On several machines, set the same
-variables by hand (docs/parallel.md).
+variables by hand (docs/devices.md).
 """
 import argparse
 import ctypes

@@ -32,7 +32,7 @@ class GradientReducer(object):
     array it pushes, so ``init`` returns (and passes its barrier) before rank
     0's values have reached the servers. A worker's pull can then reach a
     server first (the server aborts: "init N first"), or a push can overtake
-    the pull (a worker that learns nothing, or NaN): docs/parallel.md. So the
+    the pull (a worker that learns nothing, or NaN): docs/devices.md. So the
     values are pushed, rank 0 waits for the servers to
     acknowledge them, all workers meet at a barrier, and only then pull.
     """

@@ -18,6 +18,7 @@ from devices import compat  # noqa: F401  (before mxnet)
 import json
 import os
 import shutil
+import sys
 import tempfile
 import warnings
 
@@ -115,14 +116,32 @@ def check(what, found, expected):
     return error
 
 
-def to_onnx(symbol, params, shape, path):
-    """MXNet's exporter (mx.onnx, which needs onnx < 1.16), any batch size; the parameters left as the
-    graph's constants only (the exporter also lists them as inputs, which keeps onnxruntime from folding
-    them)."""
+def onnx_for_mxnet():
+    """The onnx module, with the ``onnx.mapping`` MXNet 1.9.1's exporter imports: onnx 1.16 removed it
+    (requirements.txt takes 1.15.0 where it has wheels, Python 3.11; 1.16.2 on 3.12, which gets these tables,
+    as onnx 1.15 defined them)."""
     try:
         import onnx
     except ImportError:
         raise UserError('--export_model: the onnx package is missing: pip install -r requirements.txt')
+    if not hasattr(onnx, 'mapping'):
+        import types
+        from onnx import TensorProto as T
+        pairs = [(T.FLOAT, 'float32'), (T.UINT8, 'uint8'), (T.INT8, 'int8'), (T.UINT16, 'uint16'),
+                 (T.INT16, 'int16'), (T.INT32, 'int32'), (T.INT64, 'int64'), (T.BOOL, 'bool'), (T.FLOAT16, 'float16'),
+                 (T.DOUBLE, 'float64'), (T.COMPLEX64, 'complex64'), (T.COMPLEX128, 'complex128'),
+                 (T.UINT32, 'uint32'), (T.UINT64, 'uint64'), (T.STRING, 'object')]
+        mapping = types.ModuleType('onnx.mapping')
+        mapping.TENSOR_TYPE_TO_NP_TYPE = {t: np.dtype(n) for t, n in pairs}
+        mapping.NP_TYPE_TO_TENSOR_TYPE = {np.dtype(n): t for t, n in pairs}
+        sys.modules['onnx.mapping'] = onnx.mapping = mapping
+    return onnx
+
+
+def to_onnx(symbol, params, shape, path):
+    """MXNet's exporter (mx.onnx), any batch size; the parameters left as the graph's constants only (the
+    exporter also lists them as inputs, which keeps onnxruntime from folding them)."""
+    onnx = onnx_for_mxnet()
     mx.onnx.export_model(symbol, params, in_shapes=[shape], in_types=[np.float32], onnx_file_path=path,
                          dynamic=True, dynamic_input_shapes=[(None,) + tuple(shape[1:])])
     model = onnx.load(path)

@@ -52,10 +52,11 @@ class Frames(object):
         """Where in the stage a frame ``steps_done`` steps into ``epoch`` falls, in epochs (None: its end)."""
         return epoch if steps_done is None else epoch - 1 + self.after[steps_done] / float(self.per_epoch)
 
-    def draw(self, position, train, test, centers):
+    def draw(self, position, train, test, centers, held=None):
         """The two maps of a frame at ``position``: ``train`` and ``test`` are (features, labels 0..K-1,
         accuracy) of the images drawn (numpy; a training image not yet trained on this stage has NaN
-        features and is left out), ``centers`` (K, d) those of the classes trained on."""
+        features and is left out), ``centers`` (K, d) those of the classes trained on; ``held``: (features,
+        dataset class ids) of the held-out classes' test images, drawn as crosses on the test map."""
         known = ~np.isnan(train[0][:, 0])
         if not known.any():
             return
@@ -66,7 +67,9 @@ class Frames(object):
                                    self.projection(feat), self.classes[labels], self.num_total,
                                    '%s, %s set, %s, accuracy %.4f' % (self.title, split, when, acc),
                                    centers=self.projection(centers), class_names=self.class_names,
-                                   center_labels=self.classes)
+                                   center_labels=self.classes,
+                                   held=(self.projection(held[0]), held[1]) if held is not None and split == 'test'
+                                   else None)
 
 
 def make_gifs(files, epochs):

@@ -104,11 +104,12 @@ def draw_features(ax, features, labels, num_classes, title, centers=None, class_
     ax.tick_params(labelsize=7)
 
 
-def plot_features(path, features, labels, num_classes, title, centers=None, class_names=None, center_labels=None):
-    """One feature map, as a PNG."""
+def plot_features(path, features, labels, num_classes, title, centers=None, class_names=None, center_labels=None,
+                  held=None):
+    """One feature map, as a PNG; ``held``: (features, class ids) drawn as crosses (draw_features)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 5.5), dpi=90)
-    draw_features(ax, features, labels, num_classes, title, centers, class_names, center_labels)
+    draw_features(ax, features, labels, num_classes, title, centers, class_names, center_labels, held)
     fig.tight_layout()
     _save(plt, fig, path)
 

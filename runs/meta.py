@@ -29,7 +29,7 @@ class Epoch:
     """One epoch's figures, as the metrics JSON and every checkpoint keep them: the rate of its last
     step, its mean losses and training accuracy, the test accuracy by each method (k-NN only when
     it picks the best checkpoint), and what it cost. ``pairs``: the verification sets measured after
-    it ({name: {'accuracy', 'std', 'threshold'}}), empty where there are none."""
+    it ({name: {'accuracy', 'std', 'threshold' and the flip test's}}), empty where there are none."""
     epoch: int
     lr: float
     loss_softmax: Optional[float]

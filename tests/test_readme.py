@@ -74,8 +74,75 @@ def test_snippet_trains_with_center_loss_py_alone(tmp_path, where):
     assert 'center_loss(features, y)' in snippet and 'center_trainer.step' in snippet, snippet
     shutil.copy(os.path.join(ROOT, 'center_loss.py'), str(tmp_path))
     script = tmp_path / 'train.py'
-    script.write_text(PROJECT + snippet + CHECK)
+    # then the snippet's step (from `with autograd.record()` on) 20 times more: the loss must fall
+    step = snippet[snippet.index('with autograd.record()'):]
+    again = ('first = float(loss.mean().asscalar())\nfor _ in range(20):\n' + textwrap.indent(step, '    ') +
+             'assert float(loss.mean().asscalar()) < first - 0.02, (first, loss)\n')
+    script.write_text(PROJECT + snippet + again + CHECK)
     env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
     out = subprocess.run([sys.executable, str(script)], cwd=str(tmp_path), env=env, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, universal_newlines=True, timeout=300)
     assert out.returncode == 0 and out.stdout.strip().endswith('ok'), out.stderr[-3000:]
+
+
+# --------------------------------------------------------------------------- the commands the pages show
+
+def page_commands():
+    """[(page, command's words)] of every `python main.py`, `python -m cli.pack` and `python bench/X.py` command
+    in README.md and docs/, in code blocks (continued lines joined, $VARIABLES set in the block expanded) and
+    in inline code; `[`, `]` and a leading `...` (placeholders) dropped, comments and what follows `--` cut."""
+    import glob
+    import shlex
+    found = []
+    for page in [os.path.join(ROOT, 'README.md')] + sorted(glob.glob(os.path.join(ROOT, 'docs', '*.md'))):
+        text = open(page).read()
+        blocks = re.findall(r'```[a-z]*\n(.*?)```', text, re.S)
+        inline = re.findall(r'`([^`\n]+)`', re.sub(r'```.*?```', '', text, flags=re.S))
+        for block, is_block in [(b, True) for b in blocks] + [(i, False) for i in inline]:
+            block = block.replace('\\\n', ' ')
+            variables = dict(re.findall(r'^(\w+)="([^"]*)"', block, re.M)) if is_block else {}
+            for line in block.splitlines():
+                line = re.sub(r'\s#.*$', '', line) if is_block else line
+                for part in line.split(';'):
+                    match = re.search(r'python (main\.py|-m cli\.pack|bench/\w+\.py)(.*)$', part)
+                    if not match:
+                        continue
+                    words = []
+                    for word in shlex.split(match.group(2).replace('[', ' ').replace(']', ' ')):
+                        words += shlex.split(variables.get(word[1:], word)) if word.startswith('$') else [word]
+                    for end in ('--', '|', '\\|'):  # the flags another program gets; a pipe
+                        if end in words:
+                            words = words[:words.index(end)]
+                    if words[:1] == ['...']:
+                        words = words[1:]
+                    found.append((os.path.basename(page), match.group(1), words))
+    return found
+
+
+def test_every_command_the_pages_show_parses():
+    """A flag renamed or removed cannot leave a dead command in the pages: main.py's and cli.pack's commands
+    parse with their parsers (values included); a bench script's flags are all in its --help."""
+    import subprocess
+    import sys
+    from cli import flags, pack
+    commands, wrong, helps = page_commands(), [], {}
+    assert len([c for c in commands if c[1] == 'main.py']) > 30 and any(c[1].startswith('bench/') for c in commands)
+    for page, program, words in commands:
+        try:
+            if program == 'main.py':
+                flags.build_parser('').parse_args(words)
+            elif program == '-m cli.pack':
+                if len(words) >= 3:  # (shorter: the command named in a sentence)
+                    pack.parse(words)
+            else:
+                if program not in helps:
+                    helps[program] = subprocess.run([sys.executable, os.path.join(ROOT, program), '--help'], cwd=ROOT,
+                                                    stdout=subprocess.PIPE, universal_newlines=True, timeout=120).stdout
+                unknown = [w for w in words if re.match(r'--[a-z_]+(=|$)', w) and  # (not a value: "--scale 8")
+                           not re.search(re.escape(w.split('=')[0]) + r'\b', helps[program])]
+                if unknown:
+                    wrong.append('%s: python %s %s: %s' % (page, program, ' '.join(words), unknown))
+        except SystemExit as e:
+            if e.code:  # (--help exits 0)
+                wrong.append('%s: python %s %s' % (page, program, ' '.join(words)))
+    assert wrong == []

@@ -147,7 +147,9 @@ def test_resume_equals_uninterrupted(tmp_path):
     # a step schedule does not depend on --epochs, so a 1-epoch run extended to 3 follows the 3-epoch
     # run's rates (a cosine schedule stopped mid-way: test_resume_in_the_middle_of_a_cosine_schedule...)
     # (the warm-up given: the default's floor in steps is clamped to half of a short stage's length)
-    common = ['--train', '--center_loss', '--lr_schedule', 'step', '--lr_step', '1', '--warmup', '0.5'] + QUICK
+    # (float32 pinned: with --precision auto the two runs could each measure, and choose differently)
+    common = ['--train', '--center_loss', '--lr_schedule', 'step', '--lr_step', '1', '--warmup', '0.5',
+              '--precision', 'float32'] + QUICK
     assert run(*common, '--epochs', '3', *dirs(a))[0] == 0
     assert run(*common, '--epochs', '1', *dirs(b))[0] == 0
     rc, out, err = run(*common, '--epochs', '3', '--resume', '--allow_changes', *dirs(b))

@@ -262,4 +262,12 @@ def draw_within(stage, data, epoch, steps_done, gathered, train_acc):
         centers = predict.class_means(nd.array(stage.drawn[known]), nd.array(stage.drawn_y[known]),
                                       stage.arch.num_classes).asnumpy()
     stage.frames.draw(stage.frames.position(epoch, steps_done), (stage.drawn, stage.drawn_y, train_acc),
-                      (test_feat.asnumpy(), test_y, test_acc), centers)
+                      (test_feat.asnumpy(), test_y, test_acc), centers, held_features(stage))
+
+
+def held_features(stage):
+    """(features, dataset class ids) of the held-out classes' test images the test frames draw, forwarded
+    now; None without held-out classes."""
+    if stage.held_drawn is None:
+        return None
+    return predict.forward_all(stage.net, stage.held_drawn)[1].asnumpy(), stage.held_drawn_y

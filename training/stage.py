@@ -46,7 +46,9 @@ class Stage:
     (more than one on a small set); ``reference``: the training images whose features an epoch
     keeps, ``reference_y`` their labels; what its frames draw: the training images ``plot_idx`` at
     ``drawn`` (their features as last computed, NaN before), labelled ``drawn_y``, and the test images
-    ``test_drawn`` labelled ``test_drawn_y``; ``plot_rows``: each reference image's row among the drawn.
+    ``test_drawn`` labelled ``test_drawn_y``; ``plot_rows``: each reference image's row among the drawn;
+    ``held_drawn`` (None without held-out classes) the held-out classes' test images its test frames draw as
+    crosses, labelled ``held_drawn_y`` (the dataset's class ids).
     """
     kind: str
     files: RunFiles
@@ -74,6 +76,8 @@ class Stage:
     test_idx: np.ndarray
     test_drawn: nd.NDArray
     test_drawn_y: np.ndarray
+    held_drawn: Optional[nd.NDArray]
+    held_drawn_y: Optional[np.ndarray]
     test_features: Optional[np.ndarray] = None
     frames: Optional[Frames] = None
 
@@ -167,7 +171,7 @@ def build_stage(kind, run, rt, data, files, source):
 
 # The fields of Stage that drawn_sets fills.
 DRAWN = ('reference', 'reference_y', 'plot_idx', 'plot_rows', 'drawn', 'drawn_y', 'test_idx', 'test_drawn',
-         'test_drawn_y')
+         'test_drawn_y', 'held_drawn', 'held_drawn_y')
 
 
 def drawn_sets(data, seed, feature_size, rt, plot=pictures.PLOTTED):
@@ -182,8 +186,12 @@ def drawn_sets(data, seed, feature_size, rt, plot=pictures.PLOTTED):
     drawn_y = data.train_y.asnumpy().astype(np.int64)[plot_idx]
     test_idx = frames_mod.test_sample(data.test_x.shape[0], seed)
     test_drawn_y = data.test_y.asnumpy().astype(np.int64)[test_idx]
+    held = held_y = None
+    if data.held_x is not None:  # the classes never trained on: as many test images as the test frames draw
+        held_idx = frames_mod.test_sample(data.held_x.shape[0], seed)
+        held, held_y = data.held_x.take(held_idx), data.held_y.asnumpy().astype(np.int64)[held_idx]
     return (reference, reference_y, plot_idx, plot_rows, np.full((len(plot_idx), feature_size), np.nan, np.float32), drawn_y,
-            test_idx, data.test_x.take(test_idx), test_drawn_y)
+            test_idx, data.test_x.take(test_idx), test_drawn_y, held, held_y)
 
 
 def build_trainers(optim, alpha, schedule, rt, net, center_loss):
@@ -251,7 +259,7 @@ def run_stage(stage, rt, data, dataset):
                 tic_draw = time.time()
                 stage.frames.draw(epoch, (stage.drawn, stage.drawn_y, record.train_acc),
                                   (stage.test_features, stage.test_drawn_y, record.test_acc_softmax),
-                                  centers.asnumpy())
+                                  centers.asnumpy(), epochs.held_features(stage))
                 frame_time += time.time() - tic_draw
             previous = stage.history[-1].seconds if stage.history else 0.0
             record.frame_time, record.seconds = frame_time, previous + time.time() - tic
@@ -297,7 +305,7 @@ def start_stage(stage, rt, data):
 def measure_of(stage, data):
     """What picks the stage's best checkpoint, in words."""
     if stage.metric == 'pairs':
-        return 'the mean 10-fold accuracy of the verification sets %s (cosine)' % ', '.join(n for n, _ in
+        return 'the mean 10-fold accuracy of the verification sets %s (cosine, flip test)' % ', '.join(n for n, _ in
                                                                                            data.pair_lists)
     return 'the test accuracy by %s (%d test images)' % (
         {'softmax': 'softmax', 'center': 'nearest center', 'knn': 'k-NN'}[stage.metric], data.test_x.shape[0])

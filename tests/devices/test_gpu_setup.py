@@ -4,6 +4,7 @@ capabilities, the GPU the trainer picks, and the pins."""
 import os
 import re
 import subprocess
+import sys
 
 import mxnet as mx
 import pytest
@@ -179,3 +180,32 @@ def test_requirements_gpu_provides_every_library():
     cpu = open(os.path.join(ROOT, 'requirements.txt')).read()
     numpy_pins = lambda t: sorted(l for l in t.splitlines() if l.startswith('numpy'))  # noqa: E731
     assert numpy_pins(text) == numpy_pins(cpu)
+
+
+def test_another_system_is_one_line_and_exit_2(tmp_path):
+    """On macOS or Windows (sys.platform faked) or an old Python, main.py's first command says so in one line."""
+    import runpy  # noqa: F401  (the child's)
+    from devices import compat
+    with pytest.raises(ImportError, match='runs on Linux with Python 3.11 or 3.12.*this is darwin with Python 3.11'):
+        compat.check_platform('darwin', (3, 11))
+    with pytest.raises(ImportError, match='this is linux with Python 3.7'):
+        compat.check_platform('linux', (3, 7))
+    compat.check_platform('linux', (3, 12))
+    for system in ('darwin', 'win32'):
+        code = ('import sys, runpy; sys.platform = %r; sys.argv = ["main.py", "--train"]; sys.path.insert(0, %r); '
+                'runpy.run_path("main.py", run_name="__main__")' % (system, ROOT))
+        proc = subprocess.run([sys.executable, '-c', code], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              universal_newlines=True, timeout=120)
+        assert proc.returncode == 2 and 'Traceback' not in proc.stderr, proc.stderr
+        assert proc.stderr.strip() == 'error: this project runs on Linux with Python 3.11 or 3.12 (README.md); this ' \
+                                      'is %s with Python %d.%d' % ((system,) + sys.version_info[:2])
+    fake = tmp_path / 'bin'
+    fake.mkdir()
+    (fake / 'uname').write_text('#!/bin/sh\necho Darwin\n')
+    (fake / 'uname').chmod(0o755)
+    env = dict(os.environ, PATH='%s:%s' % (fake, os.environ['PATH']))
+    proc = subprocess.run(['make', '-s', '-C', ROOT, '-f', os.path.join(ROOT, 'Makefile'), 'GPU=0',
+                           'VENV=%s' % (tmp_path / 'venv'), 'setup'], env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, universal_newlines=True, timeout=120)
+    assert proc.returncode != 0 and 'this project runs on Linux' in proc.stderr and 'this is Darwin' in proc.stderr
+    assert not (tmp_path / 'venv').exists()

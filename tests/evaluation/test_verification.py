@@ -157,14 +157,19 @@ def test_retrieval_on_a_hand_made_case():
 
 
 def test_map_at_r_rewards_the_order_within_the_first_r():
-    """Query q of class 0 with R = 2: same-class items at ranks 1 and 3 give R-precision 1/2 and
-    MAP@R (1/2)(1/1) = 1/2; at ranks 2 and 3, R-precision 1/2 and MAP@R (1/2)(1/2) = 1/4."""
+    """Four points at 0, 8, 26 and 45 degrees. Labels 0, 0, 1, 0: the class-0 queries (R = 2) rank their own
+    class at 1 and 3 (q: near, mid, far; near: q, mid, far), R-precision 1/2 and MAP@R (1/2)(1/1) = 1/2, or
+    at 2 and 3 (far: mid, near, q), MAP@R (1/2)(1/2) = 1/4; mid (R = 0) is no query: P@1 2/3, R-precision 1/2,
+    MAP@R (1/2 + 1/2 + 1/4) / 3 = 5/12. Labels 0, 1, 0, 0: q (near, mid, far) and mid (near, far, q) at 2 and
+    3, 1/4 each, far (mid, near, q) at 1 and 3, 1/2: P@1 1/3, R-precision 1/2, MAP@R 1/3."""
     q = [1.0, 0.0]
     near, mid, far = [0.99, 0.14], [0.9, 0.44], [0.7, 0.71]
     first = v.retrieval(np.array([q, near, mid, far]), np.array([0, 0, 1, 0]))
     second = v.retrieval(np.array([q, near, mid, far]), np.array([0, 1, 0, 0]))
-    # query 0's part: look at it through a set where the other queries score the same in both
-    assert first['r_precision'] != second['r_precision'] or first['map_at_r'] != second['map_at_r']
+    assert first == {'precision_at_1': pytest.approx(2 / 3), 'r_precision': pytest.approx(1 / 2),
+                     'map_at_r': pytest.approx(5 / 12), 'queries': 3}
+    assert second == {'precision_at_1': pytest.approx(1 / 3), 'r_precision': pytest.approx(1 / 2),
+                      'map_at_r': pytest.approx(1 / 3), 'queries': 3}
     only = lambda f, l: v.retrieval(f, l, chunk=1)  # noqa: E731 (chunks change nothing)
     assert only(np.array([q, near, mid, far]), np.array([0, 0, 1, 0])) == first
 

@@ -189,3 +189,24 @@ def test_a_new_run_removes_the_old_verification(held_run, tmp_path):
     assert rc == 0, err
     assert not os.path.exists(str(tmp / 'out' / 'softmax-verify.json'))
     assert not os.path.exists(str(tmp / 'out' / 'softmax-roc.png'))
+
+
+def test_the_test_frames_draw_the_held_out_classes_as_crosses(tmp_path, monkeypatch):
+    """Each test frame of a --holdout run (within the epochs and at their ends) draws the held-out classes' test
+    images as crosses, at their features as the network gives them then; the training frames draw none."""
+    from evaluation import pictures
+    import main as trainer
+    drawn = []
+    real = pictures.plot_features
+
+    def spy(path, *args, **kwargs):
+        drawn.append((os.path.basename(path), kwargs.get('held')))
+        return real(path, *args, **kwargs)
+    monkeypatch.setattr(pictures, 'plot_features', spy)
+    assert trainer.main(['--train', *HOLD, '--epochs', '1', '--frames', '2', *QUICK[:-1], '--precision', 'float32']
+                        + dirs(tmp_path)) == 0
+    tests = [(name, held) for name, held in drawn if '-test-' in name]
+    assert len(tests) == 2 and all(held is None for name, held in drawn if '-train-' in name)
+    for name, (features, ids) in tests:
+        assert features.shape == (len(ids), 2) and np.isfinite(features).all() and set(ids) <= {5, 6, 7, 8, 9}
+    assert len(set(tests[0][1][1])) == 5 and not np.allclose(tests[0][1][0], tests[1][1][0])  # they move
