@@ -116,8 +116,8 @@ def train_second(args, given, command, files, source, run, rt, loaded):
     checkpoint, or with --resume the second stage's own last one if it started). Returns its RunFiles."""
     second = files.second()
     if source is None:
-        source = load_checkpoint(*files.second_start(args.checkpoint,
-                                                     command.resume and os.path.isfile(second.last)))
+        own = command.resume and os.path.isfile(second.last)  # its own last checkpoint, maybe within an epoch
+        source = load_checkpoint(*files.second_start(args.checkpoint, own), within=own)
     recorded = source.meta.run.optim, source.meta.run.center
     optim, center, output = start.stage_records(args, given, 'second', source, run.arch,
                                                 recorded if None not in recorded else None)
@@ -200,8 +200,13 @@ def how_to_continue(args, command, argv):
     files = RunFiles(args.ckpt_dir, args.out_dir, command.prefix)
     if not command.training:
         return 'nothing was training and no checkpoint changed; run it again with\n  python main.py %s' % again
-    if not os.path.isfile((files if command.train else files.second()).last):
-        return 'no epoch was completed, nothing was saved; start again with\n  python main.py %s' % again
+    last = (files if command.train else files.second()).last
+    if not os.path.isfile(last):
+        return 'no step was completed, nothing was saved; start again with\n  python main.py %s' % again
+    within = load_checkpoint(last, within=True).meta.within
+    if within is not None:
+        return ('the run is saved as it stood, within epoch %d at step %d, in %s; continue with\n  python main.py %s '
+                '--resume' % (within.epoch, within.step, last, again))
     return ('the last completed epoch is saved in %s; continue with\n  python main.py %s --resume'
             % (args.ckpt_dir, again))
 

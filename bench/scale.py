@@ -5,6 +5,7 @@ laid out as insightface distributes its training sets (train.rec, train.idx, pro
     python bench/scale.py --open 1000000 --files 100000   # time to open a .rec of N records, a folder of N files
     python bench/scale.py --classes 50000                 # 2 images a class: 1 epoch, --second_train, --test, --verify
     python bench/scale.py --resnet 32 [--model iresnet50]  # a face network, 512-D, 112x112: memory, time a step
+    python bench/scale.py --check 6000                    # a verification set checked before training: LFW's size
 
 Each prints its figures with the CPU and the commit; the sets are written under --work (default: a
 temporary folder, removed after) and reused when they are there.
@@ -284,6 +285,7 @@ def main():
     p.add_argument('--files', type=number(int, at_least=1000), default=100000, help='files of the folder opened')
     p.add_argument('--classes', type=number(int, at_least=10), help='identities of 2 images each')
     p.add_argument('--resnet', type=number(int, at_least=1), help='batch of the face network\'s steps timed')
+    p.add_argument('--check', type=number(int, at_least=10), help='pairs of the .bin whose check before training is timed')
     p.add_argument('--model', choices=MODELS, default='iresnet50', help='the network --resnet times')
     p.add_argument('--work', default=None, help='where the sets are written (default: a temporary folder)')
     p.add_argument('--resnet_child', nargs=4, help=argparse.SUPPRESS)
@@ -291,8 +293,8 @@ def main():
     if args.resnet_child:
         return print('%f %d' % resnet_steps(int(args.resnet_child[0]), int(args.resnet_child[1]),
                                             *args.resnet_child[2:]))
-    if not (args.memory or args.open or args.classes or args.resnet):
-        p.error('nothing to measure: --memory, --open, --classes or --resnet')
+    if not (args.memory or args.open or args.classes or args.resnet or args.check):
+        p.error('nothing to measure: --memory, --open, --classes, --resnet or --check')
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import runlog
     where = runlog.provenance()
@@ -305,7 +307,28 @@ def main():
             shutil.rmtree(work, ignore_errors=True)
 
 
+def checking(work, pairs_count):
+    """The check a run makes of a verification set before its first step (imagesets.pairs: read, then every
+    image decoded), on a .bin of ``pairs_count`` pairs of photograph-like 112x112 colour JPEGs (LFW's has 6,000
+    pairs; cfp_fp 7,000, agedb_30 6,000): seconds, the median of 3."""
+    from imagesets import pairs
+    pool = image_pool(112, colour=True)
+    path = os.path.join(work, 'check-%d.bin' % pairs_count)
+    with open(path, 'wb') as f:
+        pickle.dump(([pool[i % len(pool)] for i in range(2 * pairs_count)], [k % 2 == 0 for k in range(pairs_count)]),
+                    f, protocol=4)
+    times = []
+    for _ in range(3):
+        tic = time.time()
+        pairs.check_images(pairs.read_bin(path))
+        times.append(time.time() - tic)
+    print('a .bin of %d pairs (%d images of 112x112, %.0f MB) read and every image decoded: %.1f s'
+          % (pairs_count, 2 * pairs_count, os.path.getsize(path) / 1e6, float(np.median(times))), flush=True)
+
+
 def measure(args, work):
+    if args.check:
+        checking(work, args.check)
     if args.open:
         opening(work, args.open, args.files)
     if args.memory:

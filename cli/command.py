@@ -61,7 +61,7 @@ def resumed(command, ckpt_dir, out_dir):
         raise UserError('--resume: no last checkpoint in %s: nothing to resume' % where)
     metas = []
     for files in found:
-        meta = load_checkpoint(files.last).meta
+        meta = load_checkpoint(files.last, within=True).meta
         metas.append(meta)
         run = meta.run
         if run.optim is None or len(meta.history) < run.optim.epochs or (

@@ -176,6 +176,10 @@ def _files(p):
                             'with --center_loss); the second stage is <prefix>-second. '
                             '--verify and --compare alone take several: A,B,C')
     files.add_argument('--ckpt_dir', default='ckpt', help='checkpoints')
+    files.add_argument('--save_minutes', type=NON_NEGATIVE, default=30.0,
+                       help='save the run within an epoch every N minutes of training, so that a machine taken back '
+                            'loses at most that (a stop, Ctrl-C or SIGTERM, saves it at the step it reached in any '
+                            'case; 0: at epochs\' ends and stops only)')
     files.add_argument('--out_dir', default='output', help='feature maps, GIFs, curves, metrics, figures')
     files.add_argument('--dataset', default=None, choices=DATASETS,
                        help='images: your own, in --data_dir (docs/own-data.md); default: the checkpoint\'s a '
@@ -319,16 +323,14 @@ def _use(p):
                      help='write the embedding network (no class layer) to DIR as <prefix>-symbol.json and '
                           '<prefix>-0000.params (gluon.SymbolBlock.imports), <prefix>.onnx and <prefix>.json (what '
                           'it takes and gives): it takes pixels 0..255 and normalises them itself; each file is '
-                          'checked against the trainer on a batch')
+                          'checked against the trainer on a batch (default: none written)')
     use.add_argument('--embed', nargs='+', default=None, metavar='PATH',
-                     help='the features of these image files and folders (walked; an image\'s class is its '
-                          'folder\'s name), in <out_dir>/<prefix>-embeddings/: embeddings.npz, tensors.tsv, '
-                          'metadata.tsv')
+                     help='the features of these images and folders (walked; a class: the folder\'s name) in '
+                          '<out_dir>/<prefix>-embeddings/: embeddings.npz, tensors.tsv, metadata.tsv (default: none)')
     use.add_argument('--match', nargs=2, default=None, metavar='IMAGE',
                      help='compare two images: their cosine similarity and "same" or "different" at the '
-                          'threshold --verify recorded for this checkpoint at --far, one line')
-    use.add_argument('--far', type=float, choices=FARS, default=1e-3,
-                     help='--match: the false accept rate whose threshold decides')
+                          'threshold --verify recorded for this checkpoint at --far, one line (default: none)')
+    use.add_argument('--far', type=float, choices=FARS, default=1e-3, help='--match: the FAR whose threshold decides')
     use.add_argument('--threshold', type=number(float), default=None,
                      help='--match: decide at this cosine similarity instead (default: the one --verify recorded)')
 

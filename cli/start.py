@@ -25,17 +25,18 @@ DATA = [f.name for f in dataclasses.fields(records.Data)]
 # it continues, the steps of its epochs, and whether and how its centers learn.
 FIXED = ('batch_size', 'seed', 'optimizer', 'min_epoch_steps', 'shift', 'mirror', 'center_loss', 'center_update')
 # What a resumed run takes from its checkpoint unless given, and may change without --allow_changes: where
-# its pictures go and whether it draws them (a GIF then holds the frames drawn there and then).
-FREE = ('out_dir', 'plotting')
+# its pictures go and whether it draws them (a GIF then holds the frames drawn there and then), and how often
+# it saves within an epoch.
+FREE = ('out_dir', 'plotting', 'save_minutes')
 
 
 def starting_checkpoint(args, command, files):
     """The checkpoint this command starts from, or None for a new first stage. It is read once: its
     records give the data and the network before the data is read."""
     if command.train:
-        return load_checkpoint(files.last, NOTHING_TO_RESUME) if command.resume else None
+        return load_checkpoint(files.last, NOTHING_TO_RESUME, within=True) if command.resume else None
     if command.second_train:
-        return load_checkpoint(*files.second_start(args.checkpoint, command.resume))
+        return load_checkpoint(*files.second_start(args.checkpoint, command.resume), within=command.resume)
     if command.test or command.verify:
         return load_checkpoint(files.checkpoint(args.checkpoint), files.hint())
     found = [path for path in (f.checkpoint(args.checkpoint) for f, _ in compared_runs(args, command))

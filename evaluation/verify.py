@@ -63,7 +63,8 @@ def verify_pairs(runs, rt, pair_list, out_dir, dataset, set_name=None):
     of each of its folds at the threshold best on the other folds, of the features and of the flip
     test's (``flip``: each image's features plus its mirror's, as insightface reports a set)."""
     def measure(ckpt, arch, net, centers):
-        features, flipped = pair_features(net, arch, ckpt.meta.normalisation, pair_list, rt.ctxs[0])
+        features, flipped = pair_features(net, arch, ckpt.meta.normalisation, pair_list, rt.ctxs[0],
+                                          '--pairs' if set_name is None else None)
         result = dict(images=len(pair_list.images), flip={})
         for metric in verification.METRICS:
             for into, f in ((result, features), (result['flip'], flipped)):
@@ -126,11 +127,12 @@ def roc_curves(result, label='', color=''):
              result[metric]['roc']['tar'], color + style) for metric, style in zip(verification.METRICS, ('-', '--'))]
 
 
-def pair_features(net, arch, normalisation, pair_list, ctx):
+def pair_features(net, arch, normalisation, pair_list, ctx, flag='--pairs'):
     """(features, flip-test features) of every image of ``pair_list``, decoded and normalised as the
     checkpoint's training images; the flip test's are the sum of the image's features and its mirror's
-    (insightface's verification, its "Accuracy-Flip")."""
-    return image_features(net, arch, normalisation, pair_list.images, ctx, '--pairs', flip=True)
+    (insightface's verification, its "Accuracy-Flip"). An error begins with ``flag`` (None: the file alone
+    names it, a .bin beside the data)."""
+    return image_features(net, arch, normalisation, pair_list.images, ctx, flag, flip=True)
 
 
 def image_features(net, arch, normalisation, images, ctx, flag, flip=False, chunk=256):
@@ -138,7 +140,7 @@ def image_features(net, arch, normalisation, images, ctx, flag, flip=False, chun
     at the network's size and normalised as its training images were; with ``flip``, (features, the flip
     test's). A file that cannot be read or decoded is one DataError that begins with ``flag``."""
     mean, std = normalisation
-    out, flipped = [], []
+    out, flipped, prefix = [], [], '%s: ' % flag if flag else ''
     for start in range(0, len(images), chunk):
         pixels = []
         for where, blob, path in images[start:start + chunk]:
@@ -147,11 +149,11 @@ def image_features(net, arch, normalisation, images, ctx, flag, flip=False, chun
                     with open(path, 'rb') as f:
                         blob = f.read()
                 except OSError as e:
-                    raise DataError('%s: cannot read %s (%s)' % (flag, path, e.strerror or e))
+                    raise DataError('%scannot read %s (%s)' % (prefix, path, e.strerror or e))
             try:
                 pixels.append(decode(blob, arch.channels, arch.image_size, where))
             except DataError as e:
-                raise DataError('%s: %s' % (flag, e))
+                raise DataError('%s%s' % (prefix, e))
         x = normalise(nd.array(np.stack(pixels), ctx=ctx, dtype='uint8'), mean, std)
         plain = net(x)[1]
         out.append(plain.asnumpy())
@@ -174,7 +176,7 @@ def verification_sets(net, arch, normalisation, pair_lists, ctx):
     found = {}
     for name, pair_list in pair_lists:
         found[name] = {}
-        for features, suffix in zip(pair_features(net, arch, normalisation, pair_list, ctx), ('', '_flip')):
+        for features, suffix in zip(pair_features(net, arch, normalisation, pair_list, ctx, None), ('', '_flip')):
             folds = verification.verify_pairs(features, pair_list.pairs, pair_list.same, pair_list.folds,
                                               'cosine')['folds']
             found[name].update({'accuracy' + suffix: folds['accuracy_mean'], 'std' + suffix: folds['accuracy_std'],

@@ -96,10 +96,12 @@ def signals_deferred():
     An epoch's report, pictures and checkpoint are one step for the user: a signal
     arriving between the report line and the save would lose an epoch the user
     saw finish. A signal the process ignores (SIGINT under nohup) stays ignored.
+    The block gets the list of the signals held so far: a loop of training steps
+    looks at it between steps, saves where it is, and ends the block, which stops.
     """
     held, handlers = [], {}
     if threading.current_thread() is not threading.main_thread():  # only the main thread gets signals
-        yield
+        yield held
         return
 
     def hold(signum, frame):
@@ -111,7 +113,7 @@ def signals_deferred():
         handlers[signum] = before
         signal.signal(signum, hold)
     try:
-        yield
+        yield held
     finally:
         for signum, before in handlers.items():
             signal.signal(signum, before)

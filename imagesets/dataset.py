@@ -231,6 +231,8 @@ def load(raw, arch, rt, decode_workers=1, normalisation=None):
                                for lbl in (train_lbl, test_lbl, held_lbl))
     say_what_is_measured(raw, arch, rt, classes, train_lbl, test_lbl, held_lbl)
     pair_lists = [(name, pairs.read_bin(path)) for name, path in raw.pair_sets]
+    for _, pair_list in pair_lists:  # every image decodable, before anything trains
+        pairs.check_images(pair_list)
     return Loaded(train_x, train_y, test_x, test_y, held_x, held_y, np.array(classes),
                   max(total_classes(raw), arch.num_classes), [mean, std], raw.class_names, float(-mean / std),
                   pair_lists)

@@ -17,6 +17,7 @@ import numpy as np
 
 from faults import safepickle
 from faults.errors import DataError
+from imagesets import decode
 from imagesets.listed import IMAGE_EXTENSIONS
 
 # images: a list of (where, encoded bytes or None, path or None); pairs: (P, 2) indices into it;
@@ -105,25 +106,72 @@ def _folder_name(folder, raw):
     return candidates[0]
 
 
+# What a .bin may build besides plain data, and nothing else: bytearrays, and numpy's arrays and scalars, as
+# conversion scripts write the images (uint8 arrays of the encoded bytes) and the flags (a bool array); numpy
+# 1's names and numpy 2's, Python 3's name of bytearray and Python 2's.
+BIN_CONSTRUCTORS = {('%s.multiarray' % core, name) for core in ('numpy.core', 'numpy._core')
+                    for name in ('_reconstruct', 'scalar')} | \
+    {('numpy', 'ndarray'), ('numpy', 'dtype'), ('builtins', 'bytearray'), ('__builtin__', 'bytearray')}
+
+
+def _encoded(entry):
+    """An image entry's bytes: bytes, a bytearray, or a 1-D uint8 numpy array of them; None otherwise."""
+    if isinstance(entry, (bytes, bytearray)):
+        return bytes(entry)
+    if isinstance(entry, np.ndarray) and entry.dtype == np.uint8 and entry.ndim == 1:
+        return entry.tobytes()
+    return None
+
+
+def _flags(values):
+    """The same/different flags as a list of bools: a list or tuple of bools or 0/1, or a bool (or 0/1
+    integer) numpy array; None otherwise."""
+    if isinstance(values, np.ndarray):
+        if values.ndim != 1 or not (values.dtype == np.bool_ or np.issubdtype(values.dtype, np.integer)):
+            return None
+        values = values.tolist()
+    if not isinstance(values, (list, tuple)):
+        return None
+    flags = []
+    for v in values:
+        if isinstance(v, (bool, np.bool_)) or (isinstance(v, (int, np.integer)) and v in (0, 1)):
+            flags.append(bool(v))
+        else:
+            return None
+    return flags
+
+
+def check_images(pair_list):
+    """Decode every image of ``pair_list`` (a .bin's) once, at its own size: a broken one is named now, before a
+    run trains, not when the set is first measured after an epoch (imagesets/decode.py says why in plain words)."""
+    for where, blob, path in pair_list.images:
+        if blob is None:
+            continue
+        channels, size = decode.shape_of(blob, where)
+        decode.decode(blob, channels, size, where)
+
+
 def read_bin(path):
+    """The PairList of insightface's .bin at ``path``: a pickle (Python 2's or 3's) of (the encoded images,
+    as bytes, bytearrays or uint8 numpy arrays, in a list or tuple; the same/different flags, as a list of
+    bools or a bool numpy array). Read by an unpickler that builds plain data and numpy's arrays and
+    scalars, nothing else (faults/safepickle.py)."""
     with open(path, 'rb') as f:
         blob = f.read()
     try:  # Python 2 pickles hold str: read them as bytes
-        loaded = safepickle.loads(blob, encoding='bytes')
+        loaded = safepickle.loads(blob, BIN_CONSTRUCTORS, encoding='bytes')
     except safepickle.UnsafePickle as e:
         raise DataError('%s: %s' % (path, e))
-    ok = (isinstance(loaded, (tuple, list)) and len(loaded) == 2 and isinstance(loaded[0], (list, tuple))
-          and isinstance(loaded[1], (list, tuple)))
-    if ok:
-        bins, flags = loaded
-        ok = all(isinstance(b, (bytes, bytearray)) for b in bins) and all(isinstance(s, (bool, int)) for s in flags)
-    if not ok:
+    bins = flags = None
+    if isinstance(loaded, (tuple, list)) and len(loaded) == 2 and isinstance(loaded[0], (list, tuple)):
+        bins, flags = [_encoded(b) for b in loaded[0]], _flags(loaded[1])
+    if bins is None or flags is None or any(b is None for b in bins):
         raise DataError('%s is not an insightface verification set: a pickle of (list of encoded images, '
-                          'list of same/different flags)' % path)
+                        'list of same/different flags)' % path)
     if len(bins) != 2 * len(flags) or not flags:
         raise DataError('%s holds %d images for %d pairs: expected two images a pair' % (path, len(bins),
                                                                                             len(flags)))
-    images = [('%s (image %d)' % (path, i), bytes(b), None) for i, b in enumerate(bins)]
+    images = [('%s (image %d)' % (path, i), b, None) for i, b in enumerate(bins)]
     pairs = np.arange(len(bins)).reshape(-1, 2)
     n = len(flags)  # 10 consecutive folds, the first n % 10 one pair longer (as scikit-learn's KFold)
     sizes = [n // BIN_FOLDS + (1 if f < n % BIN_FOLDS else 0) for f in range(BIN_FOLDS)]

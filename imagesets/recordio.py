@@ -38,13 +38,13 @@ def open_recordio(root):
             raise DataError('%s has no index %s: make it with MXNet\'s im2rec, or pack the records with '
                             'mx.recordio.MXIndexedRecordIO' % (rec, idx))
         found[split] = _records(rec, idx, notes)
-    ids = np.unique(np.concatenate([labels for _, _, labels in found.values()]))
+    ids = np.unique(np.concatenate([labels for _, _, labels, _ in found.values()]))
     prop = os.path.join(root, 'property')
-    text = _property(prop, ids, root)
+    text = _property(prop, ids, root, found['train'][3], notes)
     if len(ids) and (ids[-1] + 1 != len(ids)):
         notes.append('labels %s mapped to classes 0..%d' % (few(ids), len(ids) - 1))
     splits = dict.fromkeys(SPLITS)
-    for split, (keys, offsets, labels) in found.items():
+    for split, (keys, offsets, labels, _) in found.items():
         splits[split] = Split(split, 'recordio', offsets, np.searchsorted(ids, labels).astype(np.int32),
                               os.path.join(root, split + '.rec'), keys)
     sizes = [os.path.getsize(os.path.join(root, s + ext)) for s in found for ext in ('.rec', '.idx')]
@@ -52,8 +52,10 @@ def open_recordio(root):
                    digest(' '.join(map(str, sizes)) + text))
 
 
-def _property(path, ids, root):
-    """The text of insightface's property file ('' without one), its class count checked against the labels."""
+def _property(path, ids, root, identities, notes):
+    """The text of insightface's property file ('' without one), its class count checked against the labels
+    (a label past it is refused) and against the identity records (``identities``, None where there are
+    none): where they differ the classes are the labels found, said in ``notes``."""
     if not os.path.isfile(path):
         return ''
     with open(path, 'rb') as f:
@@ -65,6 +67,9 @@ def _property(path, ids, root):
     if len(ids) and ids[-1] >= num_classes:
         raise DataError('a label %d in %s is outside the %d classes its property file gives'
                         % (ids[-1], root, num_classes))
+    if identities is not None and identities != num_classes:
+        notes.append('%s gives %d classes, train.rec has %d identity records and its images %d labels: the classes '
+                     'are the labels found' % (path, num_classes, identities, len(ids)))
     return text
 
 
@@ -99,15 +104,20 @@ def _records(rec, idx, notes):
     """(keys, offsets, labels) of the image records of ``rec`` (int64 arrays), every one checked to lie whole
     in the file."""
     keys, offsets = read_index(idx)
-    flags, first, payload_len = _headers(rec, keys, offsets)
-    keep = np.arange(len(keys))
+    flags, first, payload_len, second = _headers(rec, keys, offsets)
+    keep, identities = np.arange(len(keys)), None
     if keys[0] == 0 and flags[0] >= 2 and payload_len[0] == 0:  # insightface: record 0 gives the images' range
-        first_free = first[0]
+        first_free, end = first[0], second[0]
         keep = np.flatnonzero((keys >= 1) & (keys < first_free))
         if first_free != int(first_free) or first_free < 2 or len(keep) != int(first_free) - 1:
             raise DataError('%s: record 0 holds no image and its header reads like insightface\'s (images are '
                             'records 1 to %g), but the .idx lists %d of them; the files do not match'
                             % (rec, first_free - 1, len(keep)))
+        listed = np.count_nonzero((keys >= first_free) & (keys < end))
+        if end != int(end) or end < first_free or listed != int(end - first_free):
+            raise DataError('%s: record 0 gives identity records %g to %g, and the .idx lists %d of them (its last '
+                            'key: %d): the files do not match' % (rec, first_free, end - 1, listed, keys[-1]))
+        identities = int(end - first_free)
         notes.append('%s: insightface\'s layout (record 0 gives the range of the image records; the %d after them '
                      'name the identities)' % (os.path.basename(rec), len(keys) - 1 - len(keep)))
     empty = keep[payload_len[keep] == 0]
@@ -121,27 +131,27 @@ def _records(rec, idx, notes):
     if bad.any():
         raise DataError('%s: record %d\'s label is %g, not a class id (0, 1, 2, ...)'
                         % (rec, keys[keep[np.flatnonzero(bad)[0]]], labels[bad][0]))
-    return keys[keep], offsets[keep], labels.astype(np.int64)
+    return keys[keep], offsets[keep], labels.astype(np.int64), identities
 
 
 def _headers(rec, keys, offsets):
-    """(flags, first labels, payload lengths or -1 where unknown) of the records at ``offsets``, read in
-    file order; DataError when one does not lie whole in the file."""
+    """(flags, first labels, payload lengths or -1 where unknown, second labels or NaN) of the records at
+    ``offsets``, read in file order; DataError when one does not lie whole in the file."""
     end = os.path.getsize(rec)
     flags, first = np.zeros(len(keys), np.int64), np.zeros(len(keys), np.float64)
-    payload_len = np.zeros(len(keys), np.int64)
+    payload_len, second = np.zeros(len(keys), np.int64), np.full(len(keys), np.nan)
     fd = os.open(rec, os.O_RDONLY)
     try:
         for i in np.argsort(offsets, kind='stable'):
-            flags[i], first[i], payload_len[i] = _header(fd, int(keys[i]), int(offsets[i]), end, rec)
+            flags[i], first[i], payload_len[i], second[i] = _header(fd, int(keys[i]), int(offsets[i]), end, rec)
     finally:
         os.close(fd)
-    return flags, first, payload_len
+    return flags, first, payload_len, second
 
 
 def _header(fd, key, offset, end, rec):
-    """(flag, first label, payload length or -1 if unknown) of the record at ``offset``: the RecordIO
-    frame, then MXNet's image header."""
+    """(flag, first label, payload length or -1 if unknown, second label or NaN) of the record at ``offset``:
+    the RecordIO frame, then MXNet's image header."""
     frame = os.pread(fd, HEAD, offset)
     if len(frame) < 8:
         raise DataError('%s is cut short: record %d at byte %d lies past its end (%d bytes)' % (rec, key, offset, end))
@@ -162,7 +172,9 @@ def _header(fd, key, offset, end, rec):
         if len(frame) < 8 + IR_SIZE + 4 * flag or (cflag == 0 and IR_SIZE + 4 * flag > length):
             raise DataError('%s: record %d announces %d labels it does not hold' % (rec, key, flag))
         label = struct.unpack_from('<f', frame, 8 + IR_SIZE)[0]
-    return flag, label, (length - IR_SIZE - 4 * flag) if cflag == 0 else -1
+        second = struct.unpack_from('<f', frame, 8 + IR_SIZE + 4)[0] if flag >= 2 else np.nan
+        return flag, label, (length - IR_SIZE - 4 * flag) if cflag == 0 else -1, second
+    return flag, label, (length - IR_SIZE - 4 * flag) if cflag == 0 else -1, np.nan
 
 
 def payload(f, offset, name):

@@ -76,12 +76,14 @@ def trainer_states(name, trainer):
                         num_update=int(optimizer.num_update), update_counts=counts)
 
 
-def save_checkpoint(path, net, centers, meta, trainers=None):
+def save_checkpoint(path, net, centers, meta, trainers=None, extra=None):
     """One file with the network, the centers (K, d), the description ``meta`` (a runs.meta.Meta, as
-    JSON) and, for resuming, the optimizer states of ``trainers`` ({name: gluon.Trainer})."""
+    JSON) and, for resuming, the optimizer states of ``trainers`` ({name: gluon.Trainer}) and ``extra``
+    arrays ({name: numpy array}: what an epoch kept, in a checkpoint saved within it)."""
     arrays = {'net.' + k: p.list_data()[0].as_in_context(mx.cpu())
               for k, p in net._collect_params_with_prefix().items()}
     arrays['centers'] = centers.as_in_context(mx.cpu())
+    arrays.update((name, nd.array(value, dtype=value.dtype)) for name, value in (extra or {}).items())
     optimizers = {}
     for name, trainer in (trainers or {}).items():
         states, optimizers[name] = trainer_states(name, trainer)
@@ -108,9 +110,11 @@ def _bytes_array(blob):
     return nd.array(np.frombuffer(blob, dtype=np.uint8), dtype='uint8')
 
 
-def load_checkpoint(path, hint=''):
+def load_checkpoint(path, hint='', within=False):
     """The Checkpoint written by save_checkpoint at ``path``; CheckpointError if there is none
-    (``hint``: what the user can do about a missing one, appended to the message)."""
+    (``hint``: what the user can do about a missing one, appended to the message), and for one saved
+    within an epoch (a stop's) unless ``within`` (the stage that continues it): its weights are
+    mid-epoch, no stage's end."""
     if not os.path.isfile(path):
         raise CheckpointNotFound('checkpoint %s not found%s' % (path, hint))
     try:
@@ -125,6 +129,10 @@ def load_checkpoint(path, hint=''):
         meta = meta_mod.from_json(described)
     except meta_mod.MetaError as e:
         raise CheckpointError('%s is not a checkpoint of this project, or was edited: %s' % (path, e))
+    if meta.within is not None and not within:
+        raise CheckpointError('%s was saved within epoch %d, at step %d (a stop): continue it with --resume first, or '
+                              'read the best checkpoint (--checkpoint best)' % (path, meta.within.epoch,
+                                                                             meta.within.step))
     return Checkpoint(path, arrays, meta)
 
 

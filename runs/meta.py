@@ -77,13 +77,33 @@ class Run:
                 if getattr(self, f.name) is not None}
 
 
+@dataclasses.dataclass(frozen=True)
+class Within:
+    """Where a checkpoint saved within an epoch stands: the epoch under way, the steps of it done, the sums of
+    its softmax loss, center loss and correct predictions and the images they are over, the seconds it had
+    spent drawing and in all. (Its features kept so far are arrays of the checkpoint: training/epoch.py.)"""
+    epoch: int
+    step: int
+    sums: Tuple[float, ...]
+    seen: int
+    frame_time: float
+    seconds: float
+
+    def __post_init__(self):
+        object.__setattr__(self, 'sums', tuple(self.sums))
+        if self.epoch < 1 or self.step < 1 or len(self.sums) != 3 or self.seen < 0:
+            raise ValueError('within epoch %d at step %d' % (self.epoch, self.step))
+
+
 @dataclasses.dataclass
 class Meta:
     """A checkpoint's description: its run, which stage and prefix, the dataset's ids of the classes
     trained on (``classes[label]``), the normalisation (mean, std), the precision it trained in, the
     epoch it was saved after and its figures, the best accuracy so far, every epoch's figures, the
     2-D projection of its pictures (PCA: mean and components, empty for 2-D features), and, filled
-    in by runs/checkpoints.py, its format and optimizer states' layout."""
+    in by runs/checkpoints.py, its format and optimizer states' layout. ``within``: for a last checkpoint
+    saved within an epoch (a stop, --save_minutes), where it stands (``epoch`` is then the last epoch
+    completed, 0 for none); None at an epoch's end."""
     run: Run
     stage: str
     prefix: str
@@ -96,6 +116,7 @@ class Meta:
     projection: dict = dataclasses.field(default_factory=dict)
     format: int = FORMAT
     optimizers: dict = dataclasses.field(default_factory=dict)
+    within: Optional[Within] = None
 
     @property
     def metrics(self):
@@ -106,7 +127,8 @@ class Meta:
         return dict(run=self.run.to_json(), stage=self.stage, prefix=self.prefix, classes=[int(c) for c in self.classes],
                     normalisation=[float(v) for v in self.normalisation], precision=self.precision, epoch=self.epoch,
                     metrics=self.metrics.to_json() if self.history else None, best=self.best, history=[h.to_json() for h in self.history],
-                    projection=self.projection, format=self.format, optimizers=self.optimizers)
+                    projection=self.projection, format=self.format, optimizers=self.optimizers,
+                    within=to_json(self.within) if self.within else None)
 
 
 def from_json(values):
@@ -123,8 +145,10 @@ def from_json(values):
 def _meta(values):
     history = [_epoch(h) for h in _typed(values, 'history', list, [])]
     epoch = _typed(values, 'epoch', int)
-    if epoch < 1 or [h.epoch for h in history] != list(range(1, len(history) + 1)) or \
-            (history and len(history) != epoch):
+    within = values.get('within')
+    within = None if within is None else records.from_json(Within, within)
+    if epoch < (0 if within else 1) or [h.epoch for h in history] != list(range(1, len(history) + 1)) or \
+            (history and len(history) != epoch) or (within and within.epoch != epoch + 1):
         raise ValueError('epoch %d with a history of epochs %s' % (epoch, [h.epoch for h in history]))
     normalisation = tuple(_typed(values, 'normalisation', list, [0.0, 1.0]))
     if len(normalisation) != 2 or not all(is_a(v, float) for v in normalisation) or normalisation[1] <= 0:
@@ -138,7 +162,7 @@ def _meta(values):
     return Meta(_run(values), _one_of(values, 'stage', STAGES, 'first'), _typed(values, 'prefix', str, ''),
                 tuple(classes), normalisation, _one_of(values, 'precision', PRECISIONS, 'float32'), epoch, best,
                 history, _projection(values.get('projection') or {}), _typed(values, 'format', int, 1),
-                _typed(values, 'optimizers', dict, {}))
+                _typed(values, 'optimizers', dict, {}), within)
 
 
 def _typed(values, key, kind, default=KeyError):

@@ -171,18 +171,20 @@ class Center:
 
 @dataclasses.dataclass(frozen=True)
 class Output:
-    """What a stage draws and measures: where its pictures go, pictures on or off and the frames of each
-    GIF, the accuracy that picks the best checkpoint (None: the stage's own), and k-NN's k."""
+    """What a stage draws, measures and keeps: where its pictures go, pictures on or off and the frames of
+    each GIF, the accuracy that picks the best checkpoint (None: the stage's own), k-NN's k, and the minutes
+    between saves within an epoch (0: at epochs' ends and stops only)."""
     out_dir: str = 'output'
     plotting: bool = True
     frames: int = 20
     eval_method: Optional[str] = None
     knn_k: int = 10
+    save_minutes: float = 30.0
 
     def __post_init__(self):
         if self.eval_method is not None:
             _choice(self.eval_method, EVAL_METHODS, 'eval_method')
-        if not 1 <= self.frames <= 1000 or self.knn_k < 1:
+        if not 1 <= self.frames <= 1000 or self.knn_k < 1 or self.save_minutes < 0:
             raise UserError('--frames %d, --knn_k %d: frames from 1 to 1000, k at least 1'
                             % (self.frames, self.knn_k))
 

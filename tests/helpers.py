@@ -194,14 +194,22 @@ def write_rec(root, splits, order=None, insightface=False, num_classes=None):
                                             'w')
         idx = order[split] if order else np.arange(len(labels))
         key = 0
-        if insightface:  # record 0: the image records are 1 .. N
-            rec.write_idx(0, mx.recordio.pack(mx.recordio.IRHeader(2, [len(labels) + 1, len(labels) + 4], 0, 0),
-                                              b''))
+        if insightface:  # record 0: the image records are 1 .. N (by class), then one record per class
+            idx = idx[np.argsort(np.asarray(labels)[idx], kind='stable')]
+            classes, counts = np.unique(np.asarray(labels)[idx], return_counts=True)
+            n = len(labels)
+            rec.write_idx(0, mx.recordio.pack(mx.recordio.IRHeader(2, [n + 1, n + 1 + len(classes)], 0, 0), b''))
             key = 1
         for i in idx:
             label = float(labels[i]) if not insightface else [float(labels[i]), 0.0]
             rec.write_idx(key, mx.recordio.pack(mx.recordio.IRHeader(0, label, key, 0), png(imgs[i])))
             key += 1
+        if insightface:
+            starts = 1 + np.concatenate([[0], np.cumsum(counts)[:-1]])
+            for start, count in zip(starts, counts):
+                rec.write_idx(key, mx.recordio.pack(mx.recordio.IRHeader(2, [float(start), float(start + count)],
+                                                                         key, 0), b''))
+                key += 1
         rec.close()
     if num_classes:
         with open(os.path.join(root, 'property'), 'w') as f:

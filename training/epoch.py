@@ -17,6 +17,8 @@ from tqdm import tqdm
 import utils
 from evaluation import predict
 from faults.errors import Diverged, saved
+from faults.signals import signals_deferred
+from runs.meta import Within
 from training.step import steps_per_pass, train_step
 
 SYNC_EVERY = 50    # steps between reading the running sums back (a sync point)
@@ -130,6 +132,29 @@ class Gathered(object):
             self.counts += np.bincount(y, minlength=self.num_classes)
         del self.pending[:]
 
+    def arrays(self):
+        """What a checkpoint within the epoch keeps of it ({name: numpy array}): the rows seen, their features,
+        the class sums and counts."""
+        self.flush()
+        rows, feats = self.latest()
+        kept = {'rows': rows.astype(np.int64), 'counts': self.counts}
+        if feats is not None:
+            kept['features'] = feats.asnumpy()
+        if self.sums is not None:
+            kept['sums'] = self.sums
+        return kept
+
+    def restore(self, kept, ctx):
+        """Put back what ``arrays`` kept (a stop's checkpoint, read back)."""
+        rows = kept['rows'].astype(np.int64)
+        if 'features' in kept and len(rows):
+            self.features = nd.zeros((len(self.reference), kept['features'].shape[1]), ctx=ctx)
+            self.features[nd.array(rows, ctx=ctx, dtype='int32')] = nd.array(kept['features'], ctx=ctx)
+            self.seen[rows] = True
+        self.counts = kept['counts'].astype(np.float64)
+        if 'sums' in kept:
+            self.sums = kept['sums'].astype(np.float64)
+
     def latest(self):
         """(reference rows seen, their features as last computed, on the device), or (empty, None)."""
         rows = np.flatnonzero(self.seen)
@@ -148,11 +173,15 @@ def latest(seen):
 
 # --------------------------------------------------------------------------- the steps
 
-def train_epoch(stage, rt, data, epoch, drawing):
+def train_epoch(stage, rt, data, epoch, drawing, save=None):
     """One epoch: one shuffled pass over the training set (several on a small set), drawing the
     frames that fall within it when ``drawing``. Returns (sums of softmax loss, center loss and
     correct predictions over this worker's images, as numpy; their number; the Gathered features;
-    the seconds spent drawing)."""
+    the seconds spent drawing).
+
+    Between two steps a stop (Ctrl-C, SIGTERM) or the stage's interval (--save_minutes) saves the run
+    where it is, by ``save(Within, Gathered)``; a stop then ends the epoch, and the run. A stage resumed
+    from such a checkpoint (``stage.within``) starts at its step, with its sums and features."""
     optim, ctx, workers = stage.optim, rt.ctxs[0], rt.num_workers
     plan = plan_epoch(optim, data.train_x.shape[0], stage.passes, epoch, workers, rt.rank)
     steps = len(plan.batches)
@@ -161,26 +190,47 @@ def train_epoch(stage, rt, data, epoch, drawing):
     # happens every SYNC_EVERY batches (and where a frame is drawn), not every batch.
     sums = nd.zeros((3,), ctx=ctx)            # softmax loss, center loss, correct predictions
     batch_loss = nd.zeros((steps,), ctx=ctx)  # to name the batch where a loss went NaN
-    seen, frame_time = 0, 0.0
-    bar = tqdm(range(steps), desc='%s %d/%d' % (stage.files.prefix, epoch, optim.epochs), leave=False, disable=None)
+    seen, frame_time, start, tic = 0, 0.0, 0, time.time()
+    within, stage.within = stage.within, None
+    if within is not None:  # a stop's checkpoint within this epoch: its step, sums, features and draws
+        start, seen, frame_time, tic = within.step, within.seen, within.frame_time, tic - within.seconds
+        sums = nd.array(within.sums, ctx=ctx)
+        gathered.restore(stage.within_arrays, ctx)
+        for b in range(start):  # the augmentation's draws of the steps done, drawn again and dropped
+            for draws in (plan.shifts, plan.mirrors):
+                if draws is not None:
+                    draws.of(plan.batches[b], plan.places[b])
+    bar = tqdm(range(start, steps), desc='%s %d/%d' % (stage.files.prefix, epoch, optim.epochs), leave=False,
+               disable=None, initial=start, total=steps)
     # in memory: taken on the device; streamed: decoded by DataLoader workers a few batches ahead
-    images = data.train_x.batches(Steps(steps, lambda b: plan.order[plan.places[b]]))
-    for b in bar:
-        batch_loss[b], step_sums = one_step(stage, rt, data, plan, b, next(images), (epoch - 1) * steps + b, gathered)
-        sums += step_sums
-        seen += len(plan.places[b])
-        draw = drawing and rt.rank == 0 and stage.frames.due(b + 1)
-        if draw or (b + 1) % SYNC_EVERY == 0 or b + 1 == steps:
-            check_finite(batch_loss, b, epoch, steps, stage)
-            gathered.flush()
-            s = sums.asnumpy()
-            bar.set_postfix(loss='%.4f' % ((s[0] + s[1]) / seen), acc='%.4f' % (s[2] / seen))
-        if draw:
-            tic = time.time()
-            with saved(stage.files.out_dir):
-                draw_within(stage, data, epoch, b + 1, gathered, s[2] / seen)
-            frame_time += time.time() - tic
-    bar.close()
+    images = data.train_x.batches(Steps(steps - start, lambda k: plan.order[plan.places[start + k]]))
+    saved_at = time.time()
+    with signals_deferred() as stops:
+        for b in bar:
+            due = stage.output.save_minutes and time.time() - saved_at > 60 * stage.output.save_minutes
+            if stops or due:
+                if save is not None and b > start:  # (at ``start`` what is saved already stands)
+                    gathered.flush()
+                    save(Within(epoch, b, sums.asnumpy().tolist(), seen, frame_time, time.time() - tic), gathered)
+                saved_at = time.time()
+                if stops:  # the end of the block stops the run
+                    break
+            batch_loss[b], step_sums = one_step(stage, rt, data, plan, b, next(images), (epoch - 1) * steps + b,
+                                                gathered)
+            sums += step_sums
+            seen += len(plan.places[b])
+            draw = drawing and rt.rank == 0 and stage.frames.due(b + 1)
+            if draw or (b + 1) % SYNC_EVERY == 0 or b + 1 == steps:
+                check_finite(batch_loss, b, epoch, steps, stage)
+                gathered.flush()
+                s = sums.asnumpy()
+                bar.set_postfix(loss='%.4f' % ((s[0] + s[1]) / seen), acc='%.4f' % (s[2] / seen))
+            if draw:
+                drawn_at = time.time()
+                with saved(stage.files.out_dir):
+                    draw_within(stage, data, epoch, b + 1, gathered, s[2] / seen)
+                frame_time += time.time() - drawn_at
+        bar.close()
     return sums.asnumpy(), seen, gathered, frame_time
 
 

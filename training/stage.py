@@ -19,17 +19,17 @@ from devices.parallel import GradientReducer, param_checksum
 from evaluation import frames as frames_mod
 from evaluation import pictures, predict, verify
 from evaluation.frames import Frames
-from faults.atomic import write_json
 from faults.signals import signals_deferred
 from faults.errors import saved
 from models import build_net, head_title
 from runs import checkpoints
 from runs.checkpoints import Checkpoint
 from runs.files import RunFiles
-from runs.meta import Epoch, Meta, Run
+from runs.meta import Epoch, Run, Within
 from runs.records import Arch, Center, Optim, Output, plural
 from training import epoch as epochs
 from training import floors
+from training import saves
 from training.schedule import Schedule
 from training.step import Objective, passes_per_epoch, steps_per_pass
 
@@ -48,7 +48,8 @@ class Stage:
     ``drawn`` (their features as last computed, NaN before), labelled ``drawn_y``, and the test images
     ``test_drawn`` labelled ``test_drawn_y``; ``plot_rows``: each reference image's row among the drawn;
     ``held_drawn`` (None without held-out classes) the held-out classes' test images its test frames draw as
-    crosses, labelled ``held_drawn_y`` (the dataset's class ids).
+    crosses, labelled ``held_drawn_y`` (the dataset's class ids); ``within``: where a checkpoint saved within
+    an epoch stands (runs.meta.Within), with ``within_arrays``, what that epoch had kept, until the epoch goes on.
     """
     kind: str
     files: RunFiles
@@ -80,6 +81,8 @@ class Stage:
     held_drawn_y: Optional[np.ndarray]
     test_features: Optional[np.ndarray] = None
     frames: Optional[Frames] = None
+    within: Optional[Within] = None
+    within_arrays: Optional[dict] = None
 
     @property
     def arch(self) -> Arch:
@@ -166,6 +169,10 @@ def build_stage(kind, run, rt, data, files, source):
                   *drawn_sets(data, optim.seed, arch.feature_size, rt))
     stage.frames = Frames(files, output.frames, optim.epochs, schedule.steps, '%s (%s stage)' % (stage.shown, kind),
                           data.classes, data.num_total, data.class_names, stage.projection)
+    if state is not None and state.within is not None:  # stopped within an epoch: it goes on from that step
+        stage.within = state.within
+        stage.within_arrays = {k[len('within.'):]: v.asnumpy() for k, v in source.arrays.items()
+                               if k.startswith('within.')}
     return stage
 
 
@@ -237,11 +244,13 @@ def run_stage(stage, rt, data, dataset):
         return
     start_stage(stage, rt, data)
     n = data.train_x.shape[0] * stage.passes
+    save = saves.saver_within(stage, rt, data) if rt.rank == 0 else None  # (the first worker alone writes)
     for epoch in range(len(stage.history) + 1, optim.epochs + 1):
-        tic = time.time()
-        sums, seen, gathered, frame_time = epochs.train_epoch(stage, rt, data, epoch, output.plotting)
+        carried = stage.within.seconds if stage.within is not None else 0.0  # of an epoch a stop cut
+        tic = time.time() - carried
+        sums, seen, gathered, frame_time = epochs.train_epoch(stage, rt, data, epoch, output.plotting, save)
         train_time = time.time() - tic - frame_time
-        if epoch == len(stage.history) + 1 and rt.rank == 0:
+        if epoch == len(stage.history) + 1 and rt.rank == 0 and not carried:
             note = precision.check_cached(rt.cached, rt.precision, n / train_time, stage.schedule.steps)
             if note:
                 print(note)
@@ -264,14 +273,17 @@ def run_stage(stage, rt, data, dataset):
             previous = stage.history[-1].seconds if stage.history else 0.0
             record.frame_time, record.seconds = frame_time, previous + time.time() - tic
             stage.history.append(record)
-            save_epoch(stage, rt, data, record, centers, dataset)
+            saves.save_epoch(stage, rt, data, record, centers, dataset)
     with saved(stage.files.out_dir):
         finish_stage(stage, rt, dataset)
 
 
 def start_stage(stage, rt, data):
     """Say what the stage does; a new stage's output set replaces the old one's."""
-    if stage.resumed:
+    if stage.resumed and stage.within is not None:
+        print('resuming %s within epoch %d at step %d of %d from %s' % (
+            stage.files.prefix, stage.within.epoch, stage.within.step, stage.schedule.steps, stage.source.path))
+    elif stage.resumed:
         print('resuming %s after epoch %d from %s' % (stage.files.prefix, len(stage.history), stage.source.path))
     elif stage.kind == 'second':
         print('second stage from %s (epoch %d), centers frozen' % (stage.source.path, stage.source.meta.epoch))
@@ -358,25 +370,6 @@ def report(stage, record, n):
              ''.join('  %s %.4f+-%.4f flip %.4f+-%.4f' % (name, r['accuracy'], r['std'], r['accuracy_flip'],
                                                           r['std_flip']) for name, r in record.pairs.items()),
              record.time, n / record.train_time))
-
-
-def save_epoch(stage, rt, data, record, centers, dataset):
-    """The last checkpoint (with optimizer states, to resume), the best one when it improved, the metrics."""
-    improved = record.accuracy(stage.metric) > stage.best
-    stage.best = max(stage.best, record.accuracy(stage.metric))
-    meta = Meta(stage.run, stage.kind, stage.files.prefix, tuple(data.classes.tolist()), tuple(data.normalisation),
-                rt.precision, record.epoch, stage.best, stage.history, stage.projection.state())
-    trainers = {'net': stage.trainer}
-    if stage.center_trainer is not None:
-        trainers['centers'] = stage.center_trainer
-    checkpoints.save_checkpoint(stage.files.last, stage.net, centers, meta, trainers)
-    if improved:
-        checkpoints.save_checkpoint(stage.files.best, stage.net, centers, meta)
-    write_json(stage.files.metrics, dict(
-        prefix=stage.files.prefix, stage=stage.kind, loss=stage.title, cpu=compat.cpu_name(),
-        precision=rt.precision, images_per_epoch=data.train_x.shape[0] * stage.passes,
-        floors=floors.time_to_floors(stage.title, stage.history, dataset, stage.arch.holdout),
-        epochs=[h.to_json() for h in stage.history]))
 
 
 def finish_stage(stage, rt, dataset):

@@ -10,6 +10,7 @@ import tempfile
 import time
 
 import imageio.v2 as imageio
+import numpy as np
 import pytest
 
 from runs import checkpoints
@@ -17,7 +18,7 @@ from cli.command import of as command_of
 from faults import errors, signals
 import main as trainer
 from training import stage as train
-from helpers import QUICK, ROOT, Touch, assert_clean_error, ctrl_c_on, dirs, run_main as run
+from helpers import QUICK, ROOT, Touch, assert_clean_error, ctrl_c_on, digits, dirs, run_main as run, write_rec
 from runs.files import RunFiles
 
 TINY = ['--train_samples', '300', '--test_samples', '100', '--use_gpu', 'False', '--precision', 'float32',
@@ -138,7 +139,7 @@ def test_a_second_signal_does_not_break_into_the_stop(tmp_path, monkeypatch, cap
     finally:
         signal.signal(signal.SIGINT, outer)
     err = capsys.readouterr().err
-    assert rc == trainer.EXIT_INT and 'interrupted: no epoch was completed' in err and 'Traceback' not in err
+    assert rc == trainer.EXIT_INT and 'interrupted: no step was completed' in err and 'Traceback' not in err
 
 
 # ----------------------------------------------------------------- two runs of one prefix
@@ -187,19 +188,70 @@ def test_ctrl_c_while_mxnet_loads_is_one_line(tmp_path):
     assert not (tmp_path / 'ckpt').exists() or not list((tmp_path / 'ckpt').glob('*.params'))
 
 
-def test_stopped_before_the_first_epoch_says_to_start_again(tmp_path):
-    args = [sys.executable, os.path.join(ROOT, 'main.py'), '--train', '--epochs', '5'] + QUICK + dirs(tmp_path)
-    args[args.index('--train_samples') + 1] = '3000'  # an epoch long enough to be stopped in
+def stop_within_an_epoch(argv, folder, signum=signal.SIGTERM):
+    """Start ``python main.py argv`` and, once its first save within an epoch is on disk (--save_minutes made
+    tiny: every step saves), stop it with ``signum``: (exit status, stdout, stderr)."""
+    args = [sys.executable, os.path.join(ROOT, 'main.py')] + argv + ['--save_minutes', '0.00001']
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
-                            env=dict(os.environ, PYTHONUNBUFFERED='1'))
-    for line in proc.stdout:  # until the first epoch has started
-        if line.startswith('first stage'):
-            break
-    proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == trainer.EXIT_TERM, err
-    assert 'no epoch was completed' in err and '--resume' not in err and 'Traceback' not in err
-    assert not os.path.exists(str(tmp_path / 'ckpt' / 'softmax-last.params'))
+                            env=dict(os.environ, PYTHONUNBUFFERED='1'), preexec_fn=ctrl_c_on)
+    try:
+        for _ in range(6000):
+            if proc.poll() is not None or list(folder.glob('*-last.params')):
+                break
+            time.sleep(0.02)
+        proc.send_signal(signum)
+        out, err = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    return proc.returncode, out, err
+
+
+@pytest.mark.parametrize('source', ['idx', 'recordio'])
+def test_a_stop_within_an_epoch_saves_its_step_and_resume_ends_as_an_uninterrupted_run(tmp_path, source):
+    """SIGTERM in the middle of an epoch: the run is saved at the step it reached (exit 143, the line saying
+    where and how to go on), other commands refuse that mid-epoch checkpoint, and --resume goes on from that
+    step with its order, augmentation, rate, optimizer states and centers: the last weights are those of a
+    run never stopped, and so is every epoch's training accuracy."""
+    if source == 'idx':
+        data = ['--train_samples', '1280', '--test_samples', '200', '--batch_size', '128']
+    else:
+        data = ['--data_dir', write_rec(str(tmp_path / 'rec'), {'train': digits(640, 0), 'test': digits(60, 1)}),
+                '--batch_size', '32', '--decode_workers', '1']
+    common = ['--train', '--center_loss', '--epochs', '2', '--lr_schedule', 'step', '--warmup', '0.5',
+              '--precision', 'float32', '--use_gpu', 'False', '--min_epoch_steps', '0', '--no_plotting'] + data
+    a, b = tmp_path / 'a', tmp_path / 'b'
+    assert run(*common, *dirs(a))[0] == 0
+    rc, out, err = stop_within_an_epoch(common + dirs(b), b / 'ckpt')
+    assert rc == trainer.EXIT_TERM and 'Traceback' not in err, err
+    last = str(b / 'ckpt' / 'center-loss-last.params')
+    within = checkpoints.load_checkpoint(last, within=True).meta.within
+    assert within is not None and 0 < within.step
+    assert 'terminated: the run is saved as it stood, within epoch %d at step %d, in %s; continue with' % (
+        within.epoch, within.step, last) in err and err.strip().endswith('--resume'), err
+    assert_clean_error(run('--test', '--checkpoint', 'last', *data, '--use_gpu', 'False', *dirs(b)),
+                       'was saved within epoch %d, at step %d' % (within.epoch, within.step), '--resume')
+    rc, out, err = run('--resume', '--use_gpu', 'False', *dirs(b))
+    assert rc == 0 and 'resuming center-loss within epoch %d at step %d' % (within.epoch, within.step) in out, err
+    ours, theirs = (checkpoints.load_checkpoint(str(f / 'ckpt' / 'center-loss-last.params')) for f in (b, a))
+    assert ours.meta.within is None and ours.meta.epoch == 2
+    for k, v in theirs.arrays.items():
+        if k.startswith('net.') or k == 'centers':
+            np.testing.assert_allclose(ours.arrays[k].asnumpy(), v.asnumpy(), rtol=1e-5, atol=1e-6, err_msg=k)
+    assert [h.train_acc for h in ours.meta.history] == pytest.approx([h.train_acc for h in theirs.meta.history])
+
+
+def test_a_kill_within_an_epoch_resumes_from_the_last_interval_save(tmp_path):
+    """kill -9, which nothing can catch: the last save of the interval (--save_minutes) is the run's, and
+    --resume goes on from it."""
+    common = ['--train', '--epochs', '1', '--precision', 'float32', '--use_gpu', 'False', '--min_epoch_steps', '0',
+              '--no_plotting', '--train_samples', '1280', '--test_samples', '200', '--batch_size', '64']
+    rc, out, err = stop_within_an_epoch(common + dirs(tmp_path), tmp_path / 'ckpt', signal.SIGKILL)
+    assert rc == -signal.SIGKILL
+    within = checkpoints.load_checkpoint(str(tmp_path / 'ckpt' / 'softmax-last.params'), within=True).meta.within
+    assert within is not None and within.epoch == 1
+    rc, out, err = run('--resume', '--use_gpu', 'False', *dirs(tmp_path))
+    assert rc == 0 and 'resuming softmax within epoch 1 at step %d' % within.step in out, err
+    assert checkpoints.load_checkpoint(str(tmp_path / 'ckpt' / 'softmax-last.params')).meta.epoch == 1
 
 
 def test_a_reader_that_goes_away_stops_the_run_in_one_line(tmp_path):

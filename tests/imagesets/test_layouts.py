@@ -121,6 +121,21 @@ def test_bad_verification_sets_and_splits_are_one_line(tmp_path):
     assert_clean_error(run('--train', '--data_dir', root, *FAST, *dirs(tmp_path)), 'train.idx is not an index')
 
 
+def test_a_broken_image_of_a_verification_set_is_named_before_the_first_step(tmp_path):
+    """One image of lfw.bin cut short: the run stops before it trains, the line naming the file and the image
+    (not a flag the run was not given), exit 2, nothing saved."""
+    import pickle
+    root = insightface_folder(str(tmp_path / 'faces'))
+    with open(os.path.join(root, 'lfw.bin'), 'rb') as f:
+        images, same = pickle.load(f)
+    images[3] = images[3][:len(images[3]) // 2]
+    with open(os.path.join(root, 'lfw.bin'), 'wb') as f:
+        pickle.dump((images, same), f, protocol=4)
+    rc, out, err = result = run('--train', '--data_dir', root, *FAST, *dirs(tmp_path))
+    assert_clean_error(result, 'lfw.bin (image 3) cannot be decoded as an image')
+    assert '--pairs' not in err and 'epoch' not in out and not (tmp_path / 'ckpt' / 'softmax-last.params').exists()
+
+
 def test_the_index_is_read_whole_and_checked(tmp_path):
     idx = tmp_path / 'a.idx'
     idx.write_bytes(b'2\t64\n0\t0\n1\t32\n')

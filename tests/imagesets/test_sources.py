@@ -303,3 +303,77 @@ def test_a_broken_image_is_said_in_plain_words_and_no_decoder_talks(capfd):
             decode.decode(blob, 1, (16, 16), 'x.png')
     err = capfd.readouterr().err
     assert 'libpng' not in err and 'len > 0' not in err, err
+
+
+def test_an_insightface_header_and_property_are_checked_against_the_records(tmp_path):
+    """Identity records that the header's range runs past are refused; a property file that counts other
+    classes than the identity records is said, and the labels found are the classes."""
+    imgs, labels = digits(12, 1)
+    header = [(0, 2, [13.0, 16.0], b'')]
+    identities = [(13 + k, 2, [1.0 + 4 * k, 5.0 + 4 * k], b'') for k in range(3)]
+    past = str(tmp_path / 'past')
+    write_records(past, 'train', [(0, 2, [13.0, 18.0], b'')] + image_records(imgs, labels, start=1) + identities)
+    with pytest.raises(DataError, match=r'record 0 gives identity records 13 to 17, and the .idx lists 3 of them '
+                                        r'\(its last key: 15\): the files do not match'):
+        sources.open_source(past)
+    root = str(tmp_path / 'prop')
+    write_records(root, 'train', header + image_records(imgs, labels, start=1) + identities)
+    with open(os.path.join(root, 'property'), 'w') as f:
+        f.write('12,16,16\n')
+    src = sources.open_source(root)
+    assert len(src.classes) == 3 and any('gives 12 classes, train.rec has 3 identity records and its images 3 labels'
+                                         in n for n in src.notes), src.notes
+
+
+BIN_IMAGES = [png(img) for img in digits(8, 5)[0]]
+BIN_FLAGS = [True, False, True, False]
+
+
+@pytest.mark.parametrize('images', ['bytes', 'bytearray', 'numpy'])
+@pytest.mark.parametrize('flags', ['list', 'numpy', 'ints'])
+@pytest.mark.parametrize('protocol', [2, 4])
+def test_the_bin_variants_in_use_read_alike(tmp_path, images, flags, protocol):
+    """insightface's .bin as its own script writes it (bytes, a list of bools) and as conversion scripts do
+    (bytearrays, uint8 numpy arrays; a bool numpy array or 0/1), at Python 2's pickle protocol and 3's: the
+    same pair list."""
+    entries = {'bytes': BIN_IMAGES, 'bytearray': [bytearray(b) for b in BIN_IMAGES],
+               'numpy': [np.frombuffer(b, np.uint8) for b in BIN_IMAGES]}[images]
+    same = {'list': BIN_FLAGS, 'numpy': np.array(BIN_FLAGS), 'ints': [int(s) for s in BIN_FLAGS]}[flags]
+    path = tmp_path / 'v.bin'
+    path.write_bytes(pickle.dumps((entries, same), protocol=protocol))
+    listed = pairs.read_bin(str(path))
+    assert [blob for _, blob, _ in listed.images] == BIN_IMAGES and listed.same.tolist() == BIN_FLAGS
+    assert listed.pairs.tolist() == [[0, 1], [2, 3], [4, 5], [6, 7]]
+
+
+class Evil(object):
+    def __init__(self, call, *args):
+        self.call, self.args = call, args
+
+    def __reduce__(self):
+        return self.call, self.args
+
+
+@pytest.mark.parametrize('payload', [
+    lambda marker: ([Evil(os.system, 'touch %s' % marker)], [True]),
+    lambda marker: ([np.frombuffer(b'x', np.uint8), Evil(eval, '__import__("os").system("touch %s")' % marker)],
+                    [True]),
+    lambda marker: ([Evil(np.save, marker, np.zeros(1))], [True]),               # numpy, but no constructor
+    lambda marker: ([Evil(np.core.multiarray._reconstruct, Evil(os.system, 'touch %s' % marker), (0,), b'b')],
+                    [True])])                                                      # an allowed name, fed another
+def test_a_crafted_bin_that_names_anything_else_runs_nothing(tmp_path, payload):
+    marker = tmp_path / 'ran'
+    path = tmp_path / 'evil.bin'
+    path.write_bytes(pickle.dumps(payload(str(marker)), protocol=2))
+    with pytest.raises(DataError, match='evil.bin: .*refused, nothing was run'):
+        pairs.read_bin(str(path))
+    assert not marker.exists() and not (tmp_path / 'ran.npy').exists()
+
+
+def test_a_bin_of_other_things_is_refused_in_one_line(tmp_path):
+    path = tmp_path / 'odd.bin'
+    for payload in ((BIN_IMAGES, [True, 2, False, True]), ([np.zeros((2, 2), np.uint8)] * 2, [True]),
+                    ([np.zeros(3, np.float32)] * 2, [True]), (BIN_IMAGES, np.array([[True]]))):
+        path.write_bytes(pickle.dumps(payload, protocol=4))
+        with pytest.raises(DataError, match='is not an insightface verification set'):
+            pairs.read_bin(str(path))
