@@ -315,8 +315,9 @@ def checking(work, pairs_count):
     pool = image_pool(112, colour=True)
     path = os.path.join(work, 'check-%d.bin' % pairs_count)
     with open(path, 'wb') as f:
-        pickle.dump(([pool[i % len(pool)] for i in range(2 * pairs_count)], [k % 2 == 0 for k in range(pairs_count)]),
-                    f, protocol=4)
+        # each image an object of its own, so that the pickle holds every one (it would keep one of each alike)
+        images = [bytes(bytearray(pool[i % len(pool)])) for i in range(2 * pairs_count)]
+        pickle.dump((images, [k % 2 == 0 for k in range(pairs_count)]), f, protocol=4)
     times = []
     for _ in range(3):
         tic = time.time()
