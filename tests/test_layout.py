@@ -182,6 +182,8 @@ def test_what_runs_write_is_ignored_by_git(tmp_path):
     for name in written + kept:
         os.makedirs(os.path.dirname(str(tmp_path / name)) or str(tmp_path), exist_ok=True)
         (tmp_path / name).write_text('')
+    for env in ('.venv', '.venv-gpu'):  # a virtual environment, or a link to one elsewhere: ignored either way
+        os.symlink(str(tmp_path / 'elsewhere'), str(tmp_path / env))
     out = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=all'], cwd=str(tmp_path),
                          stdout=subprocess.PIPE, universal_newlines=True, check=True).stdout
     shown = sorted(line[3:] for line in out.splitlines())
