@@ -107,6 +107,7 @@ def ours(slice_path, precision, act, shift):
     from runs.files import RunFiles
     from runs.meta import Run
     from training import epoch as epoch_mod
+    from training import saves
     from training import stage as stage_mod
     import utils
 
@@ -148,7 +149,7 @@ def ours(slice_path, precision, act, shift):
     stage.frames.draw(1, (stage.drawn, stage.drawn_y, record.train_acc),
                       (stage.test_features, stage.test_drawn_y, record.test_acc_softmax), centers.asnumpy())
     stage.history.append(record)
-    stage_mod.save_epoch(stage, rt, data, record, centers, 'mnist')
+    saves.save_epoch(stage, rt, data, record, centers, 'mnist')
     whole = time.time() - tic
     return dict(loop=n / loop, epoch=n / whole, ratio=whole / loop, precision=rt.precision, why=rt.why)
 

@@ -242,7 +242,7 @@ def test_the_compared_runs_are_in_the_tables_order_each_followed_by_its_fixes(tm
 
 
 @pytest.mark.parametrize('how', ['sigterm', 'ctrl-c'])
-def test_a_table_stopped_stops_its_run_which_keeps_its_last_epoch(tmp_path, how):
+def test_a_table_stopped_stops_its_run_which_saves_where_it_stood(tmp_path, how):
     """SIGTERM to bench/heads.py (a kill, a batch job's end) stops the main.py it runs, which saves as it
     stops, instead of leaving it training on alone. Ctrl-C in a terminal reaches both, and heads.py's
     SIGTERM then comes while main.py is handling its Ctrl-C: one line each, no traceback in the log."""
@@ -270,7 +270,7 @@ def test_a_table_stopped_stops_its_run_which_keeps_its_last_epoch(tmp_path, how)
     assert proc.returncode == {'sigterm': 143, 'ctrl-c': 130}[how], out
     assert out.strip().splitlines()[-1] == '%s: run the same command again to continue' % word
     log = (work / 'mnist-seed1.log').read_text()
-    assert '%s: the last completed epoch is saved' % word in log and '--resume' in log  # main.py stopped, saving
+    assert '%s: the run is saved as it stood, within epoch' % word in log and '--resume' in log  # main.py saved
     assert 'Traceback' not in log + out
     still = [p for p in os.listdir('/proc') if p.isdigit() and str(work).encode() in _cmdline(p)]
     assert not still, 'main.py still running after the table stopped'

@@ -97,7 +97,7 @@ def test_an_output_folder_removed_mid_run(tmp_path, monkeypatch, capsys):
 
 @pytest.mark.parametrize('signum,status,word', [(signal.SIGINT, trainer.EXIT_INT, 'interrupted'),
                                                 (signal.SIGTERM, trainer.EXIT_TERM, 'terminated')])
-def test_ctrl_c_and_sigterm_keep_the_last_epoch_and_say_how_to_resume(tmp_path, signum, status, word):
+def test_ctrl_c_and_sigterm_save_the_run_and_say_how_to_resume(tmp_path, signum, status, word):
     last = tmp_path / 'ckpt' / 'softmax-last.params'
     args = [sys.executable, os.path.join(ROOT, 'main.py'), '--train', '--epochs', '50'] + QUICK + dirs(tmp_path)
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
@@ -110,7 +110,9 @@ def test_ctrl_c_and_sigterm_keep_the_last_epoch_and_say_how_to_resume(tmp_path, 
     assert proc.returncode == status, err
     assert 'Traceback' not in err and word in err and '--resume' in err
     assert 'softmax' not in err.split('--resume')[1]  # the command to continue is the same one
-    assert 1 <= checkpoints.load_checkpoint(str(last)).meta.epoch < 50
+    meta = checkpoints.load_checkpoint(str(last), within=True).meta  # (saved at the step the stop came)
+    assert 1 <= meta.epoch < 50 and (meta.within is None or meta.within.epoch == meta.epoch + 1)
+    assert ('saved as it stood, within epoch %d' % (meta.epoch + 1) if meta.within else 'last completed epoch') in err
 
 
 def test_a_second_signal_does_not_break_into_the_stop(tmp_path, monkeypatch, capsys):
