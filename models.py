@@ -38,6 +38,7 @@ MODELS['mobilefacenet'] = mobilefacenet.MobileFaceNet
 FACE_MODELS = tuple(name for name in MODELS if name.startswith('iresnet')) + ('mobilefacenet',)
 FACE_NORMALISATION = (127.5 / 255, 128 / 255.0)
 FACE_FEATURES = 512
+FACE_SIZE = (112, 112)  # the crops they are made for: your own images are brought to it unless --image_size
 
 
 def is_face(model):

@@ -12,7 +12,7 @@ from evaluation.commands import COMPARED
 from faults.errors import DataError, UserError
 from imagesets import dataset
 from imagesets.pairs import read_pairs
-from models import ARCH_FLAGS, check_arch, is_face, new_arch
+from models import ARCH_FLAGS, FACE_SIZE, check_arch, is_face, new_arch
 from runs import records
 from runs.checkpoints import load_checkpoint
 from runs.files import NOTHING_TO_RESUME, RunFiles
@@ -147,7 +147,12 @@ def arch_record(args, raw, source):
     if source is None:
         given = {k: getattr(args, k) for k in ARCH_FLAGS if k not in ('channels', 'image_size')}
         given['holdout'] = dataset.dense_holdout(raw, args.holdout)
-        return new_arch(given, len(raw.class_names), dataset.image_shape(raw))
+        shape = dataset.image_shape(raw)
+        if is_face(args.model) and raw.own is not None and raw.spec.image_size is None and shape[1] != FACE_SIZE:
+            print('data: the images (%dx%d) brought to %dx%d, the face networks\' size (--image_size for another)'
+                  % (shape[1] + FACE_SIZE))
+            shape = (shape[0], FACE_SIZE)
+        return new_arch(given, len(raw.class_names), shape)
     dataset.check_same(raw, source.meta.run.facts, source.path)
     arch = check_arch(source.meta.run.arch, {k: getattr(args, k, None) for k in ARCH_FLAGS if k != 'holdout'},
                       source.path)
