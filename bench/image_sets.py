@@ -71,22 +71,11 @@ def write_sets(dataset, out, limit=None, scale=1, colour=False, pairs=0):
 def write_pairs(path, folder, per_kind, folds=10, seed=2016):
     """LFW's pairs.txt: "folds per_fold", then per fold per_fold same pairs "name n1 n2" and
     per_fold different pairs "name1 n1 name2 n2" (n: 1-based position in the class folder's sorted files)."""
-    rng = np.random.RandomState(seed)
-    classes = sorted(os.listdir(folder))
-    counts = {c: len([f for f in os.listdir(os.path.join(folder, c))]) for c in classes}
+    from imagesets.pairs import lfw_pairs
+    counts = {c: len(os.listdir(os.path.join(folder, c))) for c in sorted(os.listdir(folder))}
     per_fold = per_kind // folds
-    lines = ['%d\t%d' % (folds, per_fold)]
-    for _ in range(folds):
-        for _ in range(per_fold):
-            c = classes[rng.randint(len(classes))]
-            a, b = rng.choice(counts[c], 2, replace=False) + 1
-            lines.append('%s\t%d\t%d' % (c, a, b))
-        for _ in range(per_fold):
-            c1, c2 = rng.choice(len(classes), 2, replace=False)
-            lines.append('%s\t%d\t%s\t%d' % (classes[c1], rng.randint(counts[classes[c1]]) + 1,
-                                             classes[c2], rng.randint(counts[classes[c2]]) + 1))
     with open(path, 'w') as f:
-        f.write('\n'.join(lines) + '\n')
+        f.write(lfw_pairs(counts, np.random.RandomState(seed), folds, per_fold))
     print('%s: %d folds of %d same and %d different pairs' % (path, folds, per_fold, per_fold))
 
 

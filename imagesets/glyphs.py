@@ -26,6 +26,8 @@ import unicodedata
 
 import numpy as np
 
+from imagesets.pairs import lfw_pairs
+
 FACES = ['DejaVuSans.ttf', 'DejaVuSans-Bold.ttf', 'DejaVuSans-Oblique.ttf', 'DejaVuSans-BoldOblique.ttf',
          'DejaVuSerif.ttf', 'DejaVuSerif-Bold.ttf', 'DejaVuSerif-Italic.ttf', 'DejaVuSerif-BoldItalic.ttf',
          'DejaVuSansMono.ttf', 'DejaVuSansMono-Bold.ttf', 'DejaVuSansMono-Oblique.ttf',
@@ -171,23 +173,6 @@ def png(pixels):
     buf = io.BytesIO()
     Image.fromarray(pixels).save(buf, format='PNG', optimize=False)
     return buf.getvalue()
-
-
-def lfw_pairs(images, rng, folds=10, per=300):
-    """LFW's pairs.txt over ``images`` ({class name: number of its images}): ``folds`` folds of ``per`` same
-    pairs ("name n1 n2") and ``per`` different ones ("name1 n1 name2 n2"), drawn with ``rng``."""
-    names = sorted(images)
-    lines = ['%d\t%d' % (folds, per)]
-    for _ in range(folds):
-        for _ in range(per):
-            name = names[rng.randint(len(names))]
-            a, b = rng.choice(images[name], 2, replace=False) + 1
-            lines.append('%s\t%d\t%d' % (name, a, b))
-        for _ in range(per):
-            one, other = rng.choice(len(names), 2, replace=False)
-            lines.append('%s\t%d\t%s\t%d' % (names[one], rng.randint(images[names[one]]) + 1, names[other],
-                                             rng.randint(images[names[other]]) + 1))
-    return '\n'.join(lines) + '\n'
 
 
 @functools.lru_cache(maxsize=1)

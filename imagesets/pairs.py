@@ -90,6 +90,23 @@ def read_lfw(path, folder):
     return PairList(os.path.basename(path), images, np.array(pairs, np.int64), np.array(same), fold)
 
 
+def lfw_pairs(images, rng, folds=10, per=300):
+    """The text of LFW's pairs.txt over ``images`` ({class name: number of its images}): ``folds`` folds of ``per`` same
+    pairs ("name n1 n2") and ``per`` different ones ("name1 n1 name2 n2"), drawn with ``rng``."""
+    names = sorted(images)
+    lines = ['%d\t%d' % (folds, per)]
+    for _ in range(folds):
+        for _ in range(per):
+            name = names[rng.randint(len(names))]
+            a, b = rng.choice(images[name], 2, replace=False) + 1
+            lines.append('%s\t%d\t%d' % (name, a, b))
+        for _ in range(per):
+            one, other = rng.choice(len(names), 2, replace=False)
+            lines.append('%s\t%d\t%s\t%d' % (names[one], rng.randint(images[names[one]]) + 1, names[other],
+                                             rng.randint(images[names[other]]) + 1))
+    return '\n'.join(lines) + '\n'
+
+
 def _folder_name(folder, raw):
     """The folder a name in a pair list means, whatever its bytes' encoding: the bytes as they are,
     else read as UTF-8, Windows-1252 or Latin-1 and written in this system's encoding of file names."""
