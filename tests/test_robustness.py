@@ -228,18 +228,18 @@ def test_resume_in_the_middle_of_a_cosine_schedule_ends_where_an_uninterrupted_r
     """Stopped by Ctrl-C after epoch 1 of 3 of a warm-up + cosine schedule with a lambda warm-up, then
     resumed: the rate of every later step comes from the step's place in the whole schedule."""
     import main as trainer
-    from training import stage as train
+    from training import saves
     a, b = tmp_path / 'a', tmp_path / 'b'
     common = ['--train', '--center_loss', '--epochs', '3', '--lr_schedule', 'cosine', '--lr', '0.03',
               '--warmup', '0.5', '--lmbd_warmup', '1.5', '--precision', 'float32'] + QUICK
     assert run(*common, *dirs(a))[0] == 0
-    real = train.save_epoch
+    real = saves.save_epoch
 
     def stop_after_epoch_one(stage, rt, data, record, centers, dataset):
         real(stage, rt, data, record, centers, dataset)
         if record.epoch == 1:
             raise KeyboardInterrupt
-    monkeypatch.setattr(train, 'save_epoch', stop_after_epoch_one)
+    monkeypatch.setattr(saves, 'save_epoch', stop_after_epoch_one)
     assert trainer.main(common + dirs(b)) == trainer.EXIT_INT
     assert 'continue with' in capsys.readouterr().err
     rc, out, err = run(*common, '--resume', *dirs(b))
