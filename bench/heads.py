@@ -6,6 +6,8 @@
     python bench/heads.py --from heads.jsonl --seeds 42,7   # only these seeds' rows (--datasets likewise)
     python bench/heads.py --table --datasets mnist --seeds 42 --feature_size 2   # the papers' 2-D pictures
     python bench/heads.py --cost                   # a step's time of each head against softmax
+    python -m cli.glyphs G; python bench/heads.py --table --datasets glyphs --glyphs G --log g.jsonl
+    python bench/heads.py --table --datasets glyphs-validation --glyphs G --seeds 42 --extra "--lr 0.05"
 
 ``--table`` trains, for each dataset and seed, with classes 5-9 held out and 32-D features, at the
 default schedule (no flag but these, ``--seed`` and the head's), in float32 (``--precision``: main.py's
@@ -29,15 +31,24 @@ after the last epoch side by side (trained classes above, held-out below), besid
 ``--feature_size 2`` trains the same protocol with 2-D features, as the papers draw theirs (its own
 folders and its own table).
 
+``--datasets glyphs`` (with ``--glyphs G``, a set ``python -m cli.glyphs G`` built; not a default) trains on
+the characters of G/train and measures the third never seen (in G/test alone): the many-class regime center
+loss was made for. ``glyphs-validation`` chooses a schedule and lambda without touching those: it trains
+on G/train less a fifth of its characters (drawn with seed 0, the same for every run and seed), holds out a
+quarter of each character's images as its test slice, and measures the held-out fifth's (``--holdout``,
+``--test_split 0.25``), a class-disjoint validation as metric learning's benchmarks do; each candidate is an
+``--extra``, filed and shown apart.
+
 A run that fails (a loss that becomes NaN, say) is logged as failed, with main.py's last line, and listed
 under the table. ``--extra "--lr 0.01"`` adds flags to the first stage of the runs picked: the fix tried
 for a head that does not train at the defaults, filed apart (prefix ``sphereface+lr-0.01``) and shown as a
 row of its own (``SphereFace (--lr 0.01)``), so the protocol's rows stay the defaults'.
 
 A log holds one JSON line a run: its dataset, seed, feature size (none logged: 32), run, CPU and commit (and
-the training's, where it differs); the epoch read; the trained classes' accuracy (softmax and nearest center); AUC and TAR by cosine on the held-out
-classes' pairs; precision at 1, R-precision and MAP@R by cosine and, for unnormalised features, by Euclidean
-distance; the queries; or, for a run that failed, main.py's last line.
+the training's, where it differs), the glyph set's seed and fingerprint; the epoch read; the trained classes'
+accuracy (softmax and nearest center); AUC and TAR by cosine on the held-out classes' pairs; precision at
+1, R-precision and MAP@R by cosine and, for unnormalised features, by Euclidean distance; the queries; or,
+for a run that failed, main.py's last line.
 
 ``--cost`` times hybridized training steps (forward, backward, update) of LeNet++ with each class layer
 on one batch of 64 MNIST-sized images, the heads in turn, several rounds, and prints each head's median
@@ -70,6 +81,45 @@ PREFIXES = tuple(prefix for _, prefix, _ in RUNS)
 # the runs whose features the head does not normalise (models.normalises): softmax's, center loss's, SphereFace's
 UNNORMALISED = ('softmax', 'softmax + center loss', 'center loss, second stage', 'SphereFace')
 HELD_OUT = ['--holdout', '5,6,7,8,9']
+DATASETS = ('mnist', 'fashion-mnist', 'glyphs', 'glyphs-validation')
+VALIDATION_SHARE, VALIDATION_SEED, VALIDATION_TEST_SPLIT = 0.2, 0, 0.25
+
+
+def data_flags(dataset, glyphs, work):
+    """main.py's flags that pick ``dataset`` and the classes it never trains on."""
+    if dataset in ('mnist', 'fashion-mnist'):
+        return ['--dataset', dataset] + HELD_OUT
+    if dataset == 'glyphs':  # the unseen characters are in test/ alone: main.py holds them out itself
+        return ['--data_dir', glyphs]
+    # G/train alone, a set with no test split, read through a link of its own name: main.py refuses a set's
+    # train/ folder named in place of the set (what a user who does so means is the set)
+    train = os.path.join(work, 'glyphs-train-' + glyphs_of(dataset, glyphs)['glyph_fingerprint'][:12])
+    if not os.path.islink(train):
+        os.symlink(os.path.abspath(os.path.join(glyphs, 'train')), train)
+    # main.py numbers a folder's classes in the sorted order of their folders' names
+    classes = sorted(d for d in os.listdir(train) if os.path.isdir(os.path.join(train, d)))
+    held = np.random.RandomState(VALIDATION_SEED).permutation(len(classes))[:int(round(len(classes) *
+                                                                                     VALIDATION_SHARE))]
+    return ['--data_dir', train, '--test_split', str(VALIDATION_TEST_SPLIT),
+            '--holdout', ','.join(str(i) for i in sorted(held))]
+
+
+def glyphs_of(dataset, glyphs):
+    """What a row logs of the glyph set it was measured on: its seed and fingerprint (cli.glyphs' last line)."""
+    if not dataset.startswith('glyphs'):
+        return {}
+    about = json.load(open(os.path.join(glyphs, 'glyphs.json')))
+    return dict(glyph_seed=about['seed'], glyph_fingerprint=about['fingerprint'])
+
+
+def glyph_set(path):
+    """'' when ``path`` is a set cli.glyphs built, else what is wrong with it."""
+    if not path:
+        return 'needs --glyphs G, a set built by: python -m cli.glyphs G'
+    if not all(os.path.isdir(os.path.join(path, d)) for d in ('train', 'test')) or \
+            not os.path.isfile(os.path.join(path, 'glyphs.json')):
+        return '%s is not a set cli.glyphs built (no train/, test/ and glyphs.json): python -m cli.glyphs G' % path
+    return ''
 
 
 def main_py(args, log):
@@ -110,7 +160,7 @@ def table(args, datasets, seeds):
                 if prefix in (args.runs or PREFIXES):
                     row = table_row(args, dataset, seed, folder, where, (name, prefix, flags), tag)
                     rows.append(dict(cpu=where_from['cpu'], commit=where_from['commit'], dataset=dataset, seed=seed,
-                                     feature_size=args.feature_size, **row))
+                                     feature_size=args.feature_size, **dict(row, **glyphs_of(dataset, args.glyphs))))
                     runlog.append(args.log, rows[-1])
             trained = trained_runs(os.path.join(folder, 'ckpt'))
             if len(trained) > 1:  # every run there, those of another process sharing the table included
@@ -138,8 +188,9 @@ def table_row(args, dataset, seed, folder, where, run, tag):
         elif flags is None:
             stage = ['--second_train', '--checkpoint', 'last', '--prefix', first]
         else:
-            stage = ['--train', '--prefix', prefix, '--dataset', dataset, '--seed', str(seed)] + \
-                HELD_OUT + ['--feature_size', str(args.feature_size)] + flags + shlex.split(args.extra)
+            stage = ['--train', '--prefix', prefix, '--seed', str(seed)] + \
+                data_flags(dataset, args.glyphs, args.work) + ['--feature_size', str(args.feature_size)] + \
+                flags + shlex.split(args.extra)
         failed = main_py(stage + where, log) or main_py(measure, log)
     elif not last_read(files.verify_json):  # measured at the best before: again
         failed = main_py(measure, log)
@@ -154,6 +205,11 @@ def table_row(args, dataset, seed, folder, where, run, tag):
                 accuracy=epoch[0]['test_acc_softmax'], center_accuracy=epoch[0]['test_acc_center'],
                 auc=result['cosine']['auc'], tar=result['cosine']['tar_at_far_0.001'], **result['cosine']['retrieval'],
                 **{'euclidean_' + k: v for k, v in result['euclidean'].get('retrieval', {}).items() if k != 'queries'})
+
+
+def print_table(rows):
+    from head_tables import print_table as table  # (bench/ is on the path: this script's folder)
+    table(rows, [name for name, _, _ in RUNS], UNNORMALISED)
 
 
 def trained_runs(ckpt):
@@ -181,82 +237,6 @@ def logged(paths):
         row.setdefault('precision', 'float32')  # and before the field: every one from a CPU without bfloat16
         rows[(row['dataset'], row['feature_size'], row['seed'], row['run'])] = row
     return list(rows.values())
-
-
-def print_table(rows):
-    keys = [('accuracy', 'accuracy (trained classes)'), ('auc', 'AUC'), ('tar', 'TAR @ FAR 1e-3'),
-            ('precision_at_1', 'P@1'), ('r_precision', 'R-precision'), ('map_at_r', 'MAP@R')]
-    for dataset, features in sorted({(r['dataset'], r['feature_size']) for r in rows}):
-        group = [r for r in rows if r['dataset'] == dataset and r['feature_size'] == features]
-        seeds = sorted({r['seed'] for r in group})
-        print('\n%s, classes 5-9 never trained on, %d-D features (%s)\n' % (dataset, features, 'seed %d' % seeds[0]
-              if len(seeds) == 1 else 'mean +- half the range over seeds %s' % ','.join(map(str, seeds))))
-        print('| run | seeds | ' + ' | '.join(title for _, title in keys) + ' |')
-        print('|---|---|' + '---|' * len(keys))
-        names = [name for name, _, _ in RUNS]
-        order = sorted({r['run'] for r in group}, key=lambda n: (names.index(n.split(' (')[0])
-                                                                 if n.split(' (')[0] in names else len(names), n))
-        for name in order:
-            mine = [r for r in group if r['run'] == name and not r.get('failed')]
-            failed = len([r for r in group if r['run'] == name and r.get('failed')])
-            cells = [str(len(mine)) + (' (%d failed)' % failed if failed else '')]
-            for key, _ in keys:
-                values = np.array([r[key] for r in mine])
-                cells.append('' if not len(values) else '%.4f +- %.4f' % (values.mean(), np.ptp(values) / 2)
-                             if len(values) > 1 else '%.4f' % values[0])  # one seed has no spread to show
-            print('| %s | %s |' % (name, ' | '.join(cells)))
-        trained = [r['precision'] for r in group if not r.get('failed')]  # (logged() fills in older rows')
-        print('\ntrained in ' + ', '.join('%s (%d row%s)' % (p, trained.count(p), 's' * (trained.count(p) != 1))
-                                     for p in sorted(set(trained)))
-              + ('' if len(set(trained)) < 2 else ': not one protocol, the precision moves the figures too'))
-        for r in sorted((r for r in group if r.get('failed')), key=lambda r: (r['run'], r['seed'])):
-            print('\nfailed: %s, seed %d: %s' % (r['run'], r['seed'], r['failed']))
-        if len(seeds) > 1:
-            print_paired(group, keys[1:], order)
-        print_euclidean(group, order)
-
-
-def print_euclidean(group, order):
-    """Retrieval ranked by Euclidean distance, pytorch-metric-learning's default, beside the cosine one, for
-    the runs whose features are not normalised (on normalised ones the two rank alike)."""
-    keys = ['precision_at_1', 'r_precision', 'map_at_r']
-    raw = [name for name in order if name.split(' (')[0] in UNNORMALISED
-           and any('euclidean_map_at_r' in r for r in group if r['run'] == name)]
-    if not raw:
-        return
-    several = len({r['seed'] for r in group if r['run'] in raw}) > 1
-    print('\nretrieval by Euclidean distance / by cosine, runs with unnormalised features%s\n'
-          % (': mean +- half the range over the seeds' if several else ''))
-    print('| run | seeds | ' + ' | '.join('%s (Euclidean / cosine)' % k for k in ('P@1', 'R-precision', 'MAP@R')) + ' |')
-    print('|---|---|' + '---|' * len(keys))
-    for name in raw:
-        mine = [r for r in group if r['run'] == name and 'euclidean_map_at_r' in r]
-        cells = []
-        for key in keys:
-            pair = [np.array([r[prefix + key] for r in mine]) for prefix in ('euclidean_', '')]
-            cells.append(' / '.join('%.4f +- %.4f' % (v.mean(), np.ptp(v) / 2) if len(v) > 1 else '%.4f' % v[0]
-                                    for v in pair))
-        print('| %s | %d | %s |' % (name, len(mine), ' | '.join(cells)))
-
-
-def print_paired(group, keys, order):
-    """Each run against softmax, seed by seed (the seeds are paired: the same seed draws the same batches and
-    initial weights): the mean of the differences and its 95% interval (Student's t over the seeds)."""
-    from scipy import stats
-    base = {r['seed']: r for r in group if r['run'] == 'softmax' and not r.get('failed')}
-    print('\nagainst softmax, seed by seed: mean difference [95% interval]\n')
-    print('| run | seeds | ' + ' | '.join(title for _, title in keys) + ' |')
-    print('|---|---|' + '---|' * len(keys))
-    for name in order:
-        mine = [r for r in group if r['run'] == name and not r.get('failed') and r['seed'] in base]
-        if name == 'softmax' or len(mine) < 2:
-            continue
-        cells = []
-        for key, _ in keys:
-            d = np.array([r[key] - base[r['seed']][key] for r in mine])
-            half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
-            cells.append('%+.4f [%+.4f, %+.4f]' % (d.mean(), d.mean() - half, d.mean() + half))
-        print('| %s | %d | %s |' % (name, len(mine), ' | '.join(cells)))
 
 
 def cost(rounds=5, steps=20):
@@ -304,8 +284,10 @@ def parser():
     p.add_argument('--cost', action='store_true')
     # no default here: with --from, only the datasets and seeds given are shown (a table whose third seed is
     # half run can be shown over the seeds it has in full); --table's defaults are TABLE_DATASETS and _SEEDS
-    p.add_argument('--datasets', type=listed(('mnist', 'fashion-mnist')), default=None,
+    p.add_argument('--datasets', type=listed(DATASETS), default=None,
                    help='(--table: mnist,fashion-mnist; --from: every dataset logged)')
+    p.add_argument('--glyphs', default=None, metavar='G', help='the glyph set (python -m cli.glyphs G) of --datasets '
+                                                               'glyphs and glyphs-validation')
     p.add_argument('--seeds', type=listed(number(int, at_least=0)), default=None,
                    help='(--table: 42,7,3; --from: every seed logged)')
     p.add_argument('--work', default=os.path.join(ROOT, 'output', 'heads'), help='checkpoints and figures')
@@ -359,10 +341,14 @@ def main():
             trainer.prog = '%s: --extra' % p.prog
             trainer.parse_args(['--train'] + shlex.split(args.extra))
         runlog.ready(args.log)
+        if args.table and {'glyphs', 'glyphs-validation'} & set(args.datasets or ()) and glyph_set(args.glyphs):
+            p.error('--datasets glyphs: ' + glyph_set(args.glyphs))
         if args.table:
             writable_folder(args.work, '--work')
     except (OSError, ValueError, UserError) as e:
         p.error(str(e).splitlines()[0])
+    # main.py runs in the repository's root: the folders given from anywhere else, made absolute
+    args.work, args.glyphs = os.path.abspath(args.work), args.glyphs and os.path.abspath(args.glyphs)
     # Ctrl-C and SIGTERM (a kill, a job's end) as main.py takes them, so that the run being trained stops too
     # (main_py), and a second signal does not break into that
     with stops_handled():

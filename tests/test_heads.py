@@ -307,3 +307,42 @@ def _cmdline(pid):
             return f.read()
     except OSError:  # gone meanwhile
         return b''
+
+
+def test_glyph_tables_measure_the_unseen_characters_and_choose_on_a_fifth_of_the_trained(tmp_path):
+    """--datasets glyphs trains on G/train and measures the characters in G/test alone; glyphs-validation
+    trains on G/train less a fifth of its characters (seed 0: the same fifth for every seed and run) and
+    measures that fifth on its quarter of test images, so that a schedule is chosen without the unseen ones."""
+    from imagesets import glyphs
+    heads = load_bench('heads')
+    g, work, log = tmp_path / 'g', tmp_path / 'w', tmp_path / 'g.jsonl'
+    about = glyphs.build(str(g), 0, 24)
+    trained = sorted(os.listdir(str(g / 'train')))
+    work.mkdir()
+    flags = heads.data_flags('glyphs-validation', str(g), str(work))
+    assert flags[2:4] == ['--test_split', '0.25'] and flags[4] == '--holdout'
+    assert sorted(os.listdir(flags[1])) == trained  # G/train alone, through a link
+    fifth = [int(i) for i in flags[5].split(',')]
+    assert len(fifth) == round(len(trained) / 5) and fifth == sorted(set(fifth)) and max(fifth) < len(trained)
+    assert heads.data_flags('glyphs-validation', str(g), str(work)) == flags
+    assert heads.data_flags('glyphs', str(g), str(work)) == ['--data_dir', str(g)]
+    tiny = '--epochs 1 --batch_size 32 --min_epoch_steps 10 --no_plotting'
+    proc = heads_py('--table', '--datasets', 'glyphs-validation,glyphs', '--glyphs', str(g), '--seeds', '1',
+                    '--runs', 'softmax', '--work', str(work), '--log', str(log), '--extra', tiny)
+    assert proc.returncode == 0, proc.stdout
+    rows = {r['dataset']: r for r in map(json.loads, log.read_text().splitlines())}
+    per_class = about['images_per_class']
+    # the fifth's test slice (a quarter of each of its characters' images) and every image of the unseen third
+    assert rows['glyphs-validation']['queries'] == len(fifth) * len(os.listdir(str(g / 'train' / trained[0]))) // 4
+    assert rows['glyphs']['queries'] == about['unseen'] * per_class
+    assert {r['glyph_fingerprint'] for r in rows.values()} == {about['fingerprint']}
+    assert 'glyphs-validation, a fifth of the trained characters never trained on' in proc.stdout
+    assert 'glyphs, the third of the characters never trained on' in proc.stdout
+
+
+@pytest.mark.parametrize('glyphs, message', [
+    ([], '--datasets glyphs: needs --glyphs G, a set built by: python -m cli.glyphs G'),
+    (['--glyphs', 'README.md'], '--datasets glyphs: README.md is not a set cli.glyphs built')])
+def test_a_glyph_table_wants_a_glyph_set(glyphs, message):
+    proc = heads_py('--table', '--datasets', 'glyphs', *glyphs)
+    assert proc.returncode == 2 and message in proc.stdout.strip().splitlines()[-1], proc.stdout
