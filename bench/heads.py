@@ -123,19 +123,29 @@ def glyph_set(path):
 
 
 def main_py(args, log):
+    """main.py run with ``args``, each line of its output written to ``log`` as it comes (an hour-long run
+    can be followed with tail -f, and a stopped one keeps what it printed): None, or its last line if it failed."""
     cmd = [sys.executable, os.path.join(ROOT, 'main.py')] + args
     print('$ python main.py ' + ' '.join(args), flush=True)
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
-    out = ''
-    try:
-        out = proc.communicate()[0]
-    except BaseException:  # Ctrl-C, or SIGTERM (see main): the run stops with the table, keeping its last epoch
-        proc.terminate()  # main.py stops within a batch; a later --table resumes it
-        out = proc.communicate()[0]
-        raise
-    finally:
-        with open(log, 'a') as f:
-            f.write(out)
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
+                            env=dict(os.environ, PYTHONUNBUFFERED='1'))
+    lines = []
+    with open(log, 'a') as f:
+        def keep(line):  # whole lines, so that two tables sharing a folder interleave only between lines
+            f.write(line)
+            f.flush()
+            lines[:] = lines[-4:] + [line]
+        try:
+            for line in proc.stdout:
+                keep(line)
+        except BaseException:  # Ctrl-C, or SIGTERM (see main): the run stops with the table, keeping its last epoch
+            proc.terminate()  # main.py stops within a batch; a later --table resumes it
+            for line in proc.stdout:
+                keep(line)
+            raise
+        finally:
+            proc.wait()
+    out = ''.join(lines)
     if proc.returncode != 0:
         last = (out.strip().splitlines() or ['exit %d' % proc.returncode])[-1]
         print('  failed (exit %d): %s' % (proc.returncode, last), flush=True)
