@@ -17,10 +17,16 @@ from faults.atomic import write_json
 from faults.errors import NO_CHECKPOINT_CHANGED, DataError, UserError, saved
 from imagesets.decode import decode
 from imagesets.images import normalise
+from imagesets.listed import few
 from runs.files import verify_path
-from runs.records import flag_value
 
 IMAGES = 10000
+
+
+def held_out_text(held):
+    """'held-out classes 5,6,7,8,9'; beyond ten, the first ten and the count (a thousand unseen glyphs named
+    on one line would be a wall)."""
+    return 'held-out classes %s' % (few(list(held), 10) + (' (%d classes)' % len(held) if len(held) > 10 else ''))
 
 
 def verify(runs, rt, data_for, out_dir, dataset):
@@ -32,7 +38,7 @@ def verify(runs, rt, data_for, out_dir, dataset):
         if data.held_x is not None:
             features, held_idx = sampled_features(net, data.held_x)
             labels = data.held_y.asnumpy().astype(int)[held_idx]
-            which = 'held-out classes %s' % flag_value('holdout', arch.holdout)
+            which = held_out_text(arch.holdout)
         else:
             features, labels = known, data.classes[data.test_y.asnumpy().astype(int)[known_idx]]
             which = 'all %d classes (none held out)' % len(data.classes)

@@ -82,3 +82,10 @@ def test_compare_draws_each_run_and_skips_the_missing(checkpoint, capsys):
         commands.compare([(missing, 'absent', None)], RT, lambda c: loaded, files.out_dir, 'mnist', 0)
     with pytest.raises(UserError, match='found none of none-last.params'):  # --checkpoint last names that file
         commands.compare([(missing, 'absent', None)], RT, lambda c: loaded, files.out_dir, 'mnist', 0, 'last')
+
+
+def test_verify_names_a_few_held_out_classes_and_counts_the_rest():
+    """A glyph set holds out a thousand characters: --verify's line names ten and the count, not a wall."""
+    assert verify.held_out_text((5, 6, 7, 8, 9)) == 'held-out classes 5,6,7,8,9'
+    assert verify.held_out_text(tuple(range(10))) == 'held-out classes 0,1,2,3,4,5,6,7,8,9'
+    assert verify.held_out_text(tuple(range(3, 971))) == 'held-out classes 3,4,5,6,7,8,9,10,11,12,... (968 classes)'
