@@ -96,8 +96,8 @@ def data_flags(dataset, glyphs, work):
     train = os.path.join(work, 'glyphs-train-' + glyphs_of(dataset, glyphs)['glyph_fingerprint'][:12])
     if not os.path.islink(train):
         os.symlink(os.path.abspath(os.path.join(glyphs, 'train')), train)
-    # main.py numbers a folder's classes in the sorted order of their folders' names
-    classes = sorted(d for d in os.listdir(train) if os.path.isdir(os.path.join(train, d)))
+    from imagesets.folders import open_folder  # main.py's own listing, so the ids are the ones it gives
+    classes = open_folder(train).classes
     held = np.random.RandomState(VALIDATION_SEED).permutation(len(classes))[:int(round(len(classes) *
                                                                                      VALIDATION_SHARE))]
     return ['--data_dir', train, '--test_split', str(VALIDATION_TEST_SPLIT),
