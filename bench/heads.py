@@ -9,25 +9,26 @@
     python -m cli.glyphs G; python bench/heads.py --table --datasets glyphs --glyphs G --log g.jsonl
     python bench/heads.py --table --datasets glyphs-validation --glyphs G --seeds 42 --extra "--lr 0.05"
 
-``--table`` trains, for each dataset and seed, with classes 5-9 held out and 32-D features, at the
-default schedule (no flag but these, ``--seed`` and the head's), in float32 (``--precision``: main.py's
-default picks bfloat16 where it trains faster, which moves the figures): softmax; softmax + center loss and
-its second stage; NormFace, SphereFace, CosFace, ArcFace; ArcFace + center loss. Then ``--verify`` on each,
-and prints one Markdown table: for each run, at its last checkpoint (``--checkpoint last``: the epoch the
-test set would pick is a choice made on test images, and on 5,000 of them a tie of a few images), the
-test accuracy on the trained classes (softmax: the head's own argmax), AUC and TAR at FAR 1e-3 by cosine
-on pairs of the held-out classes, precision at 1, R-precision and MAP@R ranked by cosine, each as the mean
-and the spread (half the range) over the seeds; with several seeds, each run's paired differences against
-softmax; then, for the runs whose features are not normalised (softmax, center loss, SphereFace), the
-retrieval figures ranked by Euclidean distance (pytorch-metric-learning's default) beside the cosine ones.
-Runs already in ``--work`` are reused, and one stopped within its training is resumed (``main.py
---resume``; Ctrl-C or SIGTERM stops the run being trained too, which keeps its last epoch), so an
-interrupted table continues where it stopped. ``--runs`` picks runs by prefix
-(softmax, center-loss, center-loss-second, normface, sphereface, cosface, arcface, arcface-center), so that
-two processes can share a table; each logged row carries its CPU and commit, and ``--from`` joins logs.
-Each dataset and seed ends with
-``main.py --compare --checkpoint last`` on every run there: ``heads-<dataset>.png`` draws their features
-after the last epoch side by side (trained classes above, held-out below), beside each run's GIFs.
+``--table`` trains, for each dataset and seed, with classes 5-9 held out and 32-D features, at the default
+schedule (no flag but these, ``--seed``, the head's and those chosen for the dataset on its validation,
+``head_data.CHOSEN``), in float32 (``--precision``: main.py's default picks bfloat16 where it trains faster,
+which moves the figures): softmax; softmax + center loss; the second stage, after a first stage shorter by
+the second's 2 epochs (4 + 2: every row trains 6 epochs, a second stage's counted); NormFace, SphereFace,
+CosFace, ArcFace; ArcFace + center loss. Then ``--verify`` on each, and prints one Markdown table: for each
+run, at its last checkpoint (``--checkpoint last``: the epoch the test set would pick is a choice made on
+test images, and on 5,000 of them a tie of a few images), the test accuracy on the trained classes (softmax:
+the head's own argmax), AUC and TAR at FAR 1e-3 by cosine on pairs of the held-out classes, precision at 1,
+R-precision and MAP@R ranked by cosine, each as the mean and the spread (half the range) over the seeds;
+with several seeds, each run's paired differences against softmax; then, for the runs whose features are not
+normalised (softmax, center loss, SphereFace), the retrieval figures ranked by Euclidean distance
+(pytorch-metric-learning's default) beside the cosine ones. Runs already in ``--work`` are reused, and one
+stopped within its training is resumed (``main.py --resume``; Ctrl-C or SIGTERM stops the run being trained
+too, which keeps its last epoch), so an interrupted table continues where it stopped. ``--runs`` picks runs
+by prefix (softmax, center-loss, center-loss-short-second, normface, sphereface, cosface, arcface,
+arcface-center), so that two processes can share a table; each logged row carries its CPU and commit, and
+``--from`` joins logs. Each dataset and seed ends with ``main.py --compare --checkpoint last`` on every run
+there: ``heads-<dataset>.png`` draws their features after the last epoch side by side (trained classes
+above, held-out below), beside each run's GIFs.
 ``--feature_size 2`` trains the same protocol with 2-D features, as the papers draw theirs (its own
 folders and its own table).
 
@@ -45,10 +46,10 @@ for a head that does not train at the defaults, filed apart (prefix ``sphereface
 row of its own (``SphereFace (--lr 0.01)``), so the protocol's rows stay the defaults'.
 
 A log holds one JSON line a run: its dataset, seed, feature size (none logged: 32), run, CPU and commit (and
-the training's, where it differs), the glyph set's seed and fingerprint; the epoch read; the trained classes'
-accuracy (softmax and nearest center); AUC and TAR by cosine on the held-out classes' pairs; precision at
-1, R-precision and MAP@R by cosine and, for unnormalised features, by Euclidean distance; the queries; or,
-for a run that failed, main.py's last line.
+the training's, where it differs), the glyph set's seed and fingerprint, the flags chosen; the epoch read;
+the trained classes' accuracy (softmax and nearest center); AUC and TAR by cosine on the held-out classes'
+pairs; precision at 1, R-precision and MAP@R by cosine and, for unnormalised features, by Euclidean
+distance; the queries; or, for a run that failed, main.py's last line.
 
 ``--cost`` times hybridized training steps (forward, backward, update) of LeNet++ with each class layer
 on one batch of 64 MNIST-sized images, the heads in turn, several rounds, and prints each head's median
@@ -68,58 +69,27 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-# (name, prefix, flags of its first stage); the second stage of 'center-loss' is run after it
+# (name, prefix, flags of its first stage); a second stage (flags None) starts from its SECOND_FROM
 RUNS = [('softmax', 'softmax', []),
         ('softmax + center loss', 'center-loss', ['--center_loss']),
-        ('center loss, second stage', 'center-loss-second', None),
+        ('center loss, second stage, same epochs', 'center-loss-short-second', None),
         ('NormFace', 'normface', ['--head', 'normface']),
         ('SphereFace', 'sphereface', ['--head', 'sphereface']),
         ('CosFace', 'cosface', ['--head', 'cosface']),
         ('ArcFace', 'arcface', ['--head', 'arcface']),
         ('ArcFace + center loss', 'arcface-center', ['--head', 'arcface', '--center_loss'])]
 PREFIXES = tuple(prefix for _, prefix, _ in RUNS)
+# a second stage's first stage, not a row of its own: shorter than every row's by the second stage's epochs,
+# so that the two stages together train as many epochs as every other row (a second stage counts)
+SECOND_FROM = {'center-loss-short-second': ('center-loss-short', ['--center_loss'])}
+# rows of logs written before: the second stage after the whole first stage (6 + 2 epochs), shown apart
+LOGGED_BEFORE = {'center loss, second stage': 'center loss, second stage, same epochs'}
+NAMES = [n for name, _, _ in RUNS for n in [name] + [old for old, new in LOGGED_BEFORE.items() if new == name]]
 # the runs whose features the head does not normalise (models.normalises): softmax's, center loss's, SphereFace's
-UNNORMALISED = ('softmax', 'softmax + center loss', 'center loss, second stage', 'SphereFace')
-HELD_OUT = ['--holdout', '5,6,7,8,9']
-DATASETS = ('mnist', 'fashion-mnist', 'glyphs', 'glyphs-validation')
-VALIDATION_SHARE, VALIDATION_SEED, VALIDATION_TEST_SPLIT = 0.2, 0, 0.25
-
-
-def data_flags(dataset, glyphs, work):
-    """main.py's flags that pick ``dataset`` and the classes it never trains on."""
-    if dataset in ('mnist', 'fashion-mnist'):
-        return ['--dataset', dataset] + HELD_OUT
-    if dataset == 'glyphs':  # the unseen characters are in test/ alone: main.py holds them out itself
-        return ['--data_dir', glyphs]
-    # G/train alone, a set with no test split, read through a link of its own name: main.py refuses a set's
-    # train/ folder named in place of the set (what a user who does so means is the set)
-    train = os.path.join(work, 'glyphs-train-' + glyphs_of(dataset, glyphs)['glyph_fingerprint'][:12])
-    if not os.path.islink(train):
-        os.symlink(os.path.abspath(os.path.join(glyphs, 'train')), train)
-    from imagesets.folders import open_folder  # main.py's own listing, so the ids are the ones it gives
-    classes = open_folder(train).classes
-    held = np.random.RandomState(VALIDATION_SEED).permutation(len(classes))[:int(round(len(classes) *
-                                                                                     VALIDATION_SHARE))]
-    return ['--data_dir', train, '--test_split', str(VALIDATION_TEST_SPLIT),
-            '--holdout', ','.join(str(i) for i in sorted(held))]
-
-
-def glyphs_of(dataset, glyphs):
-    """What a row logs of the glyph set it was measured on: its seed and fingerprint (cli.glyphs' last line)."""
-    if not dataset.startswith('glyphs'):
-        return {}
-    about = json.load(open(os.path.join(glyphs, 'glyphs.json')))
-    return dict(glyph_seed=about['seed'], glyph_fingerprint=about['fingerprint'])
-
-
-def glyph_set(path):
-    """'' when ``path`` is a set cli.glyphs built, else what is wrong with it."""
-    if not path:
-        return 'needs --glyphs G, a set built by: python -m cli.glyphs G'
-    if not all(os.path.isdir(os.path.join(path, d)) for d in ('train', 'test')) or \
-            not os.path.isfile(os.path.join(path, 'glyphs.json')):
-        return '%s is not a set cli.glyphs built (no train/, test/ and glyphs.json): python -m cli.glyphs G' % path
-    return ''
+UNNORMALISED = ('softmax', 'softmax + center loss', 'center loss, second stage, same epochs',
+                'center loss, second stage', 'SphereFace')
+# which images each dataset trains on and measures (bench/head_data.py; bench/ is on the path: this script's)
+from head_data import DATASETS, chosen_flags, data_flags, glyph_set, glyphs_of  # noqa: E402
 
 
 def main_py(args, log):
@@ -169,8 +139,10 @@ def table(args, datasets, seeds):
             for name, prefix, flags in RUNS:
                 if prefix in (args.runs or PREFIXES):
                     row = table_row(args, dataset, seed, folder, where, (name, prefix, flags), tag)
+                    chosen = chosen_flags(dataset, SECOND_FROM[prefix][1] if flags is None else flags)
+                    row.update(glyphs_of(dataset, args.glyphs), **{'chosen': ' '.join(chosen)} if chosen else {})
                     rows.append(dict(cpu=where_from['cpu'], commit=where_from['commit'], dataset=dataset, seed=seed,
-                                     feature_size=args.feature_size, **dict(row, **glyphs_of(dataset, args.glyphs))))
+                                     feature_size=args.feature_size, **row))
                     runlog.append(args.log, rows[-1])
             trained = trained_runs(os.path.join(folder, 'ckpt'))
             if len(trained) > 1:  # every run there, those of another process sharing the table included
@@ -178,17 +150,29 @@ def table(args, datasets, seeds):
     print_table(rows)
 
 
+def stage_epochs(extra):
+    """The epochs of a first stage given ``extra`` (main.py's default without --epochs), and of a second."""
+    from cli.flags import STAGE_DEFAULTS, build_parser
+    given = build_parser('').parse_args(['--train'] + shlex.split(extra)).epochs
+    return given or STAGE_DEFAULTS['first']['epochs'], STAGE_DEFAULTS['second']['epochs']
+
+
 def table_row(args, dataset, seed, folder, where, run, tag):
     """One run of the table trained (or resumed, or taken as it is) and measured: its row's figures, or
     {'run', 'failed': main.py's last line}."""
     from runs.files import RunFiles
-    name, prefix, flags = run
+    name, base, flags = run
     log = folder + '.log'
     # a second stage (flags None) is filed as <its first stage>-second, as main.py files it
-    first = (prefix[:-len('-second')] if flags is None else prefix) + ('+' + tag if tag else '')
+    first = (SECOND_FROM[base][0] if flags is None else base) + ('+' + tag if tag else '')
     prefix, name = first + ('-second' if flags is None else ''), name + (' (%s)' % args.extra.strip() if tag else '')
     files = RunFiles(os.path.join(folder, 'ckpt'), os.path.join(folder, 'out'), prefix)
     measure = ['--verify', '--checkpoint', 'last', '--prefix', prefix] + where
+
+    def train(prefix, flags, last=()):  # (``last`` after --extra: argparse takes a flag's last value)
+        return ['--train', '--prefix', prefix, '--seed', str(seed)] + data_flags(dataset, args.glyphs, args.work) + \
+            ['--feature_size', str(args.feature_size)] + flags + chosen_flags(dataset, flags) + \
+            shlex.split(args.extra) + list(last)
     failed = None
     if not os.path.isfile(files.verify_json):
         if os.path.isfile(files.last):
@@ -196,12 +180,15 @@ def table_row(args, dataset, seed, folder, where, run, tag):
             # as it is), so a table stopped within a run or before --verify loses no epoch
             stage = ['--second_train' if flags is None else '--train', '--resume', '--prefix', first]
         elif flags is None:
+            # its first stage trained, resumed (a table stopped within it), or left as it is if complete
+            epochs, second = stage_epochs(args.extra)
+            before = ['--train', '--resume', '--prefix', first] if os.path.isfile(files.first().last) else \
+                train(first, SECOND_FROM[base][1], ['--epochs', str(epochs - second)])
+            failed = main_py(before + where, log)
             stage = ['--second_train', '--checkpoint', 'last', '--prefix', first]
         else:
-            stage = ['--train', '--prefix', prefix, '--seed', str(seed)] + \
-                data_flags(dataset, args.glyphs, args.work) + ['--feature_size', str(args.feature_size)] + \
-                flags + shlex.split(args.extra)
-        failed = main_py(stage + where, log) or main_py(measure, log)
+            stage = train(prefix, flags)
+        failed = failed or main_py(stage + where, log) or main_py(measure, log)
     elif not last_read(files.verify_json):  # measured at the best before: again
         failed = main_py(measure, log)
     if failed:  # in the log too, so that the table says which runs did not train
@@ -219,12 +206,13 @@ def table_row(args, dataset, seed, folder, where, run, tag):
 
 def print_table(rows):
     from head_tables import print_table as table  # (bench/ is on the path: this script's folder)
-    table(rows, [name for name, _, _ in RUNS], UNNORMALISED)
+    table(rows, NAMES, UNNORMALISED)
 
 
 def trained_runs(ckpt):
     """The runs with a last checkpoint in ``ckpt``, in the table's order, each followed by its --extra
-    variants ('sphereface+lr-0.01' after 'sphereface'; 'center-loss+lr-0.01-second' after 'center-loss-second')."""
+    variants ('sphereface+lr-0.01' after 'sphereface'; 'center-loss-short+lr-0.01-second' after
+    'center-loss-short-second')."""
     def plain(name):
         head, _, rest = name.partition('+')
         return head + ('-second' if rest.endswith('-second') else '')
@@ -350,6 +338,10 @@ def main():
             trainer = build_parser('')
             trainer.prog = '%s: --extra' % p.prog
             trainer.parse_args(['--train'] + shlex.split(args.extra))
+        epochs, second = stage_epochs(args.extra)
+        if args.table and set(SECOND_FROM) & set(args.runs or PREFIXES) and epochs <= second:
+            p.error('--extra: --epochs %d leaves no epoch for the first stage of the second stage\'s run (it trains '
+                    '%d less, the second stage\'s): more epochs, or --runs without it' % (epochs, second))
         runlog.ready(args.log)
         if args.table and {'glyphs', 'glyphs-validation'} & set(args.datasets or ()) and glyph_set(args.glyphs):
             p.error('--datasets glyphs: ' + glyph_set(args.glyphs))

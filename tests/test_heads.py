@@ -231,14 +231,44 @@ def test_the_table_runs_logs_a_failed_run_and_files_a_fix_apart(tmp_path):
 
 
 def test_the_compared_runs_are_in_the_tables_order_each_followed_by_its_fixes(tmp_path):
-    names = ['arcface', 'sphereface+lr-0.01', 'sphereface', 'center-loss+lr-0.01-second', 'center-loss-second',
-             'center-loss', 'center-loss+lr-0.01', 'mine']
+    names = ['arcface', 'sphereface+lr-0.01', 'sphereface', 'center-loss-short+lr-0.01-second',
+             'center-loss-short-second', 'center-loss', 'center-loss+lr-0.01', 'center-loss-short', 'mine']
     for name in names:
         (tmp_path / (name + '-last.params')).write_bytes(b'')
     (tmp_path / 'softmax-best.params').write_bytes(b'')
     assert load_bench('heads').trained_runs(str(tmp_path)) == [
-        'center-loss', 'center-loss+lr-0.01', 'center-loss-second', 'center-loss+lr-0.01-second', 'sphereface',
-        'sphereface+lr-0.01', 'arcface']
+        'center-loss', 'center-loss+lr-0.01', 'center-loss-short-second', 'center-loss-short+lr-0.01-second',
+        'sphereface', 'sphereface+lr-0.01', 'arcface']
+
+
+def test_the_second_stage_row_trains_as_many_epochs_as_every_other(tmp_path):
+    """Its first stage (not a row) trains --epochs less the second stage's 2, so the two together train
+    what every other row does; one stopped before its second stage is resumed, not trained again."""
+    work, log = tmp_path / 'w', tmp_path / 'h.jsonl'
+    extra = ' '.join(QUICK + ['--epochs', '3', '--knn_k', '3'])
+    flags = ['--table', '--datasets', 'mnist', '--seeds', '1', '--work', str(work), '--log', str(log),
+             '--runs', 'center-loss-short-second', '--extra']
+    proc = heads_py(*flags, extra)
+    assert proc.returncode == 0, proc.stdout
+    out = work / 'mnist-seed1' / 'out'
+    [first] = out.glob('center-loss-short+*[0-9]-metrics.json')
+    [second] = out.glob('center-loss-short+*-second-metrics.json')
+    assert [len(json.load(open(str(f)))['epochs']) for f in (first, second)] == [1, 2]
+    [row] = [json.loads(line) for line in log.read_text().splitlines()]
+    assert row['run'] == 'center loss, second stage, same epochs (%s)' % extra and row['epoch'] == 2
+    assert 0 <= row['auc'] <= 1
+    # a table stopped after the first stage: that stage is taken as it is, the second trained
+    ckpt = work / 'mnist-seed1' / 'ckpt'
+    for path in list(ckpt.glob('*-second-*')) + list(out.glob('*-second-*')):
+        path.unlink()
+    [trained] = ckpt.glob('center-loss-short+*[0-9]-last.params')
+    before = trained.stat().st_mtime_ns
+    proc = heads_py(*flags, extra)
+    assert proc.returncode == 0 and '$ python main.py --train --resume --prefix center-loss-short+' in proc.stdout
+    assert trained.stat().st_mtime_ns == before and len(json.load(open(str(second)))['epochs']) == 2
+    # too few epochs for a first stage before the second's two: one line, nothing trained
+    proc = heads_py(*flags, extra.replace('--epochs 3', '--epochs 2'))
+    assert proc.returncode == 2 and 'leaves no epoch for the first stage' in proc.stdout.splitlines()[-1]
 
 
 @pytest.mark.parametrize('how', ['sigterm', 'ctrl-c'])
