@@ -138,9 +138,8 @@ def table(args, datasets, seeds):
             os.makedirs(folder, exist_ok=True)
             for name, prefix, flags in RUNS:
                 if prefix in (args.runs or PREFIXES):
-                    row = table_row(args, dataset, seed, folder, where, (name, prefix, flags), tag)
-                    chosen = chosen_flags(dataset, SECOND_FROM[prefix][1] if flags is None else flags)
-                    row.update(glyphs_of(dataset, args.glyphs), **{'chosen': ' '.join(chosen)} if chosen else {})
+                    row = dict(table_row(args, dataset, seed, folder, where, (name, prefix, flags), tag),
+                               **glyphs_of(dataset, args.glyphs))
                     rows.append(dict(cpu=where_from['cpu'], commit=where_from['commit'], dataset=dataset, seed=seed,
                                      feature_size=args.feature_size, **row))
                     runlog.append(args.log, rows[-1])
@@ -169,10 +168,12 @@ def table_row(args, dataset, seed, folder, where, run, tag):
     files = RunFiles(os.path.join(folder, 'ckpt'), os.path.join(folder, 'out'), prefix)
     measure = ['--verify', '--checkpoint', 'last', '--prefix', prefix] + where
 
+    # the flags chosen for the dataset, of the first stage (a second stage's too: its SECOND_FROM)
+    chosen = chosen_flags(dataset, SECOND_FROM[base][1] if flags is None else flags)
+
     def train(prefix, flags, last=()):  # (``last`` after --extra: argparse takes a flag's last value)
         return ['--train', '--prefix', prefix, '--seed', str(seed)] + data_flags(dataset, args.glyphs, args.work) + \
-            ['--feature_size', str(args.feature_size)] + flags + chosen_flags(dataset, flags) + \
-            shlex.split(args.extra) + list(last)
+            ['--feature_size', str(args.feature_size)] + flags + chosen + shlex.split(args.extra) + list(last)
     failed = None
     if not os.path.isfile(files.verify_json):
         if os.path.isfile(files.last):
@@ -181,7 +182,7 @@ def table_row(args, dataset, seed, folder, where, run, tag):
             stage = ['--second_train' if flags is None else '--train', '--resume', '--prefix', first]
         elif flags is None:
             # its first stage trained, resumed (a table stopped within it), or left as it is if complete
-            epochs, second = stage_epochs(args.extra)
+            epochs, second = args.stage_epochs
             before = ['--train', '--resume', '--prefix', first] if os.path.isfile(files.first().last) else \
                 train(first, SECOND_FROM[base][1], ['--epochs', str(epochs - second)])
             failed = main_py(before + where, log)
@@ -191,14 +192,15 @@ def table_row(args, dataset, seed, folder, where, run, tag):
         failed = failed or main_py(stage + where, log) or main_py(measure, log)
     elif not last_read(files.verify_json):  # measured at the best before: again
         failed = main_py(measure, log)
+    chosen = {'chosen': ' '.join(chosen)} if chosen else {}
     if failed:  # in the log too, so that the table says which runs did not train
-        return dict(run=name, failed=failed)
+        return dict(run=name, failed=failed, **chosen)
     result = json.load(open(files.verify_json))
     metrics = json.load(open(files.metrics))
     # the epoch --verify read (the last), so a row is one epoch
     epoch = [e for e in metrics['epochs'] if e['epoch'] == result['epoch']] or metrics['epochs'][-1:]
     # the precision the run trained in (a run reused from --work may predate the flag given)
-    return dict(run=name, precision=metrics.get('precision', 'float32'), epoch=result['epoch'],
+    return dict(run=name, **chosen, precision=metrics.get('precision', 'float32'), epoch=result['epoch'],
                 accuracy=epoch[0]['test_acc_softmax'], center_accuracy=epoch[0]['test_acc_center'],
                 auc=result['cosine']['auc'], tar=result['cosine']['tar_at_far_0.001'], **result['cosine']['retrieval'],
                 **{'euclidean_' + k: v for k, v in result['euclidean'].get('retrieval', {}).items() if k != 'queries'})
@@ -338,7 +340,7 @@ def main():
             trainer = build_parser('')
             trainer.prog = '%s: --extra' % p.prog
             trainer.parse_args(['--train'] + shlex.split(args.extra))
-        epochs, second = stage_epochs(args.extra)
+        args.stage_epochs = epochs, second = stage_epochs(args.extra)
         if args.table and set(SECOND_FROM) & set(args.runs or PREFIXES) and epochs <= second:
             p.error('--extra: --epochs %d leaves no epoch for the first stage of the second stage\'s run (it trains '
                     '%d less, the second stage\'s): more epochs, or --runs without it' % (epochs, second))
